@@ -1,0 +1,38 @@
+"""Free-energy estimates from weighted samples: histograms in kT, and their comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def histogram_fes(values: np.ndarray, weights: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
+    """F = -ln p (kT, minimum 0) of weighted samples on a 1-D or 2-D histogram; NaN where empty.
+
+    For 2-D input the result is indexed [iy, ix] (rows follow the second coordinate)."""
+    values = np.asarray(values, dtype=np.float64).reshape(len(weights), -1)
+    h, _ = np.histogramdd(values, bins=edges, weights=weights)
+    if h.ndim == 2:
+        h = h.T
+    with np.errstate(divide="ignore"):
+        F = -np.log(h / h.sum())
+    F[~np.isfinite(F)] = np.nan
+    return F - np.nanmin(F)
+
+
+def aligned_rmse(estimate: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """RMSE (kT) between two free energies over `mask` after removing the best constant shift,
+    and the fraction of masked bins where the estimate exists (coverage)."""
+    mask = np.asarray(mask, dtype=bool)
+    have = mask & np.isfinite(estimate) & np.isfinite(reference)
+    if not have.any():
+        return float("inf"), 0.0
+    diff = estimate[have] - reference[have]
+    return float(np.sqrt(np.mean((diff - diff.mean()) ** 2))), float(have.sum() / max(mask.sum(), 1))
+
+
+def fes_change(F_new: np.ndarray, F_old: np.ndarray, cutoff: float) -> float:
+    """RMS change (kT) between two estimates over bins where both are below `cutoff`."""
+    mask = (F_new <= cutoff) & (F_old <= cutoff)
+    if mask.sum() < 3:
+        return float("inf")
+    return aligned_rmse(F_new, F_old, mask)[0]

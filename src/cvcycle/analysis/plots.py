@@ -1,0 +1,89 @@
+"""PNG plots of a campaign: FES on (x, y) with CV isolines, FES along the CV, convergence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    from ..io import write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    write_bytes(path, buf.getvalue())
+
+
+def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_grid: np.ndarray,
+                states: dict[str, dict], title: str, exact_F: np.ndarray | None = None,
+                committor: np.ndarray | None = None, vmax: float = 12.0) -> None:
+    """Estimated FES with CV isolines (left); exact FES with exact committor and CV isolines (right)."""
+    plt = _pyplot()
+    panels = 2 if exact_F is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), squeeze=False)
+    levels = np.linspace(0, vmax, 13)
+    for ax, data, label in zip(axes[0], (F, exact_F), ("estimated F (kT)", "exact F = V (kT)")):
+        im = ax.contourf(xs, ys, np.clip(data, 0, vmax), levels=levels, cmap="viridis", extend="max")
+        fig.colorbar(im, ax=ax, label=label)
+        ax.contour(xs, ys, cv_grid, levels=15, colors="white", linewidths=0.7)
+        for name, s in states.items():
+            ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
+            ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+    axes[0][0].set_title(f"{title}: FES and CV isolines")
+    if committor is not None and panels == 2:
+        cs = axes[0][1].contour(xs, ys, committor, levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors="orange",
+                                linestyles="dashed", linewidths=1.0)
+        axes[0][1].clabel(cs, fontsize=7)
+        axes[0][1].set_title("exact: committor (orange) vs CV (white)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_fes_cv(path: Path, centers: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
+    """Free energy along a 1-D CV, one curve per label."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, F in curves.items():
+        ax.plot(centers, F, label=label)
+    ax.set_xlabel("CV")
+    ax.set_ylabel("F (kT)")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict[str, float]) -> None:
+    """Convergence metrics per iteration, with the spec's thresholds."""
+    plt = _pyplot()
+    keys = [("cv_r2", "CV agreement R$^2$ (k vs k-1)", thresholds.get("cv_r2")),
+            ("fes_change", "FES change along CV (kT)", thresholds.get("fes_rmse")),
+            ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
+            ("committor_r2", "committor R$^2$ of CV", None)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.3))
+    its = [h["iteration"] for h in history]
+    for ax, (key, label, thr) in zip(axes, keys):
+        vals = [h.get(key) for h in history]
+        vals = [np.nan if v is None or not np.isfinite(v) else v for v in vals]
+        ax.plot(its, vals, "o-")
+        if thr is not None:
+            ax.axhline(thr, color="gray", ls="--", lw=1)
+        ax.set_xlabel("iteration")
+        ax.set_title(label, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,107 @@
+"""A campaign on disk: one signac job directory, read and written without signac.
+
+State point (signac_statepoint.json) = what the campaign is: {"spec": {...}} with the seed in
+spec.campaign.seed. Job document (signac_job_document.json) = where it stands: iteration, phase,
+status, history of metrics. Bulk data live in iteration folders iter-000/, iter-001/, ...
+The document is rewritten atomically and only after the files it points to are complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import io as cio
+from .errors import WorkspaceError
+from .spec import validate
+
+STATEPOINT = "signac_statepoint.json"
+DOCUMENT = "signac_job_document.json"
+PHASES = ("simulate", "train", "analyze")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Campaign:
+    """Paths, spec and progress of one campaign directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        if not (self.path / STATEPOINT).is_file():
+            raise WorkspaceError(f"{self.path} is not a campaign directory (no {STATEPOINT})")
+        self.spec = validate(cio.read_json(self.path / STATEPOINT)["spec"])
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def seed(self) -> int:
+        return int(self.spec["campaign"]["seed"])
+
+    def iter_dir(self, k: int) -> Path:
+        return self.path / f"iter-{k:03d}"
+
+    # -- progress document -------------------------------------------------------------
+    def doc(self) -> dict[str, Any]:
+        path = self.path / DOCUMENT
+        if not path.exists():
+            return {}
+        return cio.read_json(path)
+
+    def progress(self) -> dict[str, Any]:
+        """The document with defaults for a campaign that has not started."""
+        d = {"iteration": 0, "phase": "simulate", "status": "running", "converged": False,
+             "total_steps": 0, "history": []}
+        d.update(self.doc())
+        return d
+
+    def update_doc(self, **changes: Any) -> dict[str, Any]:
+        doc = self.progress()
+        doc.update(changes)
+        doc["updated"] = now_iso()
+        cio.write_json(self.path / DOCUMENT, doc)
+        return doc
+
+    @property
+    def finished(self) -> bool:
+        return self.progress()["status"] in ("converged", "budget")
+
+    # -- locking -------------------------------------------------------------------------
+    def lock(self) -> "CampaignLock":
+        return CampaignLock(self.path / ".cvcycle.lock")
+
+
+class CampaignLock:
+    """An exclusive, non-blocking advisory lock; released when the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> "CampaignLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            self.fd = None
+            raise WorkspaceError(f"campaign {self.path.parent.name} is being run by {holder}; "
+                                 "wait for it to finish or stop it first") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename} since {time.ctime()}".encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,22 @@
+"""Simulation engines; each is imported only when a spec asks for it."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import EngineUnavailable
+from .base import Engine
+
+_ENGINES = {"langevin": ("cvcycle.engines.langevin", "LangevinEngine", None)}
+
+
+def make_engine(spec: dict[str, Any]) -> Engine:
+    """Build the engine named by spec['engine']['name'], importing its module lazily."""
+    name = spec["engine"]["name"]
+    if name not in _ENGINES:
+        raise EngineUnavailable(f"engine.name: the '{name}' engine is not available in this version of cvcycle")
+    module, cls, package = _ENGINES[name]
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise EngineUnavailable(f"engine.name = '{name}' needs the Python package '{package}', which is not installed")
+    return getattr(importlib.import_module(module), cls).from_spec(spec)

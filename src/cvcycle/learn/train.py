@@ -1,0 +1,103 @@
+"""Training the autoencoder CV on (optionally reweighted) samples."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..models.autoencoder import AutoEncoder
+
+
+@dataclass
+class TrainResult:
+    model: AutoEncoder
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (w * ((pred - target) ** 2).sum(dim=1)).sum() / w.sum()
+
+
+def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, Any], seed: int,
+                      log: Callable[[str], None] = print, label: str = "train",
+                      init: AutoEncoder | None = None) -> TrainResult:
+    """Fit an autoencoder to features (n, f) with per-sample weights (n,), early-stopped on a
+    held-out split. `cfg` is the spec's [learner] section. With `init` (the previous CV) training
+    continues from its weights and input scaling, which keeps successive CVs consistent."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.as_tensor(features, dtype=torch.float32)
+    w = torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
+    model = AutoEncoder(x.shape[1], cfg["cv_dim"], cfg["hidden"], cfg["activation"])
+    with torch.no_grad():
+        if init is not None and init.architecture == model.architecture:
+            model.load_state_dict(init.state_dict())
+        else:
+            for p in model.parameters():  # deterministic initialisation from the derived seed
+                if p.dim() > 1:
+                    torch.nn.init.xavier_uniform_(p, generator=gen)
+                else:
+                    p.zero_()
+            mean = (w[:, None] * x).sum(0) / w.sum()
+            model.mean.copy_(mean)
+            model.std.copy_(((w[:, None] * (x - mean) ** 2).sum(0) / w.sum()).sqrt().clamp_min(1e-8))
+    perm = torch.randperm(len(x), generator=gen)
+    n_val = int(round(cfg["validation_fraction"] * len(x)))
+    val, tr = perm[:n_val], perm[n_val:]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
+    target = model.standardize(x)
+    result = TrainResult(model)
+    best, best_state, stale = float("inf"), None, 0
+    t0 = time.perf_counter()
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        order = tr[torch.randperm(len(tr), generator=gen)]
+        total = 0.0
+        for start in range(0, len(order), cfg["batch_size"]):
+            idx = order[start:start + cfg["batch_size"]]
+            loss = _weighted_mse(model(x[idx]), target[idx], w[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        model.eval()
+        with torch.no_grad():
+            check = val if n_val else tr
+            vloss = float(_weighted_mse(model(x[check]), target[check], w[check]))
+        result.train_loss.append(total / max(len(tr), 1))
+        result.val_loss.append(vloss)
+        if vloss < best * (1 - 1e-4):
+            best, stale, result.best_epoch = vloss, 0, epoch
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if epoch % 50 == 0 or epoch == cfg["epochs"] - 1 or stale >= cfg["patience"]:
+            log(f"[{label}] epoch {epoch + 1:4d}/{cfg['epochs']}  loss {result.train_loss[-1]:.3e}  val {vloss:.3e}")
+        if stale >= cfg["patience"]:
+            log(f"[{label}] early stop: no validation improvement for {cfg['patience']} epochs")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def normalize_cv(model: AutoEncoder, features: np.ndarray, state_features: list[np.ndarray]) -> None:
+    """Map the bottleneck so that the data span [-1, 1] (0.5 / 99.5 percentiles) and the first
+    state has lower CV than the second, component by component."""
+    with torch.no_grad():
+        z = model.latent(torch.as_tensor(features, dtype=torch.float32)).numpy()
+        lo, hi = np.percentile(z, 0.5, axis=0), np.percentile(z, 99.5, axis=0)
+        scale = 2.0 / np.maximum(hi - lo, 1e-8)
+        shift = (lo + hi) / 2.0
+        za = model.latent(torch.as_tensor(state_features[0][None], dtype=torch.float32)).numpy()[0]
+        zb = model.latent(torch.as_tensor(state_features[1][None], dtype=torch.float32)).numpy()[0]
+        scale = np.where(za > zb, -scale, scale)
+        model.cv_shift.copy_(torch.as_tensor(shift, dtype=torch.float32))
+        model.cv_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))

@@ -1,0 +1,1 @@
+"""Neural CV models and their TorchScript export."""

@@ -1,0 +1,263 @@
+"""Campaign specs: TOML files with a fixed schema, defaults, and validation with clear messages.
+
+A spec says what a campaign *is*: system, engine, features, learner, bias, budget and the
+convergence criterion. `load_spec` returns a plain nested dict with every default filled in, so
+it can be stored as a signac state point and hashed. Any problem raises `SpecError` naming the
+field, e.g. ``engine.steps: must be >= 1, got -5``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import SpecError
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: type | tuple[type, ...]
+    default: Any = None
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+
+
+def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    def check(v: Any) -> str | None:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"must be a finite number, got {v}"
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return f"must be {'>' if lo_open else '>='} {lo}, got {v}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}, got {v}"
+        return None
+
+    return check
+
+
+def _choice(*options: str):
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {list(options)}, got {v!r}"
+
+    return check
+
+
+def _point_or_state(v: Any) -> str | None:
+    if isinstance(v, str):
+        return None
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(c, (int, float)) for c in v):
+        return None if all(math.isfinite(c) for c in v) else f"must be finite, got {v}"
+    return f"must be a state name or a point [x, y], got {v!r}"
+
+
+def _positive_ints(v: Any) -> str | None:
+    if not v or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v):
+        return f"must be a non-empty list of positive integers, got {v!r}"
+    return None
+
+
+def _seed(v: Any) -> str | None:
+    return None if 0 <= v < 2**63 else f"must be in [0, 2**63), got {v}"
+
+
+POSITIVE = _range(0.0, lo_open=True)
+AT_LEAST_1 = _range(1)
+FRACTION = _range(0.0, 1.0)
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "campaign": {
+        "name": Field(str, required=True),
+        "seed": Field(int, 0, check=_seed),
+    },
+    "system": {
+        "potential": Field(str, required=True, check=_choice("mueller-brown", "wolfe-quapp", "double-well")),
+        "scale": Field(float, 1.0, check=POSITIVE),
+        "temperature": Field(float, 1.0, check=POSITIVE),
+        "states": Field(dict, required=True),
+    },
+    "engine": {
+        "name": Field(str, "langevin", check=_choice("langevin", "openmm", "hoomd")),
+        "integrator": Field(str, "overdamped", check=_choice("overdamped", "underdamped")),
+        "dt": Field(float, 5e-4, check=POSITIVE),
+        "friction": Field(float, 1.0, check=POSITIVE),
+        "mass": Field(float, 1.0, check=POSITIVE),
+        "walkers": Field(int, 50, check=AT_LEAST_1),
+        "steps": Field(int, 5000, check=AT_LEAST_1),
+        "initial_steps": Field(int, 2000, check=AT_LEAST_1),
+        "report_stride": Field(int, 10, check=AT_LEAST_1),
+        "segment_steps": Field(int, 1000, check=AT_LEAST_1),
+        "start": Field((str, list), "A", check=_point_or_state),
+        "start_spread": Field(float, 0.05, check=_range(0.0)),
+        "threads": Field(int, 1, check=AT_LEAST_1),
+    },
+    "features": {
+        "kind": Field(str, "coordinates", check=_choice("coordinates")),
+        "names": Field(list, ["x", "y"]),
+    },
+    "learner": {
+        "kind": Field(str, "autoencoder", check=_choice("autoencoder")),
+        "cv_dim": Field(int, 1, check=_range(1, 2)),
+        "hidden": Field(list, [32, 32], check=_positive_ints),
+        "activation": Field(str, "tanh", check=_choice("tanh", "elu", "softplus")),
+        "epochs": Field(int, 200, check=AT_LEAST_1),
+        "batch_size": Field(int, 512, check=AT_LEAST_1),
+        "learning_rate": Field(float, 1e-3, check=POSITIVE),
+        "warm_start": Field(bool, True),
+        "weight_decay": Field(float, 0.0, check=_range(0.0)),
+        "reweight": Field(bool, False),
+        "reweight_power": Field(float, 1.0, check=FRACTION),
+        "validation_fraction": Field(float, 0.1, check=_range(0.0, 0.5)),
+        "patience": Field(int, 30, check=AT_LEAST_1),
+        "max_samples": Field(int, 20000, check=_range(100)),
+    },
+    "bias": {
+        "kind": Field(str, "opes", check=_choice("opes", "metad")),
+        "pace": Field(int, 50, check=AT_LEAST_1),
+        "sigma": Field(float, 0.05, check=POSITIVE),
+        "barrier": Field(float, 15.0, check=POSITIVE),
+        "height": Field(float, 0.5, check=POSITIVE),
+        "bias_factor": Field(float, 10.0, check=_range(1.0, lo_open=True)),
+        "grid_bins": Field(int, 300, check=_range(10, 5000)),
+        "grid_margin": Field(float, 0.5, check=_range(0.0, 5.0)),
+        "cv_range": Field(list, [-1.0, 1.0]),
+    },
+    "budget": {
+        "max_iterations": Field(int, 8, check=AT_LEAST_1),
+        "max_total_steps": Field(int, 2_000_000, check=AT_LEAST_1),
+    },
+    "convergence": {
+        "min_iterations": Field(int, 3, check=_range(2)),
+        "cv_r2": Field(float, 0.98, check=FRACTION),
+        "fes_rmse": Field(float, 0.5, check=POSITIVE),
+        "fes_cutoff": Field(float, 8.0, check=POSITIVE),
+        "fes_bins": Field(int, 50, check=_range(5, 2000)),
+        "require_states": Field(bool, True),
+    },
+    "analysis": {
+        "grid_bins": Field(int, 120, check=_range(10, 2000)),
+        "plots": Field(bool, True),
+    },
+}
+
+STATE_FIELDS: dict[str, Field] = {
+    "center": Field(list, required=True),
+    "radius": Field(float, required=True, check=POSITIVE),
+}
+
+
+def _unknown(where: str, key: str, known: list[str]) -> SpecError:
+    hint = difflib.get_close_matches(key, known, n=1)
+    extra = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(known))})"
+    return SpecError(f"{where}{key}: unknown key{extra}")
+
+
+def _coerce(path: str, value: Any, field: Field) -> Any:
+    kinds = field.kind if isinstance(field.kind, tuple) else (field.kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) and bool not in kinds:
+        raise SpecError(f"{path}: expected {'/'.join(k.__name__ for k in kinds)}, got boolean {value}")
+    if not isinstance(value, kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise SpecError(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
+    if field.check is not None:
+        problem = field.check(value)
+        if problem:
+            raise SpecError(f"{path}: {problem}")
+    return value
+
+
+def _section(name: str, given: dict[str, Any], schema: dict[str, Field]) -> dict[str, Any]:
+    if not isinstance(given, dict):
+        raise SpecError(f"{name}: expected a table, got {type(given).__name__}")
+    for key in given:
+        if key not in schema:
+            raise _unknown(f"{name}.", key, list(schema))
+    out: dict[str, Any] = {}
+    for key, field in schema.items():
+        path = f"{name}.{key}"
+        if key in given:
+            out[key] = _coerce(path, given[key], field)
+        elif field.required:
+            raise SpecError(f"{path}: required field is missing")
+        else:
+            out[key] = list(field.default) if isinstance(field.default, list) else field.default
+    return out
+
+
+def _states(states: dict[str, Any], dim: int) -> dict[str, Any]:
+    if len(states) < 2:
+        raise SpecError("system.states: define at least two states (e.g. [system.states.A] and B)")
+    out = {}
+    for name, body in states.items():
+        state = _section(f"system.states.{name}", body, STATE_FIELDS)
+        c = state["center"]
+        if len(c) != dim or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in c):
+            raise SpecError(f"system.states.{name}.center: must be {dim} finite numbers, got {c!r}")
+        state["center"] = [float(v) for v in c]
+        out[name] = state
+    return out
+
+
+def validate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate a raw spec mapping and return it with every default filled in."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec: expected a TOML table at top level")
+    for key in raw:
+        if key not in SCHEMA:
+            raise _unknown("", key, list(SCHEMA))
+    spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in SCHEMA.items()}
+    spec["system"]["states"] = _states(spec["system"]["states"], 2)
+
+    names = spec["features"]["names"]
+    if not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}:
+        raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
+
+    engine = spec["engine"]
+    if engine["name"] != "langevin":
+        raise SpecError(f"engine.name: '{engine['name']}' engines do not run analytic 2-D potentials; use 'langevin'")
+    if engine["report_stride"] > engine["steps"]:
+        raise SpecError(f"engine.report_stride: must be <= engine.steps ({engine['steps']}), got {engine['report_stride']}")
+    for key in ("steps", "initial_steps"):
+        if engine[key] % engine["report_stride"]:
+            raise SpecError(f"engine.{key}: must be a multiple of engine.report_stride ({engine['report_stride']})")
+    if engine["segment_steps"] % engine["report_stride"]:
+        raise SpecError(f"engine.segment_steps: must be a multiple of engine.report_stride ({engine['report_stride']})")
+    if isinstance(engine["start"], str) and engine["start"] not in spec["system"]["states"]:
+        known = ", ".join(spec["system"]["states"])
+        raise SpecError(f"engine.start: unknown state '{engine['start']}' (states: {known})")
+
+    lo_hi = spec["bias"]["cv_range"]
+    if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
+        raise SpecError(f"bias.cv_range: must be [low, high] with low < high, got {lo_hi!r}")
+    spec["bias"]["cv_range"] = [float(v) for v in lo_hi]
+
+    conv, budget = spec["convergence"], spec["budget"]
+    if conv["min_iterations"] > budget["max_iterations"]:
+        raise SpecError(
+            f"convergence.min_iterations: {conv['min_iterations']} exceeds budget.max_iterations ({budget['max_iterations']})"
+        )
+    return spec
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    """Read and validate a TOML campaign spec."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return validate(raw)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None

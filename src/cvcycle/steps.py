@@ -1,0 +1,298 @@
+"""The campaign loop, one plain function per phase, each a function of a campaign directory.
+
+iteration k:  simulate (bias on CV_k; unbiased for k = 0) -> train (CV_{k+1} on data 0..k)
+              -> analyze (metrics, FES, plots, convergence) -> iteration k + 1 or done.
+
+Each phase writes its files atomically, then advances the job document; a phase interrupted
+before that is redone from its last checkpoint (simulation segments) on the next call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import io as cio
+from .analysis.fes import aligned_rmse, fes_change, histogram_fes
+from .analysis.quality import cv_committor_quality
+from .analysis.reference import GridReference, boltzmann_bin_free_energy, in_states, reference_from_spec
+from .bias import CVBias, make_bias
+from .campaign import Campaign, now_iso
+from .engines import make_engine
+from .engines.base import Frames
+from .features import make_featurizer
+from .learn.reweight import combine_iterations
+from .learn.train import normalize_cv, train_autoencoder
+from .models.export import export_cv, load_cv, load_model, save_model
+from .systems.potentials import Potential2D
+
+Log = Callable[[str], None]
+
+
+def _cv_edges(spec: dict[str, Any]) -> np.ndarray:
+    lo, hi = spec["bias"]["cv_range"]
+    pad = spec["bias"]["grid_margin"] * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, spec["convergence"]["fes_bins"] + 1)
+
+
+def iteration_steps(spec: dict[str, Any], k: int) -> int:
+    return spec["engine"]["initial_steps"] if k == 0 else spec["engine"]["steps"]
+
+
+def walker_steps_through(spec: dict[str, Any], k: int) -> int:
+    """Total walker steps of iterations 0..k."""
+    return spec["engine"]["walkers"] * sum(iteration_steps(spec, i) for i in range(k + 1))
+
+
+def load_samples(c: Campaign, k: int) -> dict[str, np.ndarray]:
+    return cio.read_npz(c.iter_dir(k) / "samples.npz")
+
+
+def _initial_positions(c: Campaign, k: int) -> np.ndarray:
+    en = c.spec["engine"]
+    if k > 0:
+        return cio.read_npz(c.iter_dir(k - 1) / "sim" / "checkpoint.npz")["positions"]
+    start = en["start"]
+    center = np.asarray(c.spec["system"]["states"][start]["center"] if isinstance(start, str) else start)
+    rng = np.random.default_rng(cio.derive_seed(c.seed, k, 1_000_003))
+    return center + en["start_spread"] * rng.standard_normal((en["walkers"], 2))
+
+
+def simulate(c: Campaign, k: int, log: Log = print) -> None:
+    """Run iteration k in checkpointed segments; resume from the last complete segment."""
+    spec, en = c.spec, c.spec["engine"]
+    sim = c.iter_dir(k) / "sim"
+    steps, seg_len = iteration_steps(spec, k), en["segment_steps"]
+    n_seg = math.ceil(steps / seg_len)
+    engine = make_engine(spec)
+    hook = None
+    if k > 0:
+        cv_model = load_cv(c.iter_dir(k - 1) / "cv.pt")
+        hook = CVBias(cv_model, make_bias(spec, spec["learner"]["cv_dim"]))
+    ckpt = sim / "checkpoint.npz"
+    if ckpt.exists():
+        state = cio.read_npz(ckpt)
+        start = int(state["segment"])
+        engine.load_state_dict(state)
+        if hook is not None:
+            hook.bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
+        log(f"[iter {k} simulate] resuming at segment {start}/{n_seg}")
+    else:
+        start = 0
+        engine.set_positions(_initial_positions(c, k))
+    kind = "unbiased" if hook is None else f"{spec['bias']['kind']} on CV_{k}"
+    for seg in range(start, n_seg):
+        t0 = time.perf_counter()
+        n = min(seg_len, steps - seg * seg_len)
+        frames = engine.run(n, en["report_stride"], cio.derive_seed(c.seed, k, seg), hook, first_step=seg * seg_len)
+        cio.write_npz(sim / f"segment-{seg:04d}.npz", **frames.as_dict())
+        bias_state = {} if hook is None else {f"bias_{key}": v.numpy() for key, v in hook.bias.state_dict().items()}
+        cio.write_npz(ckpt, segment=np.array(seg + 1), **engine.state_dict(), **bias_state)
+        c.update_doc(last_checkpoint=now_iso())
+        rate = en["walkers"] * n / (time.perf_counter() - t0)
+        visits = in_states(frames.positions.reshape(-1, 2), spec["system"]["states"])
+        share = "  ".join(f"{name} {100 * m.mean():4.1f}%" for name, m in visits.items())
+        log(f"[iter {k} simulate] {kind}: segment {seg + 1}/{n_seg}, step {seg * seg_len + n}/{steps}, "
+            f"{rate:,.0f} walker-steps/s, frames in {share}")
+    parts = [cio.read_npz(sim / f"segment-{seg:04d}.npz") for seg in range(n_seg)]
+    frames = Frames.concatenate(parts)
+    cio.write_npz(c.iter_dir(k) / "samples.npz", **frames.as_dict())
+    if hook is not None:
+        cio.write_npz(c.iter_dir(k) / "bias.npz", **{key: v.numpy() for key, v in hook.bias.state_dict().items()})
+    c.update_doc(phase="train", total_steps=walker_steps_through(spec, k))
+
+
+def _flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
+    a = samples[key]
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+
+def _state_features(spec: dict[str, Any]) -> list[np.ndarray]:
+    feat = make_featurizer(spec)
+    with torch.no_grad():
+        return [feat(torch.tensor([s["center"]], dtype=torch.float64)).numpy()[0] for s in spec["system"]["states"].values()]
+
+
+def train(c: Campaign, k: int, log: Log = print) -> None:
+    """Train CV_{k+1} on the samples of iterations 0..k and export it."""
+    spec, cfg = c.spec, c.spec["learner"]
+    data = [load_samples(c, i) for i in range(k + 1)]
+    feats = np.concatenate([_flat(d, "features") for d in data])
+    if cfg["reweight"]:
+        weights = combine_iterations([_flat(d, "log_weight") for d in data], cfg["reweight_power"])
+    else:
+        weights = np.full(len(feats), 1.0 / len(feats))
+    rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
+    if len(feats) > cfg["max_samples"]:
+        idx = np.sort(rng.choice(len(feats), cfg["max_samples"], replace=False))
+        feats, weights = feats[idx], weights[idx]
+    log(f"[iter {k} train] autoencoder {cfg['hidden']} -> {cfg['cv_dim']}-D CV on {len(feats)} samples "
+        f"from iterations 0..{k}{' (reweighted)' if cfg['reweight'] else ''}")
+    init = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
+    result = train_autoencoder(feats, weights, cfg, cio.derive_seed(c.seed, k, 3_000_017), log, f"iter {k} train", init)
+    normalize_cv(result.model, feats, _state_features(spec))
+    d = c.iter_dir(k)
+    save_model(result.model, d / "model.npz")
+    export_cv(result.model, d / "cv.pt")
+    cio.write_json(d / "train.json", {"train_loss": result.train_loss, "val_loss": result.val_loss,
+                                      "best_epoch": result.best_epoch, "seconds": result.seconds,
+                                      "samples": len(feats)})
+    c.update_doc(phase="analyze")
+
+
+def _eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()
+
+
+def _linear_r2(target: np.ndarray, source: np.ndarray) -> float:
+    """R^2 of the least-squares fit target ~ a + B source (averaged over target components)."""
+    X = np.column_stack([np.ones(len(source)), source])
+    coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+    resid = target - X @ coef
+    return float(1.0 - resid.var(axis=0).sum() / target.var(axis=0).sum())
+
+
+def _reference(c: Campaign) -> GridReference:
+    path = c.path / "reference.npz"
+    if path.exists():
+        r = cio.read_npz(path)
+        return GridReference(r["xs"], r["ys"], r["free_energy"], r["committor"])
+    ref = reference_from_spec(c.spec, bins=c.spec["analysis"]["grid_bins"] * 2 + 1)
+    cio.write_npz(path, xs=ref.xs, ys=ref.ys, free_energy=ref.free_energy, committor=ref.committor)
+    return ref
+
+
+def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
+    """Metrics, FES estimates and plots after training CV_{k+1}; decide convergence."""
+    spec, conv = c.spec, c.spec["convergence"]
+    states = spec["system"]["states"]
+    d = c.iter_dir(k)
+    data = [load_samples(c, i) for i in range(k + 1)]
+    visited = [{n: bool(m.any()) for n, m in in_states(_flat(s, "positions"), states).items()} for s in data]
+    ergodic = [i for i in range(k + 1) if all(visited[i].values())]
+    new_cv = load_cv(d / "cv.pt")
+    metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
+                               "states_visited": visited[k], "fes_iterations": ergodic,
+                               "state_fractions": {n: float(m.mean()) for n, m in
+                                                   in_states(_flat(data[k], "positions"), states).items()}}
+    feats_all = np.concatenate([_flat(s, "features") for s in data])
+    s_new = _eval_cv(new_cv, feats_all)
+    metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(load_cv(c.iter_dir(k - 1) / "cv.pt"), feats_all)) if k else None
+
+    edges = _cv_edges(spec)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    offsets = np.cumsum([0] + [len(_flat(s, "features")) for s in data])
+
+    def fes_along_cv(its: list[int]) -> np.ndarray | None:
+        if not its:
+            return None
+        w = combine_iterations([_flat(data[i], "log_weight") for i in its])
+        vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
+        return histogram_fes(vals, w, [edges])
+
+    F_cv = fes_along_cv(ergodic)
+    F_cv_prev = fes_along_cv([i for i in ergodic if i < k])
+    metrics["fes_change"] = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
+
+    sy = spec["system"]
+    pot = Potential2D(sy["potential"], sy["scale"])
+    (x0, x1), (y0, y1) = pot.box
+    nb = spec["analysis"]["grid_bins"] // 2
+    xe, ye = np.linspace(x0, x1, nb + 1), np.linspace(y0, y1, nb + 1)
+    F_xy = np.full((nb, nb), np.nan)
+    if ergodic:
+        w = combine_iterations([_flat(data[i], "log_weight") for i in ergodic])
+        pos = np.concatenate([_flat(data[i], "positions") for i in ergodic])
+        F_xy = histogram_fes(pos, w, [xe, ye])
+    F_exact_bins = boltzmann_bin_free_energy(pot, sy["temperature"], xe, ye)
+    rmse, coverage = aligned_rmse(F_xy, F_exact_bins, F_exact_bins <= conv["fes_cutoff"])
+    metrics["fes_rmse_exact"], metrics["fes_coverage"] = rmse, coverage
+
+    ref = _reference(c)
+    q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
+    quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
+    metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
+
+    checks = {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"],
+              "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
+              "states": all(visited[k].values()) or not conv["require_states"],
+              "min_iterations": k + 1 >= conv["min_iterations"]}
+    metrics["checks"] = checks
+    converged = all(checks.values())
+    metrics["converged"] = converged
+
+    cio.write_npz(d / "fes.npz", x_edges=xe, y_edges=ye, F_xy=F_xy, cv_centers=centers,
+                  F_cv=F_cv if F_cv is not None else np.full(len(centers), np.nan))
+    cio.write_json(d / "metrics.json", metrics)
+    if spec["analysis"]["plots"]:
+        _plots(c, k, ref, new_cv, xe, ye, F_xy, centers, F_cv, F_cv_prev)
+
+    doc = c.progress()
+    history = [h for h in doc["history"] if h["iteration"] != k] + [metrics]
+    next_steps = walker_steps_through(spec, k + 1)
+    budget = spec["budget"]
+    status = "converged" if converged else (
+        "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    log(f"[iter {k} analyze] CV agreement R2 {fmt(metrics['cv_r2'])}, FES change {fmt(metrics['fes_change'])} kT, "
+        f"FES RMSE vs exact {fmt(rmse)} kT (coverage {coverage:.2f}), committor R2 {quality['r2']:.4f} "
+        f"width {quality['width']:.3f}, states visited {visited[k]} -> {status}")
+    if spec["analysis"]["plots"]:
+        from .analysis.plots import plot_convergence
+
+        plot_convergence(c.path / "convergence.png", history, conv)
+    c.update_doc(history=history, iteration=k + 1 if status == "running" else k, phase="simulate" if status == "running" else "done",
+                 status=status, converged=converged)
+    return metrics
+
+
+def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
+           F_xy: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None, F_cv_prev: np.ndarray | None) -> None:
+    from .analysis.plots import plot_fes_cv, plot_fes_xy
+
+    spec, d = c.spec, c.iter_dir(k)
+    xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
+    X, Y = np.meshgrid(xc, yc, indexing="xy")
+    pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
+    cv_grid = _eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
+    exact = boltzmann_bin_free_energy(Potential2D(spec["system"]["potential"], spec["system"]["scale"]),
+                                      spec["system"]["temperature"], xe, ye)
+    from scipy.interpolate import RegularGridInterpolator
+
+    q = RegularGridInterpolator((ref.ys, ref.xs), ref.committor)(np.stack([Y.ravel(), X.ravel()], 1)).reshape(X.shape)
+    plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", exact, q)
+    curves = {}
+    if F_cv is not None:
+        curves[f"data 0..{k}"] = F_cv
+    if F_cv_prev is not None:
+        curves[f"data 0..{k - 1}"] = F_cv_prev
+    if curves:
+        plot_fes_cv(d / "fes_cv.png", centers, curves, f"FES along CV_{k + 1} (iteration {k})")
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[Campaign, int, Log], Any]] = {"simulate": simulate, "train": train, "analyze": analyze}
+
+
+def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
+    """Run phases of one campaign until it converges, spends its budget, or (with `walltime`
+    seconds) until the next phase would likely not finish in time. Returns the job document."""
+    c = Campaign(path)
+    t_start = time.monotonic()
+    longest = 0.0
+    with c.lock():
+        while not c.finished:
+            doc = c.progress()
+            k, phase = doc["iteration"], doc["phase"]
+            if walltime is not None and time.monotonic() - t_start + 1.5 * longest > walltime:
+                log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
+                break
+            t0 = time.monotonic()
+            PHASE_FUNCTIONS[phase](c, k, log)
+            longest = max(longest, time.monotonic() - t0)
+    return c.progress()

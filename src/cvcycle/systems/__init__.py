@@ -1,0 +1,1 @@
+"""Physical systems: analytic model potentials (molecular systems come with their engines)."""
