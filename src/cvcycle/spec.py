@@ -46,10 +46,14 @@ def _choice(*options: str):
     return check
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _point_or_state(v: Any) -> str | None:
     if isinstance(v, str):
         return None
-    if isinstance(v, list) and len(v) == 2 and all(isinstance(c, (int, float)) for c in v):
+    if isinstance(v, list) and len(v) == 2 and all(_is_number(c) for c in v):
         return None if all(math.isfinite(c) for c in v) else f"must be finite, got {v}"
     return f"must be a state name or a point [x, y], got {v!r}"
 
@@ -107,6 +111,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "batch_size": Field(int, 512, check=AT_LEAST_1),
         "learning_rate": Field(float, 1e-3, check=POSITIVE),
         "warm_start": Field(bool, True),
+        "ensemble": Field(int, 3, check=_range(1, 16)),
         "weight_decay": Field(float, 0.0, check=_range(0.0)),
         "reweight": Field(bool, False),
         "reweight_power": Field(float, 1.0, check=FRACTION),
@@ -124,6 +129,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "grid_bins": Field(int, 300, check=_range(10, 5000)),
         "grid_margin": Field(float, 0.5, check=_range(0.0, 5.0)),
         "cv_range": Field(list, [-1.0, 1.0]),
+        "warm_start": Field(bool, True),
+        "warm_start_weight": Field(float, 0.5, check=POSITIVE),
     },
     "budget": {
         "max_iterations": Field(int, 8, check=AT_LEAST_1),
@@ -140,6 +147,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "analysis": {
         "grid_bins": Field(int, 120, check=_range(10, 2000)),
         "plots": Field(bool, True),
+        "fes_window": Field(int, 3, check=AT_LEAST_1),
     },
 }
 
@@ -196,7 +204,7 @@ def _states(states: dict[str, Any], dim: int) -> dict[str, Any]:
     for name, body in states.items():
         state = _section(f"system.states.{name}", body, STATE_FIELDS)
         c = state["center"]
-        if len(c) != dim or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in c):
+        if len(c) != dim or not all(_is_number(v) and math.isfinite(v) for v in c):
             raise SpecError(f"system.states.{name}.center: must be {dim} finite numbers, got {c!r}")
         state["center"] = [float(v) for v in c]
         out[name] = state
@@ -214,6 +222,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     spec["system"]["states"] = _states(spec["system"]["states"], 2)
 
     names = spec["features"]["names"]
+    if not all(isinstance(n, str) for n in names):
+        raise SpecError(f"features.names: must be a list of strings, got {names!r}")
     if not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}:
         raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
 
@@ -232,9 +242,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"engine.start: unknown state '{engine['start']}' (states: {known})")
 
     lo_hi = spec["bias"]["cv_range"]
-    if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
+    if len(lo_hi) != 2 or not all(_is_number(v) and math.isfinite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
         raise SpecError(f"bias.cv_range: must be [low, high] with low < high, got {lo_hi!r}")
     spec["bias"]["cv_range"] = [float(v) for v in lo_hi]
+
+    bias = spec["bias"]
+    if bias["kind"] == "opes" and bias["barrier"] <= 2.0 * spec["system"]["temperature"]:
+        raise SpecError(f"bias.barrier: OPES needs a barrier above 2 kT ({2.0 * spec['system']['temperature']}), got {bias['barrier']}")
 
     conv, budget = spec["convergence"], spec["budget"]
     if conv["min_iterations"] > budget["max_iterations"]:

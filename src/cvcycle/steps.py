@@ -27,7 +27,7 @@ from .engines import make_engine
 from .engines.base import Frames
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
-from .learn.train import normalize_cv, train_autoencoder
+from .learn.train import normalize_cv, reconstruction_loss, train_autoencoder
 from .models.export import export_cv, load_cv, load_model, save_model
 from .systems.potentials import Potential2D
 
@@ -75,6 +75,8 @@ def simulate(c: Campaign, k: int, log: Log = print) -> None:
         cv_model = load_cv(c.iter_dir(k - 1) / "cv.pt")
         hook = CVBias(cv_model, make_bias(spec, spec["learner"]["cv_dim"]))
     ckpt = sim / "checkpoint.npz"
+    if hook is not None and not ckpt.exists() and spec["bias"]["warm_start"]:
+        _prime_bias(c, k, hook, log)
     if ckpt.exists():
         state = cio.read_npz(ckpt)
         start = int(state["segment"])
@@ -107,6 +109,28 @@ def simulate(c: Campaign, k: int, log: Log = print) -> None:
     c.update_doc(phase="train", total_steps=walker_steps_through(spec, k))
 
 
+def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
+    """Initialise the bias of iteration k from the reweighted data of iterations < k on CV_k."""
+    spec = c.spec
+    data = [load_samples(c, i) for i in range(k)]
+    ergodic = _ergodic_iterations(spec, data) or list(range(k))
+    w = combine_iterations([_flat(data[i], "log_weight") for i in ergodic])
+    feats = np.concatenate([_flat(data[i], "features") for i in ergodic])
+    rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
+    idx = rng.choice(len(feats), min(len(feats), 20000), replace=False, p=w)
+    s = torch.as_tensor(_eval_cv(hook.cv_model, feats[idx]))
+    en = spec["engine"]
+    n_kernels = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
+    hook.bias.prime(s, torch.full((len(s),), 1.0 / len(s), dtype=torch.float64), n_kernels)
+    log(f"[iter {k} simulate] bias primed from iterations {ergodic} on CV_{k} ({len(s)} resampled frames)")
+
+
+def _ergodic_iterations(spec: dict[str, Any], data: list[dict[str, np.ndarray]]) -> list[int]:
+    """Iterations whose frames visited every state: the ones a free-energy estimate may use."""
+    states = spec["system"]["states"]
+    return [i for i, d in enumerate(data) if all(m.any() for m in in_states(_flat(d, "positions"), states).values())]
+
+
 def _flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
     a = samples[key]
     return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
@@ -128,20 +152,31 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
     else:
         weights = np.full(len(feats), 1.0 / len(feats))
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
-    if len(feats) > cfg["max_samples"]:
-        idx = np.sort(rng.choice(len(feats), cfg["max_samples"], replace=False))
-        feats, weights = feats[idx], weights[idx]
-    log(f"[iter {k} train] autoencoder {cfg['hidden']} -> {cfg['cv_dim']}-D CV on {len(feats)} samples "
-        f"from iterations 0..{k}{' (reweighted)' if cfg['reweight'] else ''}")
-    init = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
-    result = train_autoencoder(feats, weights, cfg, cio.derive_seed(c.seed, k, 3_000_017), log, f"iter {k} train", init)
+    order = rng.permutation(len(feats))
+    n_check = min(len(feats) // 10, 5000)
+    check, pool = order[:n_check], order[n_check:]
+    if len(pool) > cfg["max_samples"]:
+        pool = np.sort(rng.choice(pool, cfg["max_samples"], replace=False))
+    log(f"[iter {k} train] {cfg['ensemble']} x autoencoder {cfg['hidden']} -> {cfg['cv_dim']}-D CV on {len(pool)} "
+        f"samples from iterations 0..{k}{' (reweighted)' if cfg['reweight'] else ''}")
+    previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
+    candidates = []
+    for j in range(cfg["ensemble"]):
+        init = previous if j == 0 else None
+        label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
+        res = train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init)
+        candidates.append((reconstruction_loss(res.model, feats[check], weights[check]), j, res))
+    loss, best, result = min(candidates, key=lambda t: (t[0], t[1]))
+    log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l, _, _ in candidates)}: keeping model {best + 1}")
+    feats = feats[pool]
     normalize_cv(result.model, feats, _state_features(spec))
     d = c.iter_dir(k)
     save_model(result.model, d / "model.npz")
     export_cv(result.model, d / "cv.pt")
     cio.write_json(d / "train.json", {"train_loss": result.train_loss, "val_loss": result.val_loss,
                                       "best_epoch": result.best_epoch, "seconds": result.seconds,
-                                      "samples": len(feats)})
+                                      "samples": len(feats), "chosen": best,
+                                      "candidate_losses": [l for l, _, _ in candidates]})
     c.update_doc(phase="analyze")
 
 
@@ -175,7 +210,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     d = c.iter_dir(k)
     data = [load_samples(c, i) for i in range(k + 1)]
     visited = [{n: bool(m.any()) for n, m in in_states(_flat(s, "positions"), states).items()} for s in data]
-    ergodic = [i for i in range(k + 1) if all(visited[i].values())]
+    ergodic = _ergodic_iterations(spec, data)[-spec["analysis"]["fes_window"]:]
     new_cv = load_cv(d / "cv.pt")
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
                                "states_visited": visited[k], "fes_iterations": ergodic,
@@ -197,7 +232,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
         return histogram_fes(vals, w, [edges])
 
     F_cv = fes_along_cv(ergodic)
-    F_cv_prev = fes_along_cv([i for i in ergodic if i < k])
+    F_cv_prev = fes_along_cv(_ergodic_iterations(spec, data[:k])[-spec["analysis"]["fes_window"]:])
     metrics["fes_change"] = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
 
     sy = spec["system"]
@@ -212,7 +247,8 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
         F_xy = histogram_fes(pos, w, [xe, ye])
     F_exact_bins = boltzmann_bin_free_energy(pot, sy["temperature"], xe, ye)
     rmse, coverage = aligned_rmse(F_xy, F_exact_bins, F_exact_bins <= conv["fes_cutoff"])
-    metrics["fes_rmse_exact"], metrics["fes_coverage"] = rmse, coverage
+    metrics["fes_rmse_exact"] = rmse if np.isfinite(rmse) else None
+    metrics["fes_coverage"] = coverage
 
     ref = _reference(c)
     q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
@@ -241,7 +277,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
         "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     log(f"[iter {k} analyze] CV agreement R2 {fmt(metrics['cv_r2'])}, FES change {fmt(metrics['fes_change'])} kT, "
-        f"FES RMSE vs exact {fmt(rmse)} kT (coverage {coverage:.2f}), committor R2 {quality['r2']:.4f} "
+        f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 {quality['r2']:.4f} "
         f"width {quality['width']:.3f}, states visited {visited[k]} -> {status}")
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_convergence

@@ -20,7 +20,9 @@ def cv_committor_quality(cv: np.ndarray, q: np.ndarray, free_energy: np.ndarray,
     if keep.sum() < n_bins:
         raise ValueError(f"only {keep.sum()} grid points in the transition region; refine the grid")
     cv, q, w = cv[keep], q[keep], np.exp(-F[keep])
-    order = np.argsort(cv, kind="stable")
+    # ties (e.g. a grid-aligned CV) are broken in a fixed pseudo-random order, not by position
+    tiebreak = np.random.default_rng(0).permutation(len(cv))
+    order = np.lexsort((tiebreak, cv))
     cv, q, w = cv[order], q[order], w[order]
     labels = (np.arange(len(cv)) * n_bins) // len(cv)
     wsum = np.bincount(labels, w, n_bins)

@@ -2,7 +2,7 @@
 
 The committor solves L q = 0 outside A and B (q = 0 on A, 1 on B). On a grid, L is the
 generator of a detailed-balance jump process between neighbouring cells with rates
-(D/h^2) exp(-beta (V_j - V_i) / 2), which converges to the Smoluchowski operator as h -> 0.
+(D/h^2) exp(-beta (V_j - V_i) / 2), h the spacing along the jump's axis, which converges to the Smoluchowski operator as h -> 0.
 The box edges reflect. One sparse linear solve.
 """
 
@@ -44,13 +44,14 @@ def exact_reference(potential: Potential2D, kT: float, states: dict[str, dict], 
     ny, nx = V.shape
     n = nx * ny
     idx = np.arange(n).reshape(ny, nx)
+    hx, hy = xs[1] - xs[0], ys[1] - ys[0]
     rows, cols, rates = [], [], []
-    for (di, dj) in ((0, 1), (1, 0)):  # right and up neighbours, both directions
+    for (di, dj), h in (((0, 1), hx), ((1, 0), hy)):  # x and y neighbours, both directions
         i0, i1 = idx[: ny - di, : nx - dj].ravel(), idx[di:, dj:].ravel()
         dv = V.ravel()[i1] - V.ravel()[i0]
         rows += [i0, i1]
         cols += [i1, i0]
-        rates += [np.exp(-0.5 * dv), np.exp(0.5 * dv)]
+        rates += [np.exp(-0.5 * dv) / h**2, np.exp(0.5 * dv) / h**2]
     rows, cols, rates = np.concatenate(rows), np.concatenate(cols), np.concatenate(rates)
     K = sp.csr_matrix((rates, (rows, cols)), shape=(n, n))
     L = K - sp.diags(np.asarray(K.sum(axis=1)).ravel())

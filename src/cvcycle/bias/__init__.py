@@ -17,7 +17,7 @@ def make_bias(spec: dict[str, Any], cv_dim: int) -> GridBias:
     pad = b["grid_margin"] * (hi - lo)
     grid = Grid([lo - pad] * cv_dim, [hi + pad] * cv_dim, b["grid_bins"])
     if b["kind"] == "metad":
-        return WellTemperedMetad(grid, kT, b["pace"], b["sigma"], b["height"], b["bias_factor"])
+        return WellTemperedMetad(grid, kT, b["pace"], b["sigma"], b["height"], b["bias_factor"], b["barrier"])
     return Opes(grid, kT, b["pace"], b["sigma"], b["barrier"])
 
 

@@ -40,6 +40,15 @@ class GridBias:
     def deposit(self, s: Tensor) -> None:
         raise NotImplementedError
 
+    def prime(self, s: Tensor, weights: Tensor, n_kernels: float) -> None:
+        """Start from an estimate of the unbiased CV distribution (samples s with weights summing
+        to 1, e.g. reweighted data of earlier iterations on the new CV), as if `n_kernels`
+        kernels had been deposited; the bias is then near its steady state from the first step."""
+        raise NotImplementedError
+
+    def _density(self, s: Tensor, weights: Tensor) -> Tensor:
+        return self.grid.gaussians(s.to(torch.float64), self.sigma, weights.to(torch.float64))
+
     def offset(self) -> float:
         return 0.0
 
@@ -56,13 +65,20 @@ class WellTemperedMetad(GridBias):
 
     kind = "metad"
 
-    def __init__(self, grid: Grid, kT: float, pace: int, sigma: float, height: float, bias_factor: float) -> None:
+    def __init__(self, grid: Grid, kT: float, pace: int, sigma: float, height: float, bias_factor: float,
+                 barrier: float = 12.0) -> None:
         super().__init__(grid, kT, pace, sigma)
-        self.height, self.gamma = height * kT, bias_factor
+        self.height, self.gamma, self.barrier = height * kT, bias_factor, barrier
 
     def deposit(self, s: Tensor) -> None:
         heights = self.height * torch.exp(-self(s) / (self.kT * (self.gamma - 1.0)))
         self.values = self.values + self.grid.gaussians(s, self.sigma, heights)
+
+    def prime(self, s: Tensor, weights: Tensor, n_kernels: float) -> None:
+        """Well-tempered steady state V = (1 - 1/gamma)(kT ln P/P_max + barrier), clipped at 0."""
+        p = self._density(s, weights)
+        log_p = torch.log(p / p.max() + 1e-300)
+        self.values = ((1.0 - 1.0 / self.gamma) * (self.kT * log_p + self.barrier)).clamp_min(0.0)
 
     def offset(self) -> float:
         """Tiwary-Parrinello c(t) = kT ln[int e^{g V/((g-1) kT)} / int e^{V/((g-1) kT)}]."""
@@ -74,7 +90,8 @@ class Opes(GridBias):
     """OPES (Invernizzi & Parrinello 2020) with a grid KDE of the reweighted CV distribution.
 
     V(s) = (1 - 1/gamma) kT log(P(s)/Z + eps), gamma = barrier/kT, eps = exp(-barrier/((1 - 1/gamma) kT)),
-    P the kernel density estimate with weights exp(V/kT), Z its average over visited grid points.
+    P the kernel density estimate with weights exp(V/kT), Z its average over the explored region
+    (grid points that received a kernel centre).
     """
 
     kind = "opes"
@@ -95,9 +112,26 @@ class Opes(GridBias):
         self.density = self.density + self.grid.gaussians(s, self.sigma, weights)
         self.weight_sum += float(weights.sum())
         self.visits.index_add_(0, self.grid.nearest(s), torch.ones(len(s), dtype=torch.float64))
+        self._update_values()
+
+    def _update_values(self) -> None:
         p = self.density / self.weight_sum
-        z = float((p.flatten() * self.visits).sum() / self.visits.sum())
+        z = float(p.flatten()[self.visits > 0].mean())
         self.values = self.prefactor * torch.log(p / z + self.epsilon)
+
+    def prime(self, s: Tensor, weights: Tensor, n_kernels: float) -> None:
+        # Kernels deposited at steady state weigh E_biased[exp(V/kT)] = 1/Z_b on average, with
+        # Z_b = sum_i w_i exp(-V(s_i)/kT); scaling the prior by n_kernels/Z_b makes it count as
+        # n_kernels such depositions (V itself does not depend on that scale).
+        s = s.to(torch.float64)
+        self.density = self._density(s, weights)
+        self.weight_sum = 1.0
+        self.visits.index_add_(0, self.grid.nearest(s), torch.ones(len(s), dtype=torch.float64))
+        self._update_values()
+        z_biased = float((weights.to(torch.float64) * torch.exp(-self(s) / self.kT)).sum())
+        scale = n_kernels / max(z_biased, 1e-300)
+        self.density = self.density * scale
+        self.weight_sum = scale
 
     def state_dict(self) -> dict[str, Tensor]:
         return super().state_dict() | {"density": self.density, "visits": self.visits,

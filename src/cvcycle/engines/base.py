@@ -58,7 +58,7 @@ class Engine(ABC):
 
     @abstractmethod
     def set_positions(self, positions: np.ndarray) -> None:
-        """Place the walkers (and draw fresh velocities where the integrator has them)."""
+        """Place the walkers (velocities, where the integrator has them, are reset)."""
 
     @abstractmethod
     def run(self, n_steps: int, report_stride: int, seed: int, hook: BiasHook | None = None,

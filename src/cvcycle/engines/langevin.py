@@ -49,7 +49,7 @@ class LangevinEngine(Engine):
             bad = int((~torch.isfinite(pos)).any(dim=1).nonzero()[0])
             raise SimulationError(f"initial positions are not finite (walker {bad}: {pos[bad].tolist()})")
         self.x = pos.clone()
-        self.v = torch.zeros_like(self.x)
+        self.v = torch.zeros_like(self.x)  # BAOAB thermalises v within a few 1/friction
         self.noise = torch.zeros_like(self.x)
 
     def featurize(self, positions: np.ndarray) -> np.ndarray:

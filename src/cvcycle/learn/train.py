@@ -65,7 +65,7 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             check = val if n_val else tr
@@ -86,6 +86,17 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def reconstruction_loss(model: AutoEncoder, features: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted mean squared reconstruction error in units of the data's own standard deviation,
+    so that models with different input scaling compare fairly."""
+    x = torch.as_tensor(features, dtype=torch.float32)
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    scale = x.std(dim=0).clamp_min(1e-8)
+    with torch.no_grad():
+        x_hat = model(x) * model.std + model.mean
+        return float(_weighted_mse(x_hat / scale, x / scale, w))
 
 
 def normalize_cv(model: AutoEncoder, features: np.ndarray, state_features: list[np.ndarray]) -> None:

@@ -1,0 +1,147 @@
+"""signac-flow workflow for cvcycle campaigns: the only module that imports `flow`.
+
+    python project.py init workflows/mueller-brown-autoencoder.toml --seeds 3
+    python project.py run            # every campaign, until converged or budget spent
+    python project.py submit         # SLURM jobs from templates/script.sh
+    python project.py status -d      # iteration, phase, status per campaign
+
+All the work happens in cvcycle.steps.advance(job directory); this file only maps jobs to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from flow import FlowProject
+from flow.errors import UserOperationError
+
+from cvcycle.campaign import Campaign
+from cvcycle.errors import CvcycleError
+
+WALLTIME_HOURS = 1.0  # per submitted job; `advance` stops early enough to checkpoint
+
+
+class Project(FlowProject):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not os.path.isdir(self._template_dir):  # campaigns outside the repo: use its templates/
+            self._template_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def _progress(job) -> dict:
+    try:
+        return Campaign(job.path).progress()
+    except CvcycleError as exc:
+        return {"error": str(exc)}
+
+
+def _threads(job) -> int:
+    return int(job.sp["spec"]["engine"]["threads"])
+
+
+def finished(job) -> bool:
+    return _progress(job).get("status") in ("converged", "budget")
+
+
+# -- labels for `status -d` ---------------------------------------------------------------
+@Project.label
+def iteration(job):
+    p = _progress(job)
+    return f"error: {p['error']}" if "error" in p else f"iteration {p['iteration']}"
+
+
+@Project.label
+def phase(job):
+    return f"phase {_progress(job).get('phase', '?')}"
+
+
+@Project.label
+def status(job):
+    return f"status {_progress(job).get('status', '?')}"
+
+
+@Project.label
+def total_steps(job):
+    return f"steps {_progress(job).get('total_steps', 0):,}"
+
+
+@Project.label
+def last_checkpoint(job):
+    stamp = _progress(job).get("last_checkpoint")
+    return f"checkpoint {stamp}" if stamp else None
+
+
+# -- the one operation ----------------------------------------------------------------------
+# With an omp_num_threads directive, `run` executes each operation in a fresh process
+# (`project.py exec advance <id>` with OMP_NUM_THREADS set), which reports its own errors.
+@Project.pre(lambda job: not finished(job))
+@Project.post(finished)
+@Project.operation(directives={"np": _threads, "omp_num_threads": _threads, "walltime": WALLTIME_HOURS})
+def advance(job):
+    """Cycle simulate -> train -> analyze until converged, out of budget or out of walltime."""
+    from cvcycle.steps import advance as advance_campaign
+
+    walltime = os.environ.get("CVCYCLE_WALLTIME_SECONDS")
+    try:
+        advance_campaign(job.path, walltime=float(walltime) if walltime else None)
+    except CvcycleError as exc:
+        print(f"error: campaign {job.id}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: campaign {job.id} continues from its last checkpoint on the next run",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+# -- init: create one job per seed ----------------------------------------------------------
+def init(argv: list[str]) -> int:
+    import signac
+
+    from cvcycle.spec import load_spec, validate
+
+    parser = argparse.ArgumentParser(prog="project.py init", description="Create one job per seed from a campaign spec.")
+    parser.add_argument("spec", help="campaign spec (TOML)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, metavar="N", help="N campaigns with seeds campaign.seed, +1, ..., +N-1")
+    seeds.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="explicit seeds")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+        if args.seeds is not None and args.seeds < 1:
+            raise CvcycleError(f"--seeds: must be >= 1, got {args.seeds}")
+        base = spec["campaign"]["seed"]
+        seed_list = args.seed_list or list(range(base, base + (args.seeds or 1)))
+        specs = [validate({**spec, "campaign": {**spec["campaign"], "seed": s}}) for s in seed_list]
+    except CvcycleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    project = signac.init_project()
+    for s in specs:
+        job = project.open_job({"spec": s})
+        state = "exists" if job in project else "created"
+        job.init()
+        print(f"{job.id}  {s['campaign']['name']}  seed {s['campaign']['seed']}  {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["init"]:
+        sys.exit(init(sys.argv[2:]))
+    try:
+        project = Project.get_project()
+    except LookupError:
+        sys.exit("error: no signac project here; create one with `python project.py init SPEC.toml`")
+    try:
+        project.main()
+    except UserOperationError as exc:
+        failed = exc.__cause__
+        if not isinstance(failed, subprocess.CalledProcessError):
+            raise  # an unexpected error inside this process: keep the traceback
+        if failed.returncode != 2:  # 2: the operation already printed its one-line error
+            print(f"error: {exc} (exit status {failed.returncode})", file=sys.stderr)
+        sys.exit(failed.returncode if failed.returncode > 0 else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)

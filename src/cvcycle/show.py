@@ -1,0 +1,120 @@
+"""`python -m cvcycle show`: where one campaign stands, read from its job directory.
+
+Reads the state point, the progress document and the iteration folders directly (no signac),
+so it also works on a copied job directory or while a run is writing to it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .campaign import STATEPOINT, Campaign
+from .errors import WorkspaceError
+
+METRIC_KEYS = ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2")
+
+
+def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
+    """A job directory given as a path, or as a job id / unique id prefix under `workspace`."""
+    path = Path(ref)
+    if (path / STATEPOINT).is_file():
+        return Campaign(path)
+    ws = Path(workspace)
+    if not ws.is_dir():
+        raise WorkspaceError(f"'{ref}' is not a job directory and there is no {ws}/ here to look up job ids "
+                             "(run from the project directory or pass the job directory)")
+    if (ws / ref / STATEPOINT).is_file():
+        return Campaign(ws / ref)
+    matches = sorted(p for p in ws.iterdir() if p.name.startswith(ref) and (p / STATEPOINT).is_file())
+    if not matches:
+        raise WorkspaceError(f"no job matches '{ref}' in {ws.resolve()}")
+    if len(matches) > 1:
+        shown = ", ".join(p.name for p in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise WorkspaceError(f"job id prefix '{ref}' is ambiguous: {len(matches)} jobs match ({shown})")
+    return Campaign(matches[0])
+
+
+def _iter_dirs(c: Campaign) -> list[Path]:
+    return sorted((p for p in c.path.glob("iter-[0-9][0-9][0-9]*") if p.is_dir()), reverse=True)
+
+
+def _newest(c: Campaign, name: str) -> str | None:
+    """Absolute path of `name` in the newest iteration folder that has it."""
+    for d in _iter_dirs(c):
+        if (d / name).is_file():
+            return str(d / name)
+    return None
+
+
+def _finite(v: Any) -> Any:
+    """Strict JSON: non-finite numbers (e.g. an RMSE over no covered bins) become null."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def summary(c: Campaign) -> dict[str, Any]:
+    """Everything `show` reports, as a JSON-ready dict."""
+    doc = c.progress()
+    history = sorted(doc["history"], key=lambda h: h["iteration"])
+    plots = {"convergence": str(c.path / "convergence.png") if (c.path / "convergence.png").is_file() else None,
+             "fes_xy": _newest(c, "fes_xy.png"), "fes_cv": _newest(c, "fes_cv.png")}
+    return _finite({
+        "id": c.id,
+        "path": str(c.path),
+        "campaign": c.spec["campaign"]["name"],
+        "seed": c.seed,
+        "iteration": doc["iteration"],
+        "phase": doc["phase"],
+        "status": doc["status"],
+        "converged": bool(doc["converged"]),
+        "features": list(c.spec["features"]["names"]),
+        "cv_model": _newest(c, "cv.pt"),
+        "fes": _newest(c, "fes.npz"),
+        "total_steps": doc["total_steps"],
+        "last_checkpoint": doc.get("last_checkpoint"),
+        "updated": doc.get("updated"),
+        "metrics": history[-1] if history else None,
+        "plots": {k: v for k, v in plots.items() if v},
+        "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in METRIC_KEYS},
+                        "converged": bool(h.get("converged"))} for h in history],
+    })
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render(s: dict[str, Any]) -> str:
+    """A readable report: header, per-iteration metrics table, paths."""
+    n = len(s["iterations"])
+    state = {"running": f"running (iteration {s['iteration']}, phase {s['phase']})",
+             "converged": f"converged after {n} iteration(s)",
+             "budget": f"budget spent after {n} iteration(s), not converged"}.get(s["status"], s["status"])
+    lines = [
+        f"campaign   {s['campaign']}  (seed {s['seed']})",
+        f"job        {s['id']}",
+        f"status     {state}",
+        f"steps      {s['total_steps']:,} walker steps",
+        f"features   {', '.join(s['features'])}",
+        f"checkpoint {s['last_checkpoint'] or '-'}",
+        "",
+    ]
+    if s["iterations"]:
+        head = ("iter", "cv_r2", "fes_change", "fes_rmse_exact", "committor_r2", "converged")
+        rows = [[str(it["iteration"])] + [_fmt(it[k]) for k in METRIC_KEYS] + ["yes" if it["converged"] else "no"]
+                for it in s["iterations"]]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        lines += ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows] + [""]
+    else:
+        lines += ["no iteration analysed yet", ""]
+    paths = {"job dir": s["path"], "cv model": s["cv_model"], "fes": s["fes"], **s["plots"]}
+    lines += [f"{name:<12} {p}" for name, p in paths.items() if p]
+    return "\n".join(lines)

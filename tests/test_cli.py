@@ -1,0 +1,228 @@
+"""End-to-end tests of the command line: project.py init/run/status/submit and python -m cvcycle.
+
+One tiny campaign pair (2 seeds, 2 iterations, a few hundred steps) is run once per module
+through `python project.py run` in a temporary signac project; the other tests read it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT / "project.py"
+SPEC = ROOT / "workflows" / "mueller-brown-autoencoder.toml"
+
+TINY = {
+    "engine": {"walkers": 8, "initial_steps": 200, "steps": 400, "segment_steps": 200, "report_stride": 10},
+    "learner": {"epochs": 5, "max_samples": 2000},
+    "analysis": {"grid_bins": 40},
+    "budget": {"max_iterations": 2},
+    "convergence": {"min_iterations": 2},
+}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(table: dict, prefix: tuple[str, ...] = ()) -> str:
+    """A minimal TOML writer for specs: nested tables of scalars and lists."""
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    lines = [f"[{'.'.join(prefix)}]"] if prefix and scalars else []
+    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    text = "\n".join(lines) + "\n"
+    for k, v in table.items():
+        if isinstance(v, dict):
+            text += to_toml(v, prefix + (k,))
+    return text
+
+
+def write_spec(path: Path, **changes: dict) -> Path:
+    spec = tomllib.loads(SPEC.read_text())
+    for section, values in {**TINY, **changes}.items():
+        spec.setdefault(section, {}).update(values)
+    path.write_text(to_toml(spec))
+    return path
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k != "CVCYCLE_WALLTIME_SECONDS"}
+    e["SIGNAC_FLOW_ENVIRONMENT"] = "StandardEnvironment"  # no scheduler queries, even where SLURM is installed
+    return e
+
+
+def project(cwd: Path, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PROJECT), *args], cwd=cwd, env={**env(), **(extra_env or {})},
+                          capture_output=True, text=True, timeout=300)
+
+
+def cvcycle(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cvcycle", *args], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def show_json(cwd: Path, ref: str) -> dict:
+    r = cvcycle(cwd, "show", ref, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A signac project with two tiny campaigns run to completion by `project.py run`."""
+    d = tmp_path_factory.mktemp("campaigns")
+    spec = write_spec(d / "tiny.toml")
+    r = project(d, "init", str(spec), "--seeds", "2")
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[2:] for line in r.stdout.splitlines()] == [["seed", "0", "created"], ["seed", "1", "created"]]
+    ids = [line.split()[0] for line in r.stdout.splitlines()]
+    r = project(d, "run")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return d, ids
+
+
+def test_init_is_idempotent_and_accepts_seed_lists(tmp_path):
+    spec = write_spec(tmp_path / "tiny.toml")
+    first = project(tmp_path, "init", str(spec), "--seed-list", "3", "7")
+    again = project(tmp_path, "init", str(spec), "--seed-list", "7")
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout.split()[-4:] == ["mueller-brown-autoencoder", "seed", "7", "created"]
+    assert again.stdout.split() == first.stdout.split()[-5:-1] + ["exists"]
+    sp = json.loads((tmp_path / "workspace" / again.stdout.split()[0] / "signac_statepoint.json").read_text())
+    assert sp["spec"]["campaign"]["seed"] == 7 and sp["spec"]["engine"]["walkers"] == 8
+
+
+def test_init_rejects_bad_spec_with_field_name(tmp_path):
+    spec = write_spec(tmp_path / "bad.toml", engine={"walkers": -3})
+    r = project(tmp_path, "init", str(spec))
+    assert r.returncode == 2
+    assert "engine.walkers" in r.stderr and r.stderr.startswith("error: ")
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "workspace").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_run_finishes_every_campaign(finished):
+    d, ids = finished
+    assert sorted(p.name for p in (d / "workspace").iterdir()) == sorted(ids)
+    for job_id in ids:
+        s = show_json(d, job_id[:8])
+        assert s["id"] == job_id and s["seed"] in (0, 1)
+        assert s["status"] in ("converged", "budget") and s["phase"] == "done"
+        assert s["iteration"] >= 1 and s["features"] == ["x", "y"]
+        n_iter = len(s["iterations"])
+        assert n_iter == s["iteration"] + 1 and s["metrics"]["iteration"] == s["iteration"]
+        assert s["total_steps"] == 8 * (200 + 400 * (n_iter - 1))
+        cv = torch.jit.load(s["cv_model"])
+        assert tuple(cv(torch.zeros(5, 2)).shape) == (5, 1)
+        assert Path(s["cv_model"]).parent.name == f"iter-{s['iteration']:03d}"
+        with np.load(s["fes"]) as fes:
+            assert "F_xy" in fes.files
+        assert Path(s["plots"]["convergence"]).is_file() and set(s["plots"]) <= {"convergence", "fes_xy", "fes_cv"}
+        assert {"iteration", "cv_r2", "fes_change", "fes_rmse_exact", "committor_r2", "converged"} <= set(s["iterations"][-1])
+
+
+def test_status_shows_labels(finished):
+    d, ids = finished
+    r = project(d, "status", "-d")
+    assert r.returncode == 0, r.stderr
+    for job_id in ids:
+        line = next(line for line in r.stdout.splitlines() if line.startswith(job_id))
+        assert "iteration 1" in line and "phase done" in line and "steps 4,800" in line
+        assert "status budget" in line or "status converged" in line
+
+
+def test_second_run_does_nothing(finished):
+    d, ids = finished
+    docs = [d / "workspace" / i / "signac_job_document.json" for i in ids]
+    before = [p.read_text() for p in docs]
+    r = project(d, "run")
+    assert r.returncode == 0, r.stderr
+    assert "[iter" not in r.stdout + r.stderr
+    assert [p.read_text() for p in docs] == before
+
+
+def test_show_report_and_lookup(finished):
+    d, ids = finished
+    r = cvcycle(d, "show", ids[0])
+    assert r.returncode == 0, r.stderr
+    assert "mueller-brown-autoencoder" in r.stdout and "committor_r2" in r.stdout and "cv.pt" in r.stdout
+    by_path = show_json(d.parent, str(d / "workspace" / ids[1]))  # a job directory works from anywhere
+    assert by_path["id"] == ids[1]
+
+    missing = cvcycle(d, "show", "zzzz")
+    assert missing.returncode == 2 and "no job matches 'zzzz'" in missing.stderr and "Traceback" not in missing.stderr
+    ws = d.parent / "twins" / "workspace"
+    for name in ("abc1", "abc2"):
+        shutil.copytree(d / "workspace" / ids[0], ws / name)
+    ambiguous = cvcycle(ws.parent, "show", "abc")
+    assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr and "Traceback" not in ambiguous.stderr
+    assert show_json(ws.parent, "abc2")["id"] == "abc2"
+
+
+def test_show_unstarted_campaign_and_operation_errors(tmp_path):
+    spec = write_spec(tmp_path / "tiny.toml")
+    job_id = project(tmp_path, "init", str(spec)).stdout.split()[0]
+    s = show_json(tmp_path, job_id)
+    assert (s["iteration"], s["phase"], s["status"]) == (0, "simulate", "running")
+    assert s["cv_model"] is None and s["fes"] is None and s["metrics"] is None
+    assert s["iterations"] == [] and s["plots"] == {}
+
+    # A campaign held by another process: one line naming the campaign, no traceback.
+    with open(tmp_path / "workspace" / job_id / ".cvcycle.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = project(tmp_path, "run")
+    assert r.returncode == 2
+    assert f"error: campaign {job_id}:" in r.stderr and "being run by" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_validate(tmp_path):
+    r = cvcycle(tmp_path, "validate", str(SPEC))
+    assert (r.returncode, r.stdout.strip()) == (0, "ok: mueller-brown-autoencoder")
+    bad = write_spec(tmp_path / "bad.toml", learner={"epochz": 3})
+    r = cvcycle(tmp_path, "validate", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "learner.epochz" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = cvcycle(tmp_path, "validate", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_submit_script_renders_for_slurm(tmp_path):
+    """Render templates/script.sh through `submit --pretend` with stand-in sbatch/squeue."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"sbatch": 'echo "slurm 22.05.8"', "squeue": "exit 0"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    spec = write_spec(tmp_path / "tiny.toml", engine={"threads": 2})
+    job_id = project(tmp_path, "init", str(spec)).stdout.split()[0]
+    r = project(tmp_path, "submit", "--pretend", extra_env={
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SIGNAC_FLOW_ENVIRONMENT": "DefaultSlurmEnvironment"})
+    assert r.returncode == 0, r.stderr
+    script = r.stdout
+    assert script.lstrip().startswith("#!/bin/bash")
+    assert "#SBATCH -t 01:00:00" in script and "#SBATCH --cpus-per-task=2" in script
+    assert "export OMP_NUM_THREADS=2" in script
+    assert "export CVCYCLE_WALLTIME_SECONDS=3240" in script
+    assert f"project.py run -o advance -j {job_id}" in script
+    assert "VIRTUAL_ENV" in script
