@@ -13,7 +13,7 @@ from cvcycle.bias.grid import Grid
 from cvcycle.bias.methods import Opes, WellTemperedMetad
 from cvcycle.errors import SpecError
 from cvcycle.models.autoencoder import AutoEncoder, CVExport
-from cvcycle.spec import validate
+from cvcycle.spec import SCHEMA, validate
 
 f64 = torch.float64
 
@@ -329,4 +329,5 @@ def test_make_bias_from_spec():
     torch.testing.assert_close(b.grid.highs, torch.tensor([3.5, 3.5], dtype=f64))
     assert b.height == pytest.approx(0.6) and b.gamma == 5.0 and b.kT == 2.0
     o = make_bias(validate(minimal_raw(bias={"barrier": 12.0})), 1)
-    assert isinstance(o, Opes) and o.barrier == 12.0 and o.values.shape == (300,)
+    default_bins = SCHEMA["bias"]["grid_bins"].default
+    assert isinstance(o, Opes) and o.barrier == 12.0 and o.values.shape == (default_bins,)

@@ -20,7 +20,7 @@ import torch
 from . import io as cio
 from .analysis.fes import aligned_rmse, fes_change, histogram_fes
 from .analysis.quality import cv_committor_quality
-from .analysis.reference import GridReference, boltzmann_bin_free_energy, in_states, reference_from_spec
+from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
 from .campaign import Campaign, now_iso
 from .engines import make_engine
@@ -113,22 +113,32 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     """Initialise the bias of iteration k from the reweighted data of iterations < k on CV_k."""
     spec = c.spec
     data = [load_samples(c, i) for i in range(k)]
-    ergodic = _ergodic_iterations(spec, data) or list(range(k))
-    w = combine_iterations([_flat(data[i], "log_weight") for i in ergodic])
-    feats = np.concatenate([_flat(data[i], "features") for i in ergodic])
+    fes_its = _fes_iterations(spec, data) or list(range(k))
+    w = _mixture_weights(spec, data, fes_its)
+    feats = np.concatenate([_flat(data[i], "features") for i in fes_its])
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
-    idx = rng.choice(len(feats), min(len(feats), 20000), replace=False, p=w)
+    idx = rng.choice(len(feats), min(len(feats), 20000), replace=True, p=w)  # importance resampling
     s = torch.as_tensor(_eval_cv(hook.cv_model, feats[idx]))
     en = spec["engine"]
     n_kernels = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
     hook.bias.prime(s, torch.full((len(s),), 1.0 / len(s), dtype=torch.float64), n_kernels)
-    log(f"[iter {k} simulate] bias primed from iterations {ergodic} on CV_{k} ({len(s)} resampled frames)")
+    log(f"[iter {k} simulate] bias primed from iterations {fes_its} on CV_{k} ({len(s)} resampled frames)")
 
 
-def _ergodic_iterations(spec: dict[str, Any], data: list[dict[str, np.ndarray]]) -> list[int]:
-    """Iterations whose frames visited every state: the ones a free-energy estimate may use."""
-    states = spec["system"]["states"]
-    return [i for i, d in enumerate(data) if all(m.any() for m in in_states(_flat(d, "positions"), states).values())]
+def _transitions(spec: dict[str, Any], samples: dict[str, np.ndarray]) -> int:
+    return count_transitions(samples["positions"], spec["system"]["states"])
+
+
+def _fes_iterations(spec: dict[str, Any], data: list[dict[str, np.ndarray]]) -> list[int]:
+    """The last `analysis.fes_window` iterations that crossed between states at least once."""
+    crossed = [i for i, d in enumerate(data) if _transitions(spec, d) > 0]
+    return crossed[-spec["analysis"]["fes_window"]:]
+
+
+def _mixture_weights(spec: dict[str, Any], data: list[dict[str, np.ndarray]], its: list[int]) -> np.ndarray:
+    """Reweighted frames of iterations `its`, mixed by effective sample size x transitions."""
+    return combine_iterations([_flat(data[i], "log_weight") for i in its],
+                              quality=[_transitions(spec, data[i]) for i in its])
 
 
 def _flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
@@ -210,10 +220,11 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     d = c.iter_dir(k)
     data = [load_samples(c, i) for i in range(k + 1)]
     visited = [{n: bool(m.any()) for n, m in in_states(_flat(s, "positions"), states).items()} for s in data]
-    ergodic = _ergodic_iterations(spec, data)[-spec["analysis"]["fes_window"]:]
+    fes_its = _fes_iterations(spec, data)
+    transitions = _transitions(spec, data[k])
     new_cv = load_cv(d / "cv.pt")
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
-                               "states_visited": visited[k], "fes_iterations": ergodic,
+                               "states_visited": visited[k], "fes_iterations": fes_its, "transitions": transitions,
                                "state_fractions": {n: float(m.mean()) for n, m in
                                                    in_states(_flat(data[k], "positions"), states).items()}}
     feats_all = np.concatenate([_flat(s, "features") for s in data])
@@ -227,13 +238,14 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     def fes_along_cv(its: list[int]) -> np.ndarray | None:
         if not its:
             return None
-        w = combine_iterations([_flat(data[i], "log_weight") for i in its])
+        w = _mixture_weights(spec, data, its)
         vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
         return histogram_fes(vals, w, [edges])
 
-    F_cv = fes_along_cv(ergodic)
-    F_cv_prev = fes_along_cv(_ergodic_iterations(spec, data[:k])[-spec["analysis"]["fes_window"]:])
-    metrics["fes_change"] = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
+    F_cv = fes_along_cv(fes_its)
+    F_cv_prev = fes_along_cv(_fes_iterations(spec, data[:k]))
+    change = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
+    metrics["fes_change"] = change if change is not None and np.isfinite(change) else None
 
     sy = spec["system"]
     pot = Potential2D(sy["potential"], sy["scale"])
@@ -241,9 +253,9 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     nb = spec["analysis"]["grid_bins"] // 2
     xe, ye = np.linspace(x0, x1, nb + 1), np.linspace(y0, y1, nb + 1)
     F_xy = np.full((nb, nb), np.nan)
-    if ergodic:
-        w = combine_iterations([_flat(data[i], "log_weight") for i in ergodic])
-        pos = np.concatenate([_flat(data[i], "positions") for i in ergodic])
+    if fes_its:
+        w = _mixture_weights(spec, data, fes_its)
+        pos = np.concatenate([_flat(data[i], "positions") for i in fes_its])
         F_xy = histogram_fes(pos, w, [xe, ye])
     F_exact_bins = boltzmann_bin_free_energy(pot, sy["temperature"], xe, ye)
     rmse, coverage = aligned_rmse(F_xy, F_exact_bins, F_exact_bins <= conv["fes_cutoff"])
@@ -258,6 +270,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     checks = {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"],
               "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
               "states": all(visited[k].values()) or not conv["require_states"],
+              "transitions": transitions >= conv["min_transitions"] * spec["engine"]["walkers"],
               "min_iterations": k + 1 >= conv["min_iterations"]}
     metrics["checks"] = checks
     converged = all(checks.values())
@@ -278,7 +291,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     log(f"[iter {k} analyze] CV agreement R2 {fmt(metrics['cv_r2'])}, FES change {fmt(metrics['fes_change'])} kT, "
         f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 {quality['r2']:.4f} "
-        f"width {quality['width']:.3f}, states visited {visited[k]} -> {status}")
+        f"width {quality['width']:.3f}, {transitions} transitions between states -> {status}")
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_convergence
 

@@ -4,6 +4,7 @@ and the CV as a TorchScript file that loads without cvcycle (torch.jit.load)."""
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ def export_cv(model: AutoEncoder, path: Path) -> torch.jit.ScriptModule:
 def load_cv(path: Path) -> torch.jit.ScriptModule:
     """Load an exported TorchScript CV."""
     try:
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript loading in favour of torch.export
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         raise WorkspaceError(f"unreadable TorchScript CV {path}: {str(exc).splitlines()[0]}") from None
