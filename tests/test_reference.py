@@ -241,3 +241,16 @@ def test_boltzmann_bin_free_energy_on_mueller_brown():
         Vc = pot(torch.as_tensor(np.stack([X, Y], -1))).numpy()
     # compare shapes after aligning the minima: F - (Vc - Vc.min()) <= small
     assert np.max(F - (Vc - Vc.min())) < 0.05
+
+
+def test_count_transitions_counts_state_changes_per_walker():
+    from cvcycle.analysis.reference import count_transitions
+
+    states = {"A": {"center": [0.0, 0.0], "radius": 0.5}, "B": {"center": [2.0, 0.0], "radius": 0.5}}
+    a, b, mid = [0.0, 0.0], [2.0, 0.0], [1.0, 0.0]
+    # walker 0: A -> mid -> B -> mid -> A (2 transitions); walker 1: stays in A and between (0)
+    w0 = [a, mid, b, mid, a]
+    w1 = [a, mid, a, mid, mid]
+    positions = np.array([w0, w1]).transpose(1, 0, 2)  # (frames, walkers, 2)
+    assert count_transitions(positions, states) == 2
+    assert count_transitions(positions[:3], states) == 1

@@ -113,6 +113,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "warm_start": Field(bool, True),
         "ensemble": Field(int, 3, check=_range(1, 16)),
         "weight_decay": Field(float, 0.0, check=_range(0.0)),
+        "crossing_only": Field(bool, True),
         "reweight": Field(bool, True),
         "reweight_power": Field(float, 0.5, check=FRACTION),
         "validation_fraction": Field(float, 0.1, check=_range(0.0, 0.5)),

@@ -156,9 +156,18 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
     """Train CV_{k+1} on the samples of iterations 0..k and export it."""
     spec, cfg = c.spec, c.spec["learner"]
     data = [load_samples(c, i) for i in range(k + 1)]
+    crossings = [_transitions(spec, d) for d in data]
+    used = list(range(k + 1))
+    quality = None
+    if cfg["crossing_only"] and any(crossings):
+        # frames of runs trapped in one state would dominate the data and skew the CV toward
+        # that basin's own fluctuations: use runs that crossed, mixed by how often they did
+        used = [i for i in used if crossings[i] > 0]
+        quality = [crossings[i] for i in used]
+    data = [data[i] for i in used]
     feats = np.concatenate([_flat(d, "features") for d in data])
     if cfg["reweight"]:
-        weights = combine_iterations([_flat(d, "log_weight") for d in data], cfg["reweight_power"])
+        weights = combine_iterations([_flat(d, "log_weight") for d in data], cfg["reweight_power"], quality)
     else:
         weights = np.full(len(feats), 1.0 / len(feats))
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
@@ -168,7 +177,7 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
     if len(pool) > cfg["max_samples"]:
         pool = np.sort(rng.choice(pool, cfg["max_samples"], replace=False))
     log(f"[iter {k} train] {cfg['ensemble']} x autoencoder {cfg['hidden']} -> {cfg['cv_dim']}-D CV on {len(pool)} "
-        f"samples from iterations 0..{k}{' (reweighted)' if cfg['reweight'] else ''}")
+        f"samples from iterations {used}{' (reweighted)' if cfg['reweight'] else ''}")
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
     candidates = []
     for j in range(cfg["ensemble"]):

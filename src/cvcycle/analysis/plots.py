@@ -74,6 +74,8 @@ def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict
             ("fes_change", "FES change along CV (kT)", thresholds.get("fes_rmse")),
             ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
             ("committor_r2", "committor R$^2$ of CV", None)]
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.3))
     its = [h["iteration"] for h in history]
     for ax, (key, label, thr) in zip(axes, keys):
@@ -83,6 +85,7 @@ def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict
         if thr is not None:
             ax.axhline(thr, color="gray", ls="--", lw=1)
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
