@@ -124,7 +124,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "kind": Field(str, "opes", check=_choice("opes", "metad")),
         "pace": Field(int, 50, check=AT_LEAST_1),
         "sigma": Field(float, 0.025, check=POSITIVE),
-        "barrier": Field(float, 11.0, check=POSITIVE),
+        "barrier": Field(float, 11.0, check=_range(0.0, 500.0, lo_open=True)),
         "height": Field(float, 0.5, check=POSITIVE),
         "bias_factor": Field(float, 10.0, check=_range(1.0, lo_open=True)),
         "grid_bins": Field(int, 500, check=_range(10, 5000)),

@@ -271,10 +271,12 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     metrics["fes_rmse_exact"] = rmse if np.isfinite(rmse) else None
     metrics["fes_coverage"] = coverage
 
+    metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
     ref = _reference(c)
-    q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
-    quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
-    metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
+    if spec["learner"]["cv_dim"] == 1:
+        q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
+        quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
+        metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
 
     checks = {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"],
               "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
@@ -299,8 +301,8 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
         "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     log(f"[iter {k} analyze] CV agreement R2 {fmt(metrics['cv_r2'])}, FES change {fmt(metrics['fes_change'])} kT, "
-        f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 {quality['r2']:.4f} "
-        f"width {quality['width']:.3f}, {transitions} transitions between states -> {status}")
+        f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 "
+        f"{fmt(metrics['committor_r2'])} width {fmt(metrics['committor_width'])}, {transitions} transitions between states -> {status}")
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_convergence
 

@@ -42,8 +42,14 @@ class Grid:
 
     def gaussians(self, centers: Tensor, sigma: float, heights: Tensor) -> Tensor:
         """Sum of Gaussian kernels sum_k h_k exp(-|g - c_k|^2 / 2 sigma^2) on the grid."""
-        d2 = torch.cdist(self.points, centers.to(torch.float64)) ** 2  # (n_grid, n_kernels)
-        total = torch.exp(-0.5 * d2 / sigma**2) @ heights.to(torch.float64)
+        centers, heights = centers.to(torch.float64), heights.to(torch.float64)
+        total = torch.zeros(len(self.points), dtype=torch.float64)
+        chunk = len(centers)
+        if len(self.points) * len(centers) > 2**25:  # bounded memory for 2-D grids and many kernels
+            chunk = max(1, 2**22 // len(self.points))
+        for start in range(0, len(centers), chunk):
+            d2 = torch.cdist(self.points, centers[start:start + chunk]) ** 2  # (n_grid, chunk)
+            total += torch.exp(-0.5 * d2 / sigma**2) @ heights[start:start + chunk]
         return total.reshape([self.bins] * self.dim)
 
     def nearest(self, s: Tensor) -> Tensor:

@@ -19,8 +19,6 @@ Tensor = torch.Tensor
 class GridBias:
     """Common part: a bias V(s) on a grid, deposited every `pace` steps."""
 
-    kind = ""
-
     def __init__(self, grid: Grid, kT: float, pace: int, sigma: float) -> None:
         self.grid, self.kT, self.pace, self.sigma = grid, kT, pace, sigma
         self.values = torch.zeros([grid.bins] * grid.dim, dtype=torch.float64)
@@ -63,8 +61,6 @@ class GridBias:
 class WellTemperedMetad(GridBias):
     """Well-tempered metadynamics: heights h exp(-V(s)/(kT (gamma - 1)))."""
 
-    kind = "metad"
-
     def __init__(self, grid: Grid, kT: float, pace: int, sigma: float, height: float, bias_factor: float,
                  barrier: float = 12.0) -> None:
         super().__init__(grid, kT, pace, sigma)
@@ -93,8 +89,6 @@ class Opes(GridBias):
     P the kernel density estimate with weights exp(V/kT), Z its average over the explored region
     (grid points that received a kernel centre).
     """
-
-    kind = "opes"
 
     def __init__(self, grid: Grid, kT: float, pace: int, sigma: float, barrier: float) -> None:
         super().__init__(grid, kT, pace, sigma)
