@@ -35,9 +35,11 @@ def load_model(path: Path) -> AutoEncoder:
 
 def export_cv(model: AutoEncoder, path: Path) -> torch.jit.ScriptModule:
     """Export the CV as TorchScript to `path`; returns the scripted module."""
-    scripted = torch.jit.script(CVExport(model).eval())
     buf = io.BytesIO()
-    torch.jit.save(scripted, buf)
+    with warnings.catch_warnings():  # TorchScript is deprecated from torch 2.10 on; still loads everywhere
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(CVExport(model).eval())
+        torch.jit.save(scripted, buf)
     cio.write_bytes(path, buf.getvalue())
     return scripted
 
