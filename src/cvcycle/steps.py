@@ -113,8 +113,9 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     """Initialise the bias of iteration k from the reweighted data of iterations < k on CV_k."""
     spec = c.spec
     data = [load_samples(c, i) for i in range(k)]
-    fes_its = _fes_iterations(spec, data) or list(range(k))
-    w = _mixture_weights(spec, data, fes_its)
+    crossings = [_transitions(spec, d) for d in data]
+    fes_its = _fes_iterations(crossings, spec["analysis"]["fes_window"]) or list(range(k))
+    w = _mixture_weights(data, fes_its, crossings)
     feats = np.concatenate([_flat(data[i], "features") for i in fes_its])
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
     idx = rng.choice(len(feats), min(len(feats), 20000), replace=True, p=w)  # importance resampling
@@ -129,16 +130,14 @@ def _transitions(spec: dict[str, Any], samples: dict[str, np.ndarray]) -> int:
     return count_transitions(samples["positions"], spec["system"]["states"])
 
 
-def _fes_iterations(spec: dict[str, Any], data: list[dict[str, np.ndarray]]) -> list[int]:
-    """The last `analysis.fes_window` iterations that crossed between states at least once."""
-    crossed = [i for i, d in enumerate(data) if _transitions(spec, d) > 0]
-    return crossed[-spec["analysis"]["fes_window"]:]
+def _fes_iterations(crossings: list[int], window: int) -> list[int]:
+    """The last `window` iterations that crossed between states at least once."""
+    return [i for i, t in enumerate(crossings) if t > 0][-window:]
 
 
-def _mixture_weights(spec: dict[str, Any], data: list[dict[str, np.ndarray]], its: list[int]) -> np.ndarray:
+def _mixture_weights(data: list[dict[str, np.ndarray]], its: list[int], crossings: list[int]) -> np.ndarray:
     """Reweighted frames of iterations `its`, mixed by effective sample size x transitions."""
-    return combine_iterations([_flat(data[i], "log_weight") for i in its],
-                              quality=[_transitions(spec, data[i]) for i in its])
+    return combine_iterations([_flat(data[i], "log_weight") for i in its], quality=[crossings[i] for i in its])
 
 
 def _flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
@@ -228,14 +227,16 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     states = spec["system"]["states"]
     d = c.iter_dir(k)
     data = [load_samples(c, i) for i in range(k + 1)]
-    visited = [{n: bool(m.any()) for n, m in in_states(_flat(s, "positions"), states).items()} for s in data]
-    fes_its = _fes_iterations(spec, data)
-    transitions = _transitions(spec, data[k])
+    in_k = in_states(_flat(data[k], "positions"), states)
+    visited = {n: bool(m.any()) for n, m in in_k.items()}
+    crossings = [_transitions(spec, s) for s in data]
+    window = spec["analysis"]["fes_window"]
+    fes_its = _fes_iterations(crossings, window)
+    transitions = crossings[k]
     new_cv = load_cv(d / "cv.pt")
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
-                               "states_visited": visited[k], "fes_iterations": fes_its, "transitions": transitions,
-                               "state_fractions": {n: float(m.mean()) for n, m in
-                                                   in_states(_flat(data[k], "positions"), states).items()}}
+                               "states_visited": visited, "fes_iterations": fes_its, "transitions": transitions,
+                               "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
     feats_all = np.concatenate([_flat(s, "features") for s in data])
     s_new = _eval_cv(new_cv, feats_all)
     metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(load_cv(c.iter_dir(k - 1) / "cv.pt"), feats_all)) if k else None
@@ -247,12 +248,12 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     def fes_along_cv(its: list[int]) -> np.ndarray | None:
         if not its:
             return None
-        w = _mixture_weights(spec, data, its)
+        w = _mixture_weights(data, its, crossings)
         vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
         return histogram_fes(vals, w, [edges])
 
     F_cv = fes_along_cv(fes_its)
-    F_cv_prev = fes_along_cv(_fes_iterations(spec, data[:k]))
+    F_cv_prev = fes_along_cv(_fes_iterations(crossings[:k], window))
     change = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
     metrics["fes_change"] = change if change is not None and np.isfinite(change) else None
 
@@ -263,7 +264,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     xe, ye = np.linspace(x0, x1, nb + 1), np.linspace(y0, y1, nb + 1)
     F_xy = np.full((nb, nb), np.nan)
     if fes_its:
-        w = _mixture_weights(spec, data, fes_its)
+        w = _mixture_weights(data, fes_its, crossings)
         pos = np.concatenate([_flat(data[i], "positions") for i in fes_its])
         F_xy = histogram_fes(pos, w, [xe, ye])
     F_exact_bins = boltzmann_bin_free_energy(pot, sy["temperature"], xe, ye)
@@ -280,7 +281,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
 
     checks = {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"],
               "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
-              "states": all(visited[k].values()) or not conv["require_states"],
+              "states": all(visited.values()) or not conv["require_states"],
               "transitions": transitions >= conv["min_transitions"] * spec["engine"]["walkers"],
               "min_iterations": k + 1 >= conv["min_iterations"]}
     metrics["checks"] = checks
