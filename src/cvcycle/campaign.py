@@ -21,7 +21,6 @@ from .spec import validate
 
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
-PHASES = ("simulate", "train", "analyze")
 
 
 def now_iso() -> str:

@@ -66,10 +66,6 @@ class Engine(ABC):
         """Advance `n_steps`; the random stream is a pure function of `seed`."""
 
     @abstractmethod
-    def featurize(self, positions: np.ndarray) -> np.ndarray:
-        """Features of arbitrary positions (for analysis and reference grids)."""
-
-    @abstractmethod
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to continue exactly (positions, velocities, ...)."""
 

@@ -52,10 +52,6 @@ class LangevinEngine(Engine):
         self.v = torch.zeros_like(self.x)  # BAOAB thermalises v within a few 1/friction
         self.noise = torch.zeros_like(self.x)
 
-    def featurize(self, positions: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.featurizer(torch.as_tensor(positions, dtype=torch.float64)).numpy()
-
     def _forces(self, hook: BiasHook | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.x.detach().requires_grad_(True)
         feats = self.featurizer(x)
