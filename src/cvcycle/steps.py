@@ -292,7 +292,7 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
                   F_cv=F_cv if F_cv is not None else np.full(len(centers), np.nan))
     cio.write_json(d / "metrics.json", metrics)
     if spec["analysis"]["plots"]:
-        _plots(c, k, ref, new_cv, xe, ye, F_xy, centers, F_cv, F_cv_prev)
+        _plots(c, k, ref, new_cv, xe, ye, F_xy, F_exact_bins, centers, F_cv, F_cv_prev)
 
     doc = c.progress()
     history = [h for h in doc["history"] if h["iteration"] != k] + [metrics]
@@ -314,7 +314,8 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
 
 
 def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
-           F_xy: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None, F_cv_prev: np.ndarray | None) -> None:
+           F_xy: np.ndarray, F_exact: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None,
+           F_cv_prev: np.ndarray | None) -> None:
     from .analysis.plots import plot_fes_cv, plot_fes_xy
 
     spec, d = c.spec, c.iter_dir(k)
@@ -322,17 +323,15 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
     X, Y = np.meshgrid(xc, yc, indexing="xy")
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
     cv_grid = _eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
-    exact = boltzmann_bin_free_energy(Potential2D(spec["system"]["potential"], spec["system"]["scale"]),
-                                      spec["system"]["temperature"], xe, ye)
     from scipy.interpolate import RegularGridInterpolator
 
     q = RegularGridInterpolator((ref.ys, ref.xs), ref.committor)(np.stack([Y.ravel(), X.ravel()], 1)).reshape(X.shape)
-    plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", exact, q)
+    plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q)
     curves = {}
     if F_cv is not None:
-        curves[f"data 0..{k}"] = F_cv
+        curves[f"data up to iteration {k}"] = F_cv
     if F_cv_prev is not None:
-        curves[f"data 0..{k - 1}"] = F_cv_prev
+        curves[f"data up to iteration {k - 1}"] = F_cv_prev
     if curves:
         plot_fes_cv(d / "fes_cv.png", centers, curves, f"FES along CV_{k + 1} (iteration {k})")
 
