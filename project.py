@@ -21,9 +21,6 @@ from flow.errors import UserOperationError
 from cvcycle.campaign import Campaign
 from cvcycle.errors import CvcycleError
 
-WALLTIME_HOURS = 1.0  # per submitted job; `advance` stops early enough to checkpoint
-
-
 class Project(FlowProject):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -38,8 +35,9 @@ def _progress(job) -> dict:
         return {"error": str(exc)}
 
 
-def _threads(job) -> int:
-    return int(job.sp["spec"]["engine"]["threads"])
+def _resource(key: str):
+    """A directive read from the campaign spec's [resources] section."""
+    return lambda job: job.sp["spec"]["resources"][key]
 
 
 def finished(job) -> bool:
@@ -79,7 +77,9 @@ def last_checkpoint(job):
 # (`project.py exec advance <id>` with OMP_NUM_THREADS set), which reports its own errors.
 @Project.pre(lambda job: not finished(job))
 @Project.post(finished)
-@Project.operation(directives={"np": _threads, "omp_num_threads": _threads, "walltime": WALLTIME_HOURS})
+# `advance` stops between phases early enough to checkpoint before the walltime (script.sh).
+@Project.operation(directives={"np": _resource("cpus"), "omp_num_threads": _resource("cpus"), "ngpu": _resource("gpus"),
+                               "memory": _resource("memory_gb"), "walltime": _resource("walltime_hours")})
 def advance(job):
     """Cycle simulate -> train -> analyze until converged, out of budget or out of walltime."""
     from cvcycle.steps import advance as advance_campaign

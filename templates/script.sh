@@ -4,10 +4,13 @@
 {% extends base_script %}
 {% block tasks %}
 {% if base_script == "slurm.sh" %}
-{# one process with np threads (np = engine.threads), on one node #}
+{# one process with np threads (np = resources.cpus), on one node #}
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
 #SBATCH --cpus-per-task={{ resources.ncpu_tasks }}
+{% if resources.ngpu_tasks %}
+#SBATCH --gres=gpu:{{ resources.ngpu_tasks }}
+{% endif %}
 {% else %}
 {{ super() }}
 {% endif %}

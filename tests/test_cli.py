@@ -214,15 +214,16 @@ def test_submit_script_renders_for_slurm(tmp_path):
     for name, body in {"sbatch": 'echo "slurm 22.05.8"', "squeue": "exit 0"}.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    spec = write_spec(tmp_path / "tiny.toml", engine={"threads": 2})
+    spec = write_spec(tmp_path / "tiny.toml", resources={"cpus": 2, "gpus": 1, "memory_gb": 3.5, "walltime_hours": 2.0})
     job_id = project(tmp_path, "init", str(spec)).stdout.split()[0]
-    r = project(tmp_path, "submit", "--pretend", extra_env={
+    r = project(tmp_path, "submit", "--pretend", "--force", extra_env={  # --force: GPUs on a generic partition
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SIGNAC_FLOW_ENVIRONMENT": "DefaultSlurmEnvironment"})
     assert r.returncode == 0, r.stderr
     script = r.stdout
     assert script.lstrip().startswith("#!/bin/bash")
-    assert "#SBATCH -t 01:00:00" in script and "#SBATCH --cpus-per-task=2" in script
+    assert "#SBATCH -t 02:00:00" in script and "#SBATCH --cpus-per-task=2" in script
+    assert "#SBATCH --gres=gpu:1" in script and "#SBATCH --mem=3584M" in script
     assert "export OMP_NUM_THREADS=2" in script
-    assert "export CVCYCLE_WALLTIME_SECONDS=3240" in script
+    assert "export CVCYCLE_WALLTIME_SECONDS=6600" in script  # 2 h less a 10-minute safety margin
     assert f"project.py run -o advance -j {job_id}" in script
     assert "VIRTUAL_ENV" in script

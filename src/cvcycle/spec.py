@@ -96,7 +96,6 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "segment_steps": Field(int, 1000, check=AT_LEAST_1),
         "start": Field((str, list), "A", check=_point_or_state),
         "start_spread": Field(float, 0.05, check=_range(0.0)),
-        "threads": Field(int, 1, check=AT_LEAST_1),
     },
     "features": {
         "kind": Field(str, "coordinates", check=_choice("coordinates")),
@@ -145,6 +144,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "fes_bins": Field(int, 50, check=_range(5, 2000)),
         "require_states": Field(bool, True),
         "min_transitions": Field(float, 1.0, check=_range(0.0)),
+    },
+    "resources": {  # per scheduler job: SLURM directives, and the threads cvcycle uses
+        "cpus": Field(int, 1, check=_range(1, 1024)),
+        "gpus": Field(int, 0, check=_range(0, 64)),
+        "memory_gb": Field(float, 4.0, check=_range(0.0, 100_000.0, lo_open=True)),
+        "walltime_hours": Field(float, 1.0, check=_range(1.0 / 60.0, 720.0)),
     },
     "analysis": {
         "grid_bins": Field(int, 120, check=_range(10, 2000)),

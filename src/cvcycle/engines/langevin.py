@@ -41,7 +41,7 @@ class LangevinEngine(Engine):
         sy, en = spec["system"], spec["engine"]
         return cls(Potential2D(sy["potential"], sy["scale"]), make_featurizer(spec), kT=sy["temperature"],
                    dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
-                   integrator=en["integrator"], mass=en["mass"], threads=en["threads"])
+                   integrator=en["integrator"], mass=en["mass"], threads=spec["resources"]["cpus"])
 
     def set_positions(self, positions: np.ndarray) -> None:
         pos = torch.as_tensor(np.asarray(positions, dtype=np.float64)).reshape(self.n_walkers, 2)
