@@ -3,7 +3,6 @@ interrupted campaign that resumes to results identical to an uninterrupted one."
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,10 @@ import pytest
 
 from cvcycle import io as cio
 from cvcycle.campaign import Campaign
-from cvcycle.errors import WorkspaceError
+from cvcycle.errors import SimulationError, WorkspaceError
 from cvcycle.spec import load_spec, validate
 from cvcycle.steps import advance
+from digests import campaign_digests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_spec(**changes: dict) -> dict:
     spec = load_spec(ROOT / "workflows" / "mueller-brown-autoencoder.toml")
     small = {"engine": {"walkers": 8, "initial_steps": 200, "steps": 600, "segment_steps": 200},
-             "learner": {"epochs": 5, "max_samples": 2000, "ensemble": 2},
+             "learner": {"epochs": 5, "max_samples": 2000, "ensemble": 2, "checkpoint_epochs": 2},
              "analysis": {"grid_bins": 40, "plots": False},
              "budget": {"max_iterations": 3}, "convergence": {"min_iterations": 3}}
     for section, values in list(small.items()) + list(changes.items()):
@@ -33,15 +33,6 @@ def make_campaign(path: Path, spec: dict) -> Path:
     path.mkdir(parents=True)
     cio.write_json(path / "signac_statepoint.json", {"spec": spec})
     return path
-
-
-def digests(path: Path) -> dict[str, str]:
-    """SHA-256 of every data, model and metrics file of a campaign (not logs or plots)."""
-    out = {}
-    for f in sorted(path.glob("iter-*/*")):
-        if f.suffix in (".npz", ".pt", ".json") and f.name != "train.json":
-            out[str(f.relative_to(path))] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.mark.parametrize("kind", ["opes", "metad"])
@@ -93,19 +84,58 @@ def test_interrupted_campaign_resumes_bit_for_bit(tmp_path):
         except Interrupt:
             interrupts += 1
     assert interrupts >= 4
-    assert digests(resumed) == digests(reference)
+    assert campaign_digests(resumed) == campaign_digests(reference)
     assert Campaign(resumed).progress()["history"] == Campaign(reference).progress()["history"]
 
 
-def test_corrupted_checkpoint_is_reported_by_path(tmp_path):
-    path = make_campaign(tmp_path / "c", tiny_spec())
+def _run_until(path: Path, marker: str) -> None:
+    """Advance the campaign and interrupt it right after the first log line containing `marker`."""
+    def log(line: str) -> None:
+        if marker in line:
+            raise Interrupt(line)
     with pytest.raises(Interrupt):
-        advance(path, log=lambda line: (_ for _ in ()).throw(Interrupt()) if "segment 1/" in line else None)
-    ckpt = path / "iter-000" / "sim" / "checkpoint.npz"
-    data = ckpt.read_bytes()
-    ckpt.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WorkspaceError, match="checkpoint.npz"):
-        advance(path, log=lambda line: None)
+        advance(path, log=log)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupted_simulation_checkpoint_falls_back_to_the_previous_one(tmp_path, damage):
+    spec = tiny_spec()
+    reference = make_campaign(tmp_path / "reference", spec)
+    advance(reference, log=lambda line: None)
+    path = make_campaign(tmp_path / "c", spec)
+    _run_until(path, "[iter 1 simulate] opes on CV_1: segment 2/3")
+    sim = path / "iter-001" / "sim"
+    assert sorted(p.name for p in sim.glob("checkpoint-*.npz")) == ["checkpoint-0001.npz", "checkpoint-0002.npz"]
+    ckpt = sim / "checkpoint-0002.npz"
+    data = bytearray(ckpt.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    lines: list[str] = []
+    advance(path, log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning:"))
+    assert str(ckpt) in warning and "falling back" in warning
+    assert "[iter 1 simulate] resuming at segment 1/3" in lines
+    assert (sim / "checkpoint-0002.npz.corrupt").exists()  # set aside for inspection, not deleted
+    assert campaign_digests(path) == campaign_digests(reference)
+
+
+def test_corrupted_training_checkpoint_falls_back_and_training_resumes_bit_for_bit(tmp_path):
+    spec = tiny_spec(learner={"epochs": 8, "checkpoint_epochs": 2, "patience": 100})
+    reference = make_campaign(tmp_path / "reference", spec)
+    advance(reference, log=lambda line: None)
+    path = make_campaign(tmp_path / "c", spec)
+    _run_until(path, "[iter 0 train 2/2]")  # member 1 finished, member 2 starting
+    members = path / "iter-000" / "train"
+    assert (members / "member-0-0008.npz").exists() and (members / "member-0-0006.npz").exists()
+    (members / "member-0-0008.npz").write_bytes(b"not an npz")
+    lines: list[str] = []
+    advance(path, log=lines.append)
+    assert any(line.startswith("warning:") and "member-0-0008.npz" in line for line in lines)
+    assert "[iter 0 train 1/2] resuming at epoch 6/8" in lines
+    assert campaign_digests(path) == campaign_digests(reference)
 
 
 def test_second_process_is_refused(tmp_path):
@@ -113,3 +143,25 @@ def test_second_process_is_refused(tmp_path):
     with Campaign(path).lock():
         with pytest.raises(WorkspaceError, match="being run by"):
             advance(path, log=lambda line: None)
+
+
+def test_walltime_budget_stops_between_phases_and_the_next_call_continues(tmp_path):
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    lines: list[str] = []
+    doc = advance(path, walltime=1e-3, log=lines.append)  # always one phase, then the budget is spent
+    assert (doc["iteration"], doc["phase"], doc["status"]) == (0, "train", "running")
+    assert lines[-1].endswith("stopping before iteration 0 train: walltime budget nearly spent")
+    assert advance(path, log=lambda line: None)["status"] in ("converged", "budget")
+
+
+def test_diverging_simulation_names_iteration_step_and_walker_and_keeps_its_checkpoints(tmp_path):
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    _run_until(path, "[iter 1 simulate] opes on CV_1: segment 1/3")
+    before = {p.name: p.read_bytes() for p in (path / "iter-001" / "sim").iterdir()}
+    spec = tiny_spec(engine={"dt": 0.2})  # far too large a time step for Mueller-Brown
+    cio.write_json(path / "signac_statepoint.json", {"spec": spec})
+    with pytest.raises(SimulationError, match=r"iteration 1, segment 2/3: simulation diverged at step \d+, walker \d+") as err:
+        advance(path, log=lambda line: None)
+    assert "last good checkpoint: " in str(err.value) and "checkpoint-0001.npz" in str(err.value)
+    assert {p.name: p.read_bytes() for p in (path / "iter-001" / "sim").iterdir()} == before
+    assert Campaign(path).progress()["phase"] == "simulate"

@@ -72,6 +72,14 @@ class Campaign:
     def finished(self) -> bool:
         return self.progress()["status"] in ("converged", "budget")
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files of atomic writes that a killed process left behind
+        (`.<name>.<random>.tmp`, never read as data); call only while holding the lock."""
+        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink()
+        return stale
+
     # -- locking -------------------------------------------------------------------------
     def lock(self) -> "CampaignLock":
         return CampaignLock(self.path / ".cvcycle.lock")

@@ -117,6 +117,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "reweight_power": Field(float, 0.5, check=FRACTION),
         "validation_fraction": Field(float, 0.1, check=_range(0.0, 0.5)),
         "patience": Field(int, 30, check=AT_LEAST_1),
+        "checkpoint_epochs": Field(int, 10, check=AT_LEAST_1),
         "max_samples": Field(int, 20000, check=_range(100)),
     },
     "bias": {
@@ -269,11 +270,13 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and validate a TOML campaign spec."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {path}") from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -23,12 +23,15 @@ from .analysis.quality import cv_committor_quality
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
 from .campaign import Campaign, now_iso
+from .checkpoints import CheckpointSeries
 from .engines import make_engine
 from .engines.base import Frames
+from .errors import SimulationError
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
 from .learn.train import normalize_cv, reconstruction_loss, train_autoencoder
-from .models.export import export_cv, load_cv, load_model, save_model
+from .models.autoencoder import CVExport
+from .models.export import export_cv, load_model, save_model
 from .systems.potentials import Potential2D
 
 Log = Callable[[str], None]
@@ -56,45 +59,60 @@ def load_samples(c: Campaign, k: int) -> dict[str, np.ndarray]:
 def _initial_positions(c: Campaign, k: int) -> np.ndarray:
     en = c.spec["engine"]
     if k > 0:
-        return cio.read_npz(c.iter_dir(k - 1) / "sim" / "checkpoint.npz")["positions"]
+        return _final_state(c, k - 1)["positions"]
     start = en["start"]
     center = np.asarray(c.spec["system"]["states"][start]["center"] if isinstance(start, str) else start)
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 1_000_003))
     return center + en["start_spread"] * rng.standard_normal((en["walkers"], 2))
 
 
+def _segments(spec: dict[str, Any], k: int) -> int:
+    return math.ceil(iteration_steps(spec, k) / spec["engine"]["segment_steps"])
+
+
+def _sim_checkpoints(c: Campaign, k: int) -> CheckpointSeries:
+    """Engine and bias state after each segment of iteration k: sim/checkpoint-<segments done>.npz."""
+    return CheckpointSeries(c.iter_dir(k) / "sim", "checkpoint")
+
+
+def _final_state(c: Campaign, k: int) -> dict[str, np.ndarray]:
+    return cio.read_npz(_sim_checkpoints(c, k).path(_segments(c.spec, k)))
+
+
 def simulate(c: Campaign, k: int, log: Log = print) -> None:
     """Run iteration k in checkpointed segments; resume from the last complete segment."""
     spec, en = c.spec, c.spec["engine"]
     sim = c.iter_dir(k) / "sim"
-    steps, seg_len = iteration_steps(spec, k), en["segment_steps"]
-    n_seg = math.ceil(steps / seg_len)
+    steps, seg_len, n_seg = iteration_steps(spec, k), en["segment_steps"], _segments(spec, k)
     engine = make_engine(spec)
     hook = None
     if k > 0:
-        cv_model = load_cv(c.iter_dir(k - 1) / "cv.pt")
-        hook = CVBias(cv_model, make_bias(spec, spec["learner"]["cv_dim"]))
-    ckpt = sim / "checkpoint.npz"
-    if hook is not None and not ckpt.exists() and spec["bias"]["warm_start"]:
-        _prime_bias(c, k, hook, log)
-    if ckpt.exists():
-        state = cio.read_npz(ckpt)
-        start = int(state["segment"])
+        hook = CVBias(_cv(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]))
+    checkpoints = _sim_checkpoints(c, k)
+    saved = checkpoints.latest(log)
+    if saved is None:
+        start = 0
+        engine.set_positions(_initial_positions(c, k))
+        if hook is not None and spec["bias"]["warm_start"]:
+            _prime_bias(c, k, hook, log)
+    else:
+        start, state = saved
         engine.load_state_dict(state)
         if hook is not None:
             hook.bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
         log(f"[iter {k} simulate] resuming at segment {start}/{n_seg}")
-    else:
-        start = 0
-        engine.set_positions(_initial_positions(c, k))
     kind = "unbiased" if hook is None else f"{spec['bias']['kind']} on CV_{k}"
     for seg in range(start, n_seg):
         t0 = time.perf_counter()
         n = min(seg_len, steps - seg * seg_len)
-        frames = engine.run(n, en["report_stride"], cio.derive_seed(c.seed, k, seg), hook, first_step=seg * seg_len)
+        try:
+            frames = engine.run(n, en["report_stride"], cio.derive_seed(c.seed, k, seg), hook, first_step=seg * seg_len)
+        except SimulationError as exc:
+            kept = checkpoints.path(seg) if seg else "none yet: the iteration restarts from its beginning"
+            raise SimulationError(f"iteration {k}, segment {seg + 1}/{n_seg}: {exc}; last good checkpoint: {kept}") from None
         cio.write_npz(sim / f"segment-{seg:04d}.npz", **frames.as_dict())
         bias_state = {} if hook is None else {f"bias_{key}": v.numpy() for key, v in hook.bias.state_dict().items()}
-        cio.write_npz(ckpt, segment=np.array(seg + 1), **engine.state_dict(), **bias_state)
+        checkpoints.write(seg + 1, **engine.state_dict(), **bias_state)
         c.update_doc(last_checkpoint=now_iso())
         rate = en["walkers"] * n / (time.perf_counter() - t0)
         visits = in_states(frames.positions.reshape(-1, 2), spec["system"]["states"])
@@ -182,7 +200,8 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
     for j in range(cfg["ensemble"]):
         init = previous if j == 0 else None
         label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
-        res = train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init)
+        res = train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init,
+                                CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"))
         candidates.append((reconstruction_loss(res.model, feats[check], weights[check]), j, res))
     loss, best, result = min(candidates, key=lambda t: (t[0], t[1]))
     log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l, _, _ in candidates)}: keeping model {best + 1}")
@@ -196,6 +215,13 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
                                       "samples": len(feats), "chosen": best,
                                       "candidate_losses": [l for l, _, _ in candidates]})
     c.update_doc(phase="analyze")
+
+
+def _cv(c: Campaign, k: int) -> torch.nn.Module:
+    """CV_{k+1} as trained in iteration k, in eager mode: TorchScript's profiling executor
+    re-optimises a module after its first calls and its gradients then change in the last bits,
+    which would make a resumed simulation differ from an uninterrupted one. cv.pt is the export."""
+    return CVExport(load_model(c.iter_dir(k) / "model.npz")).eval()
 
 
 def _eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
@@ -233,13 +259,13 @@ def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
     window = spec["analysis"]["fes_window"]
     fes_its = _fes_iterations(crossings, window)
     transitions = crossings[k]
-    new_cv = load_cv(d / "cv.pt")
+    new_cv = _cv(c, k)
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
                                "states_visited": visited, "fes_iterations": fes_its, "transitions": transitions,
                                "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
     feats_all = np.concatenate([_flat(s, "features") for s in data])
     s_new = _eval_cv(new_cv, feats_all)
-    metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(load_cv(c.iter_dir(k - 1) / "cv.pt"), feats_all)) if k else None
+    metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(_cv(c, k - 1), feats_all)) if k else None
 
     edges = _cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
@@ -346,6 +372,8 @@ def advance(path: str | Path, walltime: float | None = None, log: Log = print) -
     t_start = time.monotonic()
     longest = 0.0
     with c.lock():
+        if stale := c.remove_stale_temporaries():
+            log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
         while not c.finished:
             doc = c.progress()
             k, phase = doc["iteration"], doc["phase"]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..checkpoints import CheckpointSeries
 from ..models.autoencoder import AutoEncoder
 
 
@@ -27,10 +28,12 @@ def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> 
 
 def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, Any], seed: int,
                       log: Callable[[str], None] = print, label: str = "train",
-                      init: AutoEncoder | None = None) -> TrainResult:
+                      init: AutoEncoder | None = None, checkpoints: CheckpointSeries | None = None) -> TrainResult:
     """Fit an autoencoder to features (n, f) with per-sample weights (n,), early-stopped on a
     held-out split. `cfg` is the spec's [learner] section. With `init` (the previous CV) training
-    continues from its weights and input scaling, which keeps successive CVs consistent."""
+    continues from its weights and input scaling, which keeps successive CVs consistent.
+    With `checkpoints`, the full training state is saved every cfg["checkpoint_epochs"] epochs
+    and at the end, and a call after an interruption resumes from the newest one bit for bit."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(features, dtype=torch.float32)
     w = torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
@@ -52,10 +55,13 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
     val, tr = perm[:n_val], perm[n_val:]
     opt = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
     target = model.standardize(x)
-    result = TrainResult(model)
-    best, best_state, stale = float("inf"), None, 0
+    st = _TrainState()
+    saved = checkpoints.latest(log) if checkpoints is not None else None
+    if saved is not None:
+        st = _restore(saved[1], model, opt, gen)
+        log(f"[{label}] resuming at epoch {st.epoch}/{cfg['epochs']}{' (finished)' if st.done else ''}")
     t0 = time.perf_counter()
-    for epoch in range(cfg["epochs"]):
+    while not st.done:
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen)]
         total = 0.0
@@ -70,22 +76,70 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
         with torch.no_grad():
             check = val if n_val else tr
             vloss = float(_weighted_mse(model(x[check]), target[check], w[check]))
-        result.train_loss.append(total / max(len(tr), 1))
-        result.val_loss.append(vloss)
-        if vloss < best * (1 - 1e-4):
-            best, stale, result.best_epoch = vloss, 0, epoch
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        epoch, st.epoch = st.epoch, st.epoch + 1
+        st.train_loss.append(total / max(len(tr), 1))
+        st.val_loss.append(vloss)
+        if vloss < st.best * (1 - 1e-4):
+            st.best, st.stale, st.best_epoch = vloss, 0, epoch
+            st.best_state = {k: v.clone() for k, v in model.state_dict().items()}
         else:
-            stale += 1
-        if epoch % 50 == 0 or epoch == cfg["epochs"] - 1 or stale >= cfg["patience"]:
-            log(f"[{label}] epoch {epoch + 1:4d}/{cfg['epochs']}  loss {result.train_loss[-1]:.3e}  val {vloss:.3e}")
-        if stale >= cfg["patience"]:
+            st.stale += 1
+        early = st.stale >= cfg["patience"]
+        st.done = early or st.epoch == cfg["epochs"]
+        if epoch % 50 == 0 or st.done:
+            log(f"[{label}] epoch {st.epoch:4d}/{cfg['epochs']}  loss {st.train_loss[-1]:.3e}  val {vloss:.3e}")
+        if early:
             log(f"[{label}] early stop: no validation improvement for {cfg['patience']} epochs")
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - t0
-    return result
+        if st.done and st.best_state is not None:
+            model.load_state_dict(st.best_state)
+        if checkpoints is not None and (st.done or st.epoch % cfg["checkpoint_epochs"] == 0):
+            checkpoints.write(st.epoch, **_snapshot(st, model, opt, gen))
+    return TrainResult(model, st.train_loss, st.val_loss, st.best_epoch, time.perf_counter() - t0)
+
+
+@dataclass
+class _TrainState:
+    """What changes from epoch to epoch, besides the model, optimizer and random stream."""
+
+    epoch: int = 0
+    best: float = float("inf")
+    stale: int = 0
+    best_epoch: int = 0
+    done: bool = False
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def _snapshot(st: _TrainState, model: AutoEncoder, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, np.ndarray]:
+    arrays = {"epoch": np.array(st.epoch), "best": np.array(st.best), "stale": np.array(st.stale),
+              "best_epoch": np.array(st.best_epoch), "done": np.array(st.done),
+              "train_loss": np.array(st.train_loss, dtype=np.float64), "val_loss": np.array(st.val_loss, dtype=np.float64),
+              "generator": gen.get_state().numpy()}
+    arrays.update({f"model.{k}": v.numpy() for k, v in model.state_dict().items()})
+    if st.best_state is not None:
+        arrays.update({f"best.{k}": v.numpy() for k, v in st.best_state.items()})
+    for i, slots in opt.state_dict()["state"].items():
+        arrays.update({f"opt.{i}.{name}": v.numpy() for name, v in slots.items()})
+    return arrays
+
+
+def _restore(arrays: dict[str, np.ndarray], model: AutoEncoder, opt: torch.optim.Optimizer,
+             gen: torch.Generator) -> _TrainState:
+    def group(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith(prefix)}
+
+    model.load_state_dict(group("model."))
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in group("opt.").items():
+        i, name = key.split(".", 1)
+        opt_state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({**opt.state_dict(), "state": opt_state})
+    gen.set_state(torch.from_numpy(arrays["generator"].copy()))
+    return _TrainState(epoch=int(arrays["epoch"]), best=float(arrays["best"]), stale=int(arrays["stale"]),
+                       best_epoch=int(arrays["best_epoch"]), done=bool(arrays["done"]),
+                       train_loss=arrays["train_loss"].tolist(), val_loss=arrays["val_loss"].tolist(),
+                       best_state=group("best.") or None)
 
 
 def reconstruction_loss(model: AutoEncoder, features: np.ndarray, weights: np.ndarray) -> float:
