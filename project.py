@@ -20,6 +20,7 @@ from flow.errors import UserOperationError
 
 from cvcycle.campaign import Campaign
 from cvcycle.errors import CvcycleError
+from cvcycle.scheduler import slurm_state
 
 class Project(FlowProject):
     def __init__(self, *args, **kwargs):
@@ -68,8 +69,18 @@ def total_steps(job):
 
 @Project.label
 def last_checkpoint(job):
-    stamp = _progress(job).get("last_checkpoint")
+    try:
+        stamp = Campaign(job.path).last_checkpoint()
+    except CvcycleError:
+        return None
     return f"checkpoint {stamp}" if stamp else None
+
+
+@Project.label
+def slurm(job):
+    """The SLURM job that last advanced the campaign, and its state now."""
+    slurm_job = (_progress(job).get("run") or {}).get("slurm_job")
+    return f"slurm {slurm_job} {slurm_state(slurm_job) or '?'}" if slurm_job else None
 
 
 # -- the one operation ----------------------------------------------------------------------

@@ -68,6 +68,20 @@ class Campaign:
         cio.write_json(self.path / DOCUMENT, doc)
         return doc
 
+    def last_checkpoint(self) -> str | None:
+        """UTC time of the newest simulation or training checkpoint of the latest iteration that has one."""
+        for k in range(self.progress()["iteration"], -1, -1):
+            files = [p for sub in ("sim", "train") for p in (self.iter_dir(k) / sub).glob("*-[0-9]*.npz")]
+            if files:
+                stamp = max(p.stat().st_mtime for p in files)
+                return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="seconds")
+        return None
+
+    def record_run(self) -> None:
+        """Note in the document which process (and SLURM job, if any) now advances the campaign."""
+        self.update_doc(run={"host": os.uname().nodename, "pid": os.getpid(), "started": now_iso(),
+                             "slurm_job": os.environ.get("SLURM_JOB_ID")})
+
     @property
     def finished(self) -> bool:
         return self.progress()["status"] in ("converged", "budget")

@@ -19,3 +19,7 @@ class SimulationError(CvcycleError):
 
 class WorkspaceError(CvcycleError):
     """A job directory is missing files, holds corrupted ones, or is locked by another process."""
+
+
+class WalltimeReached(Exception):
+    """Not an error: a phase stopped at a checkpoint because the job's walltime budget is nearly spent."""

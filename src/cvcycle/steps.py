@@ -22,11 +22,11 @@ from .analysis.fes import aligned_rmse, fes_change, histogram_fes
 from .analysis.quality import cv_committor_quality
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
-from .campaign import Campaign, now_iso
+from .campaign import Campaign
 from .checkpoints import CheckpointSeries
 from .engines import make_engine
 from .engines.base import Frames
-from .errors import SimulationError
+from .errors import SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
 from .learn.train import normalize_cv, reconstruction_loss, train_autoencoder
@@ -79,8 +79,9 @@ def _final_state(c: Campaign, k: int) -> dict[str, np.ndarray]:
     return cio.read_npz(_sim_checkpoints(c, k).path(_segments(c.spec, k)))
 
 
-def simulate(c: Campaign, k: int, log: Log = print) -> None:
-    """Run iteration k in checkpointed segments; resume from the last complete segment."""
+def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
+    """Run iteration k in checkpointed segments; resume from the last complete segment. With a
+    `deadline` (time.monotonic()), stop after a segment if the next one would likely overrun it."""
     spec, en = c.spec, c.spec["engine"]
     sim = c.iter_dir(k) / "sim"
     steps, seg_len, n_seg = iteration_steps(spec, k), en["segment_steps"], _segments(spec, k)
@@ -113,12 +114,13 @@ def simulate(c: Campaign, k: int, log: Log = print) -> None:
         cio.write_npz(sim / f"segment-{seg:04d}.npz", **frames.as_dict())
         bias_state = {} if hook is None else {f"bias_{key}": v.numpy() for key, v in hook.bias.state_dict().items()}
         checkpoints.write(seg + 1, **engine.state_dict(), **bias_state)
-        c.update_doc(last_checkpoint=now_iso())
         rate = en["walkers"] * n / (time.perf_counter() - t0)
         visits = in_states(frames.positions.reshape(-1, 2), spec["system"]["states"])
         share = "  ".join(f"{name} {100 * m.mean():4.1f}%" for name, m in visits.items())
         log(f"[iter {k} simulate] {kind}: segment {seg + 1}/{n_seg}, step {seg * seg_len + n}/{steps}, "
             f"{rate:,.0f} walker-steps/s, frames in {share}")
+        if deadline is not None and seg + 1 < n_seg and time.monotonic() + 1.5 * (time.perf_counter() - t0) > deadline:
+            raise WalltimeReached(f"[iter {k} simulate] stopping after segment {seg + 1}/{n_seg}: walltime budget nearly spent")
     parts = [cio.read_npz(sim / f"segment-{seg:04d}.npz") for seg in range(n_seg)]
     frames = Frames.concatenate(parts)
     cio.write_npz(c.iter_dir(k) / "samples.npz", **frames.as_dict())
@@ -169,8 +171,9 @@ def _state_features(spec: dict[str, Any]) -> list[np.ndarray]:
         return [feat(torch.tensor([s["center"]], dtype=torch.float64)).numpy()[0] for s in spec["system"]["states"].values()]
 
 
-def train(c: Campaign, k: int, log: Log = print) -> None:
-    """Train CV_{k+1} on the samples of iterations 0..k and export it."""
+def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
+    """Train CV_{k+1} on the samples of iterations 0..k and export it; with a `deadline`, stop at
+    an epoch checkpoint when the walltime budget is nearly spent."""
     spec, cfg = c.spec, c.spec["learner"]
     data = [load_samples(c, i) for i in range(k + 1)]
     crossings = [_transitions(spec, d) for d in data]
@@ -201,7 +204,7 @@ def train(c: Campaign, k: int, log: Log = print) -> None:
         init = previous if j == 0 else None
         label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
         res = train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init,
-                                CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"))
+                                CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), deadline)
         candidates.append((reconstruction_loss(res.model, feats[check], weights[check]), j, res))
     loss, best, result = min(candidates, key=lambda t: (t[0], t[1]))
     log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l, _, _ in candidates)}: keeping model {best + 1}")
@@ -247,8 +250,9 @@ def _reference(c: Campaign) -> GridReference:
     return ref
 
 
-def analyze(c: Campaign, k: int, log: Log = print) -> dict[str, Any]:
-    """Metrics, FES estimates and plots after training CV_{k+1}; decide convergence."""
+def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> dict[str, Any]:
+    """Metrics, FES estimates and plots after training CV_{k+1}; decide convergence. Short and
+    idempotent, so it ignores the deadline: an interrupted analysis is simply redone."""
     spec, conv = c.spec, c.spec["convergence"]
     states = spec["system"]["states"]
     d = c.iter_dir(k)
@@ -362,25 +366,32 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
         plot_fes_cv(d / "fes_cv.png", centers, curves, f"FES along CV_{k + 1} (iteration {k})")
 
 
-PHASE_FUNCTIONS: dict[str, Callable[[Campaign, int, Log], Any]] = {"simulate": simulate, "train": train, "analyze": analyze}
+PHASE_FUNCTIONS: dict[str, Callable[..., Any]] = {"simulate": simulate, "train": train, "analyze": analyze}
 
 
 def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
     """Run phases of one campaign until it converges, spends its budget, or (with `walltime`
-    seconds) until the next phase would likely not finish in time. Returns the job document."""
+    seconds) until the walltime is nearly spent: between phases when the next would likely not
+    fit, inside simulation and training at a checkpoint. Returns the job document."""
     c = Campaign(path)
     t_start = time.monotonic()
     longest = 0.0
     with c.lock():
         if stale := c.remove_stale_temporaries():
             log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
+        if not c.finished:
+            c.record_run()
         while not c.finished:
             doc = c.progress()
             k, phase = doc["iteration"], doc["phase"]
-            if walltime is not None and time.monotonic() - t_start + 1.5 * longest > walltime:
+            if walltime is not None and longest and time.monotonic() - t_start + 1.5 * longest > walltime:
                 log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
                 break
             t0 = time.monotonic()
-            PHASE_FUNCTIONS[phase](c, k, log)
+            try:
+                PHASE_FUNCTIONS[phase](c, k, log, deadline=None if walltime is None else t_start + walltime)
+            except WalltimeReached as stop:
+                log(str(stop))
+                break
             longest = max(longest, time.monotonic() - t0)
     return c.progress()

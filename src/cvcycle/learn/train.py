@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import CheckpointSeries
+from ..errors import WalltimeReached
 from ..models.autoencoder import AutoEncoder
 
 
@@ -28,12 +29,15 @@ def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> 
 
 def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, Any], seed: int,
                       log: Callable[[str], None] = print, label: str = "train",
-                      init: AutoEncoder | None = None, checkpoints: CheckpointSeries | None = None) -> TrainResult:
+                      init: AutoEncoder | None = None, checkpoints: CheckpointSeries | None = None,
+                      deadline: float | None = None) -> TrainResult:
     """Fit an autoencoder to features (n, f) with per-sample weights (n,), early-stopped on a
     held-out split. `cfg` is the spec's [learner] section. With `init` (the previous CV) training
     continues from its weights and input scaling, which keeps successive CVs consistent.
     With `checkpoints`, the full training state is saved every cfg["checkpoint_epochs"] epochs
-    and at the end, and a call after an interruption resumes from the newest one bit for bit."""
+    and at the end, and a call after an interruption resumes from the newest one bit for bit.
+    With a `deadline` (time.monotonic() seconds) as well, training stops at a checkpoint with
+    WalltimeReached when the next stretch of epochs would likely not finish before it."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(features, dtype=torch.float32)
     w = torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
@@ -60,7 +64,7 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
     if saved is not None:
         st = _restore(saved[1], model, opt, gen)
         log(f"[{label}] resuming at epoch {st.epoch}/{cfg['epochs']}{' (finished)' if st.done else ''}")
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     while not st.done:
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen)]
@@ -94,6 +98,10 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
             model.load_state_dict(st.best_state)
         if checkpoints is not None and (st.done or st.epoch % cfg["checkpoint_epochs"] == 0):
             checkpoints.write(st.epoch, **_snapshot(st, model, opt, gen))
+            now = time.perf_counter()
+            if deadline is not None and not st.done and time.monotonic() + 1.5 * (now - last) > deadline:
+                raise WalltimeReached(f"[{label}] stopping at epoch {st.epoch}: walltime budget nearly spent")
+            last = now
     return TrainResult(model, st.train_loss, st.val_loss, st.best_epoch, time.perf_counter() - t0)
 
 
