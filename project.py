@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import signac
 from flow import FlowProject
 from flow.errors import UserOperationError
 
@@ -109,8 +110,6 @@ def advance(job):
 
 # -- init: create one job per seed ----------------------------------------------------------
 def init(argv: list[str]) -> int:
-    import signac
-
     from cvcycle.spec import load_spec, validate
 
     parser = argparse.ArgumentParser(prog="project.py init", description="Create one job per seed from a campaign spec.")
@@ -147,6 +146,11 @@ if __name__ == "__main__":
         sys.exit("error: no signac project here; create one with `python project.py init SPEC.toml`")
     try:
         project.main()
+    except signac.errors.JobsCorruptedError as exc:
+        for job_id in exc.job_ids:
+            print(f"error: job {job_id}: workspace/{job_id}/signac_statepoint.json is missing, corrupted or edited "
+                  "(it no longer matches the job id)", file=sys.stderr)
+        sys.exit(2)
     except UserOperationError as exc:
         failed = exc.__cause__
         if not isinstance(failed, subprocess.CalledProcessError):

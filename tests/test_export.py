@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -95,7 +100,8 @@ def test_save_load_model_round_trip(trained, tmp_path):
     result, x, _ = trained
     path = tmp_path / "model.npz"
     save_model(result.model, path)
-    assert (tmp_path / "model.npz.sha256").exists()
+    with np.load(path) as archive:
+        assert cio.CHECKSUM_KEY in archive.files  # the checksum travels inside the file
     meta = json.loads((tmp_path / "model.npz.json").read_text())
     assert meta["architecture"] == result.model.architecture
     back = load_model(path)
@@ -137,22 +143,27 @@ def test_truncated_model_file_raises_workspace_error(tmp_path):
     assert str(path) in str(info.value) and "checksum" in str(info.value)
 
 
-def test_corrupted_model_without_checksum_raises_workspace_error(tmp_path):
+def test_garbage_model_file_raises_workspace_error(tmp_path):
     path = _saved(tmp_path)
-    (tmp_path / "model.npz.sha256").unlink()
     path.write_bytes(b"PK\x03\x04 definitely not an archive")
     with pytest.raises(WorkspaceError) as info:
         load_model(path)
     assert str(path) in str(info.value)
 
 
-def test_flipped_byte_is_detected_by_checksum(tmp_path):
+def test_a_flipped_byte_in_any_tensor_is_detected(tmp_path):
     path = _saved(tmp_path)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(WorkspaceError, match="checksum"):
-        load_model(path)
+    original = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in archive.infolist() if m.filename != f"{cio.CHECKSUM_KEY}.npy"]
+    for m in members:
+        name_len, extra_len = struct.unpack("<HH", original[m.header_offset + 26:m.header_offset + 30])
+        last_byte = m.header_offset + 30 + name_len + extra_len + m.compress_size - 1  # inside the tensor's data
+        data = bytearray(original)
+        data[last_byte] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(WorkspaceError, match="checksum"):
+            load_model(path)
 
 
 def test_missing_model_files_raise_workspace_error(tmp_path):
@@ -206,4 +217,44 @@ def test_write_npz_is_atomic_and_checksummed(tmp_path):
     out = cio.read_npz(path)
     np.testing.assert_array_equal(out["a"], np.arange(5))
     np.testing.assert_array_equal(out["b"], np.eye(2))
-    assert sorted(p.name for p in path.parent.iterdir()) == ["a.npz", "a.npz.sha256"]  # no temp files left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.npz"]  # one file, no temp files left
+
+
+def test_read_npz_detects_changed_contents_and_a_missing_checksum(tmp_path):
+    path = tmp_path / "a.npz"
+    cio.write_npz(path, a=np.arange(5))
+    with np.load(path) as archive:
+        stored = archive[cio.CHECKSUM_KEY]
+    np.savez(path, a=np.arange(5) + 1, **{cio.CHECKSUM_KEY: stored})  # a valid archive, other numbers
+    with pytest.raises(WorkspaceError, match="checksum mismatch"):
+        cio.read_npz(path)
+    np.savez(path, a=np.arange(5))
+    with pytest.raises(WorkspaceError, match="no checksum in"):
+        cio.read_npz(path)
+
+
+EXPORT_TWICE = """
+import sys, torch
+from pathlib import Path
+from cvcycle.models.autoencoder import AutoEncoder
+from cvcycle.models.export import export_cv
+torch.manual_seed(0)
+for act in ("tanh", "elu", "softplus"):
+    model = AutoEncoder(2, 1, [16, 8], act)
+    for n in range(2):  # the second export of a model in one process: same bytes as the first
+        export_cv(model, Path(sys.argv[1]) / f"{act}-{n}.pt")
+"""
+
+
+def test_export_gives_the_same_bytes_in_every_process(tmp_path):
+    """cv.pt must not depend on the process's string hash seed (TorchScript writes a module's
+    __constants__ in set order) nor on what the process exported before."""
+    for seed in ("1", "2"):  # these two seeds order nn.Linear's two constants differently
+        (tmp_path / seed).mkdir()
+        subprocess.run([sys.executable, "-c", EXPORT_TWICE, str(tmp_path / seed)], check=True, timeout=120,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+    files = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert len(files) == 6
+    for name in files:
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "1" / f"{name[:-5]}-0.pt").read_bytes(), name

@@ -21,6 +21,11 @@ from .spec import validate
 
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
+PHASES = ("simulate", "train", "analyze", "done")
+STATUSES = ("running", "converged", "budget")
+# what each finished phase of an iteration leaves in its folder
+PHASE_FILES = {"simulate": ("samples.npz",), "train": ("model.npz", "model.npz.json", "cv.pt"),
+               "analyze": ("metrics.json", "fes.npz")}
 
 
 def now_iso() -> str:
@@ -67,6 +72,44 @@ class Campaign:
         doc["updated"] = now_iso()
         cio.write_json(self.path / DOCUMENT, doc)
         return doc
+
+    def check(self) -> None:
+        """Raise WorkspaceError naming the first inconsistency between the job document and the
+        files on disk: a document that is not a progress record (or is gone while iterations have
+        finished), an unknown phase or status, or a missing iteration folder or file of a phase the
+        document records as finished."""
+        doc_path = self.path / DOCUMENT
+        raw = self.doc()
+        if not isinstance(raw, dict):
+            raise WorkspaceError(f"{doc_path}: expected a JSON object (the campaign's progress), got {type(raw).__name__}")
+        if not raw and (self.iter_dir(0) / "samples.npz").is_file():  # (a first segment may precede the first document)
+            found = ", ".join(sorted(p.name for p in self.path.glob("iter-[0-9][0-9][0-9]*") if p.is_dir()))
+            raise WorkspaceError(f"{doc_path} is missing or empty but iterations have finished ({found}): "
+                                 "the campaign's progress record is lost; restore it from a backup")
+        doc = self.progress()
+        k, phase, status = doc["iteration"], doc["phase"], doc["status"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise WorkspaceError(f"{doc_path}: iteration must be a non-negative integer, got {k!r}")
+        if phase not in PHASES:
+            raise WorkspaceError(f"{doc_path}: unknown phase {phase!r} (known: {', '.join(PHASES)})")
+        if status not in STATUSES:
+            raise WorkspaceError(f"{doc_path}: unknown status {status!r} (known: {', '.join(STATUSES)})")
+        if not isinstance(doc["total_steps"], int) or isinstance(doc["total_steps"], bool):
+            raise WorkspaceError(f"{doc_path}: total_steps must be an integer, got {doc['total_steps']!r}")
+        history = doc["history"]
+        if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("iteration"), int)
+                                                    for h in history):
+            raise WorkspaceError(f"{doc_path}: history must be a list of per-iteration metrics")
+        done_through = {"simulate": [], "train": ["simulate"], "analyze": ["simulate", "train"],
+                        "done": ["simulate", "train", "analyze"]}[phase]
+        for i in range(k + (1 if done_through else 0)):
+            d = self.iter_dir(i)
+            if not d.is_dir():
+                raise WorkspaceError(f"missing iteration folder {d} (the job document is at iteration {k}, phase {phase})")
+            for finished in PHASE_FILES if i < k else done_through:
+                for name in PHASE_FILES[finished]:
+                    if not (d / name).is_file():
+                        raise WorkspaceError(f"missing file {d / name} (iteration {i} finished its {finished} phase)")
 
     def last_checkpoint(self) -> str | None:
         """UTC time of the newest simulation or training checkpoint of the latest iteration that has one."""

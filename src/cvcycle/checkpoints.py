@@ -39,8 +39,7 @@ class CheckpointSeries:
         path = self.path(index)
         cio.write_npz(path, **arrays)
         for old in self.indices()[KEEP:]:
-            for f in (self.path(old), Path(f"{self.path(old)}.sha256")):
-                f.unlink(missing_ok=True)
+            self.path(old).unlink(missing_ok=True)
         return path
 
     def latest(self, log: Callable[[str], None]) -> tuple[int, dict[str, np.ndarray]] | None:
@@ -50,8 +49,6 @@ class CheckpointSeries:
             try:
                 return index, cio.read_npz(path)
             except WorkspaceError as exc:
-                for f in (path, Path(f"{path}.sha256")):
-                    if f.exists():
-                        os.replace(f, f"{f}.corrupt")
+                os.replace(path, f"{path}.corrupt")
                 log(f"warning: {exc}; set aside as {path.name}.corrupt, falling back to the previous checkpoint")
         return None

@@ -2,6 +2,7 @@
 
 Every output goes to a temporary name in the same directory, is flushed and fsynced, then
 renamed over the target: a reader sees either the old complete file or the new complete one.
+Array files carry the checksum of their contents inside, so a damaged one is detected on reading.
 """
 
 from __future__ import annotations
@@ -62,31 +63,44 @@ def read_json(path: Path) -> Any:
         raise WorkspaceError(f"corrupted JSON file {path}: {exc}") from None
 
 
+CHECKSUM_KEY = "__sha256__"
+
+
+def array_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of `arrays`, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Atomically write arrays as .npz with a SHA-256 checksum of the payload stored inside."""
+    """Atomically write arrays as .npz, with the SHA-256 of their contents stored inside the same
+    file (one rename publishes data and checksum together)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    payload = buf.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
-    write_bytes(path, payload)
-    write_bytes(Path(str(path) + ".sha256"), (digest + "\n").encode())
+    np.savez(buf, **arrays, **{CHECKSUM_KEY: np.array(array_digest(arrays))})
+    write_bytes(path, buf.getvalue())
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read an .npz written by write_npz, verifying its checksum."""
     path = Path(path)
     try:
-        payload = path.read_bytes()
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise WorkspaceError(f"missing file: {path}") from None
-    sums = Path(str(path) + ".sha256")
-    if sums.exists() and hashlib.sha256(payload).hexdigest() != sums.read_text().strip():
+    except Exception as exc:  # zipfile/ValueError/OSError variants for truncated or garbled archives
+        raise WorkspaceError(f"checksum mismatch (corrupted or truncated file): {path} ({type(exc).__name__}: {exc})") from None
+    stored = arrays.pop(CHECKSUM_KEY, None)
+    if stored is None:
+        raise WorkspaceError(f"no checksum in {path}: not written by cvcycle, or damaged")
+    if str(stored) != array_digest(arrays):
         raise WorkspaceError(f"checksum mismatch (corrupted or truncated file): {path}")
-    try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as exc:  # zipfile/ValueError variants for truncated archives
-        raise WorkspaceError(f"unreadable array file {path}: {exc}") from None
+    return arrays
 
 
 def derive_seed(*keys: int) -> int:

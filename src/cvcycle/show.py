@@ -7,33 +7,72 @@ so it also works on a copied job directory or while a run is writing to it.
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
+from . import io as cio
 from .campaign import STATEPOINT, Campaign
-from .errors import WorkspaceError
+from .errors import SpecError, WorkspaceError
 
 METRIC_KEYS = ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2")
+
+
+def _open(path: Path) -> Campaign:
+    """The campaign in `path`; a missing or invalid state point is reported by its file."""
+    sp = path.resolve() / STATEPOINT
+    if sp.is_file():
+        raw = cio.read_json(sp)
+        if not isinstance(raw, dict) or not isinstance(raw.get("spec"), dict):
+            raise WorkspaceError(f"{sp}: not a cvcycle state point (expected {{\"spec\": {{...}}}})")
+        try:
+            return Campaign(path)
+        except SpecError as exc:
+            raise SpecError(f"{sp}: invalid campaign spec: {exc}") from None
+    return Campaign(path)  # raises: not a campaign directory
 
 
 def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
     """A job directory given as a path, or as a job id / unique id prefix under `workspace`."""
     path = Path(ref)
     if (path / STATEPOINT).is_file():
-        return Campaign(path)
+        return _open(path)
     ws = Path(workspace)
     if not ws.is_dir():
+        if path.is_dir():
+            return _open(path)
         raise WorkspaceError(f"'{ref}' is not a job directory and there is no {ws}/ here to look up job ids "
                              "(run from the project directory or pass the job directory)")
-    if (ws / ref / STATEPOINT).is_file():
-        return Campaign(ws / ref)
-    matches = sorted(p for p in ws.iterdir() if p.name.startswith(ref) and (p / STATEPOINT).is_file())
+    if ref and (ws / ref).is_dir():  # a full job id: a damaged job is reported as such
+        return _open(ws / ref)
+    # every job folder counts, so that a damaged job is reported rather than "no job matches"
+    matches = sorted(p for p in ws.iterdir() if p.name.startswith(ref) and p.is_dir())
     if not matches:
+        if path.is_dir():
+            return _open(path)
         raise WorkspaceError(f"no job matches '{ref}' in {ws.resolve()}")
     if len(matches) > 1:
         shown = ", ".join(p.name for p in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise WorkspaceError(f"job id prefix '{ref}' is ambiguous: {len(matches)} jobs match ({shown})")
-    return Campaign(matches[0])
+    return _open(matches[0])
+
+
+def _verify(path: str | None) -> None:
+    """Check a file that `show` points to: .npz against its checksum, cv.pt as a TorchScript
+    (zip) archive, without importing torch."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix == ".npz":
+        cio.read_npz(p)
+        return
+    try:
+        with zipfile.ZipFile(p) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise WorkspaceError(f"unreadable TorchScript CV {p}: not a TorchScript archive ({exc})") from None
+    if bad is not None:
+        raise WorkspaceError(f"unreadable TorchScript CV {p}: corrupted entry {bad}")
 
 
 def _iter_dirs(c: Campaign) -> list[Path]:
@@ -61,10 +100,14 @@ def _finite(v: Any) -> Any:
 
 def summary(c: Campaign) -> dict[str, Any]:
     """Everything `show` reports, as a JSON-ready dict."""
+    c.check()
     doc = c.progress()
     history = sorted(doc["history"], key=lambda h: h["iteration"])
     plots = {"convergence": str(c.path / "convergence.png") if (c.path / "convergence.png").is_file() else None,
              "fes_xy": _newest(c, "fes_xy.png"), "fes_cv": _newest(c, "fes_cv.png")}
+    cv_model, fes = _newest(c, "cv.pt"), _newest(c, "fes.npz")
+    _verify(cv_model)
+    _verify(fes)
     return _finite({
         "id": c.id,
         "path": str(c.path),
@@ -75,8 +118,8 @@ def summary(c: Campaign) -> dict[str, Any]:
         "status": doc["status"],
         "converged": bool(doc["converged"]),
         "features": list(c.spec["features"]["names"]),
-        "cv_model": _newest(c, "cv.pt"),
-        "fes": _newest(c, "fes.npz"),
+        "cv_model": cv_model,
+        "fes": fes,
         "total_steps": doc["total_steps"],
         "last_checkpoint": doc.get("last_checkpoint"),
         "updated": doc.get("updated"),

@@ -93,11 +93,20 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     saved = checkpoints.latest(log)
     if saved is None:
         start = 0
-        engine.set_positions(_initial_positions(c, k))
+        try:
+            engine.set_positions(_initial_positions(c, k))
+        except SimulationError as exc:
+            origin = _sim_checkpoints(c, k - 1).path(_segments(spec, k - 1)) if k else "engine.start"
+            raise SimulationError(f"iteration {k}: start positions from {origin}: {exc}") from None
         if hook is not None and spec["bias"]["warm_start"]:
             _prime_bias(c, k, hook, log)
     else:
         start, state = saved
+        bad = ~np.isfinite(state["positions"]).all(axis=-1)
+        if bad.any():
+            raise SimulationError(f"iteration {k}: checkpoint {checkpoints.path(start)} holds positions that are not "
+                                  f"finite (walker {int(np.flatnonzero(bad)[0])}); the simulation diverged before it "
+                                  "was written: delete it to restart from the previous checkpoint")
         engine.load_state_dict(state)
         if hook is not None:
             hook.bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
@@ -377,6 +386,7 @@ def advance(path: str | Path, walltime: float | None = None, log: Log = print) -
     t_start = time.monotonic()
     longest = 0.0
     with c.lock():
+        c.check()
         if stale := c.remove_stale_temporaries():
             log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
         if not c.finished:
