@@ -3,6 +3,7 @@ interrupted campaign that resumes to results identical to an uninterrupted one."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,22 @@ def test_diverging_simulation_names_iteration_step_and_walker_and_keeps_its_chec
     assert "last good checkpoint: " in str(err.value) and "checkpoint-0001.npz" in str(err.value)
     assert {p.name: p.read_bytes() for p in (path / "iter-001" / "sim").iterdir()} == before
     assert Campaign(path).progress()["phase"] == "simulate"
+
+
+def test_show_reports_the_running_process_the_last_run_and_the_last_checkpoint(tmp_path, monkeypatch):
+    from cvcycle.show import render, summary
+
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    _run_until(path, "segment 1/1")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue here: the SLURM state is unknown, not an error
+    c = Campaign(path)
+    s = summary(c)
+    assert s["running_now"] is None
+    assert s["last_run"]["slurm_job"] == "4242" and s["last_run"]["slurm_state"] is None
+    assert s["last_checkpoint"] == c.last_checkpoint() and s["last_checkpoint"].startswith("20")
+    with c.lock():
+        s = summary(Campaign(path))
+        assert s["running_now"].startswith(f"pid {os.getpid()} on ")
+        assert "running    now: pid" in render(s) and "SLURM job 4242 (state unknown)" in render(s)
+    assert not (path / ".cvcycle.lock").read_text()  # released and emptied

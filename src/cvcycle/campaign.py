@@ -141,6 +141,23 @@ class Campaign:
     def lock(self) -> "CampaignLock":
         return CampaignLock(self.path / ".cvcycle.lock")
 
+    def lock_holder(self) -> str | None:
+        """Who is advancing the campaign right now ("pid N on HOST since ..."), or None.
+        Only reads: the lock file is neither created nor taken."""
+        path = self.path / ".cvcycle.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        finally:
+            os.close(fd)
+
 
 class CampaignLock:
     """An exclusive, non-blocking advisory lock; released when the process dies."""

@@ -14,6 +14,7 @@ from typing import Any
 from . import io as cio
 from .campaign import STATEPOINT, Campaign
 from .errors import SpecError, WorkspaceError
+from .scheduler import slurm_state
 
 METRIC_KEYS = ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2")
 
@@ -121,13 +122,22 @@ def summary(c: Campaign) -> dict[str, Any]:
         "cv_model": cv_model,
         "fes": fes,
         "total_steps": doc["total_steps"],
-        "last_checkpoint": doc.get("last_checkpoint"),
+        "last_checkpoint": c.last_checkpoint(),
+        "running_now": c.lock_holder(),
+        "last_run": _last_run(doc.get("run")),
         "updated": doc.get("updated"),
         "metrics": history[-1] if history else None,
         "plots": {k: v for k, v in plots.items() if v},
         "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in METRIC_KEYS},
                         "converged": bool(h.get("converged"))} for h in history],
     })
+
+
+def _last_run(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The process (and SLURM job) that last advanced the campaign, with the job's state now."""
+    if not run:
+        return None
+    return {**run, "slurm_state": slurm_state(run.get("slurm_job"))}
 
 
 def _fmt(v: Any) -> str:
@@ -147,6 +157,14 @@ def render(s: dict[str, Any]) -> str:
         f"steps      {s['total_steps']:,} walker steps",
         f"features   {', '.join(s['features'])}",
         f"checkpoint {s['last_checkpoint'] or '-'}",
+    ]
+    run = s["last_run"]
+    if s["running_now"]:
+        lines.append(f"running    now: {s['running_now']}")
+    if run:
+        slurm = f", SLURM job {run['slurm_job']} ({run['slurm_state'] or 'state unknown'})" if run.get("slurm_job") else ""
+        lines.append(f"last run   pid {run['pid']} on {run['host']} from {run['started']}{slurm}")
+    lines += [
         "",
     ]
     if s["iterations"]:

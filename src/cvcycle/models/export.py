@@ -23,25 +23,42 @@ def save_model(model: AutoEncoder, path: Path) -> None:
 
 def load_model(path: Path) -> AutoEncoder:
     """Restore a model written by save_model; a damaged file raises WorkspaceError naming it."""
-    meta = cio.read_json(Path(str(path) + ".json"))
+    meta_path = Path(str(path) + ".json")
+    meta = cio.read_json(meta_path)
     tensors = cio.read_npz(path)
-    model = AutoEncoder.from_architecture(meta["architecture"])
+    try:
+        model = AutoEncoder.from_architecture(meta["architecture"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise WorkspaceError(f"model description {meta_path} is not a valid autoencoder architecture "
+                             f"({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
-    except (RuntimeError, KeyError) as exc:
-        raise WorkspaceError(f"model file {path} does not match its architecture: {exc}") from None
+    except (RuntimeError, KeyError) as exc:  # torch lists every mismatch on its own line: keep one line
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip()) or str(exc)
+        raise WorkspaceError(f"model file {path} does not match its architecture in {meta_path.name}: {detail}") from None
     return model.eval()
 
 
 def export_cv(model: AutoEncoder, path: Path) -> torch.jit.ScriptModule:
-    """Export the CV as TorchScript to `path`; returns the scripted module."""
+    """Export the CV as TorchScript to `path`; returns the exported module.
+
+    The same model gives the same bytes in every process, so a resumed campaign's cv.pt equals
+    an uninterrupted one's. Plain scripting does not: each submodule's `__constants__` (e.g.
+    nn.Linear's in_features/out_features) is written in Python set order, which follows the
+    per-process string hash seed. So the module is frozen (one flat forward, weights as
+    constants; no numeric rewrites, values and gradients stay bit-identical), after a round trip
+    through torch.jit.load: the frozen copy then gets its class name in that load's own
+    compilation unit, not a name numbered by the exports this process made before."""
     buf = io.BytesIO()
     with warnings.catch_warnings():  # TorchScript is deprecated from torch 2.10 on; still loads everywhere
         warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(CVExport(model).eval())
-        torch.jit.save(scripted, buf)
+        torch.jit.save(torch.jit.script(CVExport(model).eval()), buf)
+        buf.seek(0)
+        exported = torch.jit.freeze(torch.jit.load(buf, map_location="cpu"), optimize_numerics=False)
+        buf = io.BytesIO()
+        torch.jit.save(exported, buf)
     cio.write_bytes(path, buf.getvalue())
-    return scripted
+    return exported
 
 
 def load_cv(path: Path) -> torch.jit.ScriptModule:
