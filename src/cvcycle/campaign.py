@@ -57,7 +57,10 @@ class Campaign:
         path = self.path / DOCUMENT
         if not path.exists():
             return {}
-        return cio.read_json(path)
+        raw = cio.read_json(path)
+        if not isinstance(raw, dict):
+            raise WorkspaceError(f"{path}: expected a JSON object (the campaign's progress), got {type(raw).__name__}")
+        return raw
 
     def progress(self) -> dict[str, Any]:
         """The document with defaults for a campaign that has not started."""
@@ -80,8 +83,6 @@ class Campaign:
         document records as finished."""
         doc_path = self.path / DOCUMENT
         raw = self.doc()
-        if not isinstance(raw, dict):
-            raise WorkspaceError(f"{doc_path}: expected a JSON object (the campaign's progress), got {type(raw).__name__}")
         if not raw and (self.iter_dir(0) / "samples.npz").is_file():  # (a first segment may precede the first document)
             found = ", ".join(sorted(p.name for p in self.path.glob("iter-[0-9][0-9][0-9]*") if p.is_dir()))
             raise WorkspaceError(f"{doc_path} is missing or empty but iterations have finished ({found}): "
