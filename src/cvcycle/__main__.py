@@ -1,4 +1,5 @@
-"""Command line: `python -m cvcycle show JOB [--json]` and `python -m cvcycle validate SPEC.toml`.
+"""Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml` and
+`python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
 """
@@ -26,6 +27,15 @@ def _validate(args: argparse.Namespace) -> None:
     print(f"ok: {load_spec(args.spec)['campaign']['name']}")
 
 
+def _committor_test(args: argparse.Namespace) -> None:
+    from .committor_test import committor_histogram
+    from .show import find_campaign
+
+    c = find_campaign(args.job)
+    with c.lock():  # it writes committor_test.json/.png into the job directory
+        committor_histogram(c, shots=args.shots, points=args.points, max_steps=args.max_steps, seed=args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a campaign spec (TOML) and print its name")
     validate.add_argument("spec")
     validate.set_defaults(func=_validate)
+    test = sub.add_parser("committor-test", help="committor histogram test of the latest 1-D CV by shooting "
+                                                 "(writes committor_test.json and .png in the job directory)")
+    test.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
+    test.add_argument("--shots", type=int, default=100, help="trajectories per point on the isosurface (default 100)")
+    test.add_argument("--points", type=int, default=50, help="points on the isosurface (default 50)")
+    test.add_argument("--max-steps", type=int, default=20000, help="steps before a trajectory counts as undecided")
+    test.add_argument("--seed", type=int, default=0, help="random stream of the test (default 0)")
+    test.set_defaults(func=_committor_test)
     args = parser.parse_args(argv)
     try:
         args.func(args)

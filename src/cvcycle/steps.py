@@ -362,9 +362,7 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
     X, Y = np.meshgrid(xc, yc, indexing="xy")
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
     cv_grid = _eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
-    from scipy.interpolate import RegularGridInterpolator
-
-    q = RegularGridInterpolator((ref.ys, ref.xs), ref.committor)(np.stack([Y.ravel(), X.ravel()], 1)).reshape(X.shape)
+    q = ref.interpolate_committor(pts.numpy()).reshape(X.shape)
     plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q)
     curves = {}
     if F_cv is not None:

@@ -1,4 +1,5 @@
-"""PNG plots of a campaign: FES on (x, y) with CV isolines, FES along the CV, convergence."""
+"""PNG plots of a campaign: FES on (x, y) with CV isolines, FES along the CV, convergence, and
+the committor histogram test."""
 
 from __future__ import annotations
 
@@ -88,5 +89,27 @@ def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label, fontsize=10)
     fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_committor_histogram(path: Path, p_b: np.ndarray, exact_q: list[float] | None, shots: int, title: str) -> None:
+    """Histogram of shooting p_B on a CV isosurface, with the exact committor at the same points
+    and the spread a perfect reaction coordinate would show (binomial noise of `shots` shots)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    bins = np.linspace(0.0, 1.0, 21)
+    ax.hist(p_b[np.isfinite(p_b)], bins=bins, alpha=0.7, label=f"shooting p_B ({shots} shots per point)")
+    if exact_q is not None:
+        ax.hist(exact_q, bins=bins, histtype="step", linewidth=2, label="exact committor q")
+    rng = np.random.default_rng(0)
+    ideal = rng.binomial(shots, 0.5, size=20000) / shots
+    weights = np.full(len(ideal), len(p_b) / len(ideal))
+    ax.hist(ideal, bins=bins, weights=weights, histtype="step", linestyle="--", color="k",
+            label="perfect reaction coordinate")
+    ax.set_xlabel("p_B")
+    ax.set_ylabel("points")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)

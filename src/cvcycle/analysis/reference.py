@@ -30,6 +30,13 @@ class GridReference:
         X, Y = np.meshgrid(self.xs, self.ys, indexing="xy")
         return np.stack([X.ravel(), Y.ravel()], axis=1)
 
+    def interpolate_committor(self, points: np.ndarray) -> np.ndarray:
+        """The exact committor at arbitrary points (n, 2) inside the grid, bilinearly interpolated."""
+        from scipy.interpolate import RegularGridInterpolator
+
+        pts = np.asarray(points, dtype=np.float64)
+        return RegularGridInterpolator((self.ys, self.xs), self.committor)(pts[:, ::-1])
+
 
 def in_states(points: np.ndarray, states: dict[str, dict]) -> dict[str, np.ndarray]:
     """Boolean masks of points inside each (circular) state."""

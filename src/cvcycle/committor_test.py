@@ -1,0 +1,123 @@
+"""The committor histogram test of a campaign's learned 1-D CV, by shooting.
+
+1. Scan: the frames between the states are cut into equal-population bins along the CV; a few
+   frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
+   scan is repeated inside the two bins that bracket s* (up to three levels), since a sharp CV
+   can jump from p_B ~ 0 to ~ 1 within one bin.
+2. Test: frames on the isosurface CV = s* (the nearest ones, resampled with their Boltzmann
+   weights, so they follow the equilibrium distribution on that surface) are shot from many
+   times each. A perfect reaction coordinate gives p_B = 1/2 for every one of them, i.e. a
+   histogram as narrow as the binomial noise of the shots; a poor one gives a broad histogram.
+For analytic potentials the exact committor at the same points is reported next to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import io as cio
+from .analysis.reference import in_states, reference_from_spec
+from .analysis.shooting import committed_fraction, shoot, state_classifier
+from .campaign import Campaign
+from .engines import make_engine
+from .errors import WorkspaceError
+from .learn.reweight import combine_iterations
+from .models.autoencoder import CVExport
+from .models.export import load_model
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+
+def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
+                        scan_shots: int = 20, max_steps: int = 20000, seed: int = 0,
+                        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the test on the campaign's latest CV; writes committor_test.json and .png in the job dir."""
+    spec = c.spec
+    if spec["learner"]["cv_dim"] != 1:
+        raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1)")
+    history = c.progress()["history"]
+    if not history:
+        raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
+    k = max(h["iteration"] for h in history)
+    cv = CVExport(load_model(c.iter_dir(k) / "model.npz")).eval()
+    data = [cio.read_npz(c.iter_dir(i) / "samples.npz") for i in range(k + 1)]
+    pos = np.concatenate([_flat(d["positions"]) for d in data])
+    feats = np.concatenate([_flat(d["features"]) for d in data])
+    weights = combine_iterations([_flat(d["log_weight"]) for d in data])
+    outside = ~np.any(list(in_states(pos, spec["system"]["states"]).values()), axis=0)
+    pos, feats, weights = pos[outside], feats[outside], weights[outside]
+    if len(pos) < scan_bins * scan_points:
+        raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
+    with torch.no_grad():
+        s = cv(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()[:, 0]
+    rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
+    classify = state_classifier(spec["system"]["states"])
+
+    def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
+        engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": len(starts) * n_shots}})
+        return committed_fraction(shoot(engine, starts, n_shots, classify, cio.derive_seed(c.seed, seed, stage), max_steps))
+
+    def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)
+        picks = np.concatenate([rng.choice(b, scan_points, replace=False) for b in bins])
+        p_bins = np.nanmean(p_b_from(pos[picks], scan_shots, 1 + level).reshape(scan_bins, scan_points), axis=1)
+        log(f"[committor test] scan {level + 1}: {scan_bins} CV bins in [{s[frames].min():.3f}, {s[frames].max():.3f}] "
+            f"x {scan_points} points x {scan_shots} shots: p_B " + " ".join(f"{p:.2f}" for p in p_bins))
+        return p_bins, bins
+
+    # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
+    frames, scans, s_star = np.arange(len(s)), [], None
+    for level in range(3):
+        if level and len(frames) < scan_bins * scan_points:
+            break
+        p_bins, bins = scan(frames, level)
+        s_bins = np.array([np.median(s[b]) for b in bins])
+        scans.append({"cv": s_bins.tolist(), "p_B": p_bins.tolist()})
+        i = _crossing_bin(p_bins)
+        if i is None and s_star is None:
+            raise WorkspaceError(f"campaign {c.id}: p_B never crosses 1/2 along CV_{k + 1} (scan: "
+                                 f"{np.round(p_bins, 2).tolist()}); the CV does not separate the states where the data are")
+        if i is None:  # the refined scan is too noisy to place the crossing: keep the coarser estimate
+            break
+        s0, s1, p0, p1 = s_bins[i - 1], s_bins[i], p_bins[i - 1], p_bins[i]
+        s_star = float(s0 + (0.5 - p0) * (s1 - s0) / (p1 - p0))
+        frames = np.concatenate([bins[i - 1], bins[i]])
+    # 2. the histogram on the isosurface
+    shell = np.argsort(np.abs(s - s_star))[: 5 * points]
+    chosen = rng.choice(shell, points, replace=True, p=weights[shell] / weights[shell].sum())
+    p_test = p_b_from(pos[chosen], shots, 0)
+    result: dict[str, Any] = {"iteration": k, "cv_isosurface": s_star, "shots": shots, "points": points,
+                              "scans": scans,
+                              "p_B": p_test.tolist(), "p_B_mean": float(np.nanmean(p_test)),
+                              "p_B_std": float(np.nanstd(p_test)), "binomial_std": float(0.5 / np.sqrt(shots))}
+    if spec["system"]["potential"] in ("mueller-brown", "wolfe-quapp", "double-well"):
+        ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1)
+        q = ref.interpolate_committor(pos[chosen])
+        result["exact_q"] = q.tolist()
+        result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
+    cio.write_json(c.path / "committor_test.json", result)
+    if spec["analysis"]["plots"]:
+        from .analysis.plots import plot_committor_histogram
+
+        plot_committor_histogram(c.path / "committor_test.png", p_test, result.get("exact_q"), shots,
+                                 f"CV_{k + 1} isosurface s* = {s_star:.3f}")
+    exact = f"; exact committor at the same points {result['exact_q_mean']:.3f} +- {result['exact_q_std']:.3f}" \
+        if "exact_q" in result else ""
+    log(f"[committor test] {points} points on CV = {s_star:.3f}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
+        f"+- {result['p_B_std']:.3f} (binomial noise alone: {result['binomial_std']:.3f}){exact}")
+    return result
+
+
+def _crossing_bin(p_bins: np.ndarray) -> int | None:
+    """Index i of the first bin on the other side of 1/2 from bin 0 (bins i-1, i bracket the
+    crossing), or None if p_B stays on one side."""
+    above = np.asarray(p_bins) >= 0.5
+    ok = np.isfinite(p_bins)
+    if not ok.all() or above.all() or not above.any():
+        return None
+    return int(np.argmax(above != above[0]))

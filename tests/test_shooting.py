@@ -1,0 +1,74 @@
+"""Committor by shooting against the exact grid committor, and the committor histogram test of a
+campaign's CV through `python -m cvcycle committor-test`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cvcycle.analysis.reference import reference_from_spec
+from cvcycle.analysis.shooting import committed_fraction, shoot, state_classifier
+from cvcycle.engines import make_engine
+from cvcycle.spec import validate
+from cvcycle.steps import advance
+from test_campaign import make_campaign, tiny_spec
+from test_cli import env
+
+
+def _engine(spec: dict, walkers: int):
+    return make_engine(validate({**spec, "engine": {**spec["engine"], "walkers": walkers}}))
+
+
+def test_shooting_reproduces_the_exact_committor_on_mueller_brown():
+    spec = tiny_spec()
+    ref = reference_from_spec(spec, bins=241)
+    q, F = ref.committor.ravel(), ref.free_energy.ravel()
+    rng = np.random.default_rng(3)
+    # one point per committor decile between 0.1 and 0.9, where the Boltzmann weight is not negligible
+    deciles = [np.flatnonzero((q > lo) & (q < lo + 0.1) & (F < 12)) for lo in np.arange(0.1, 0.9, 0.1)]
+    idx = np.array([rng.choice(d) for d in deciles if len(d)])
+    assert len(idx) >= 6
+    shots = 200
+    outcomes = shoot(_engine(spec, len(idx) * shots), ref.points[idx], shots,
+                     state_classifier(spec["system"]["states"]), seed=11, max_steps=20000)
+    assert (outcomes >= 0).all()  # every trajectory committed
+    p = committed_fraction(outcomes)
+    sigma = np.sqrt(q[idx] * (1 - q[idx]) / shots)
+    # binomial noise plus the grid solver's and the time step's small systematic error
+    assert np.all(np.abs(p - q[idx]) <= 4 * sigma + 0.02), np.c_[q[idx], p]
+    assert np.mean(((p - q[idx]) / sigma) ** 2) < 3.0
+
+
+def test_shooting_outcomes_are_reproducible_and_undecided_when_too_short():
+    spec = tiny_spec()
+    start = np.array([[-0.05, 0.47], [0.2, 0.3]])
+    a = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
+    b = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
+    np.testing.assert_array_equal(a, b)
+    short = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=10)
+    assert (short == -1).mean() > 0.5  # 10 steps from the intermediate basin decide almost nothing
+    assert np.isnan(committed_fraction(np.full((1, 4), -1)))[0]
+
+
+def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
+    # walkers start spread over the intermediate basin, so that both states and the region between
+    # them are sampled in two short iterations
+    spec = tiny_spec(engine={"start": [-0.05, 0.47], "start_spread": 0.25},
+                     budget={"max_iterations": 2}, convergence={"min_iterations": 2}, analysis={"grid_bins": 60, "plots": True})
+    path = make_campaign(tmp_path / "c", spec)
+    advance(path, log=lambda line: None)
+    r = subprocess.run([sys.executable, "-m", "cvcycle", "committor-test", str(path), "--points", "12", "--shots", "40"],
+                       env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "[committor test]" in r.stdout and (path / "committor_test.png").is_file()
+    result = json.loads((path / "committor_test.json").read_text())
+    p, q = np.array(result["p_B"], dtype=float), np.array(result["exact_q"])
+    assert len(p) == len(q) == 12 and np.all((p >= 0) & (p <= 1))
+    assert result["binomial_std"] == pytest.approx(0.5 / np.sqrt(40))
+    # whatever the CV's quality, each point's shooting estimate must agree with its exact committor
+    sigma = np.sqrt(np.clip(q * (1 - q), 0.01, None) / 40)
+    assert np.all(np.abs(p - q) <= 4 * sigma + 0.05), np.c_[q, p]
