@@ -27,10 +27,7 @@ from .errors import WorkspaceError
 from .learn.reweight import combine_iterations
 from .models.autoencoder import CVExport
 from .models.export import load_model
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
-    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+from .steps import flat, load_samples
 
 
 def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
@@ -45,10 +42,10 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
     k = max(h["iteration"] for h in history)
     cv = CVExport(load_model(c.iter_dir(k) / "model.npz")).eval()
-    data = [cio.read_npz(c.iter_dir(i) / "samples.npz") for i in range(k + 1)]
-    pos = np.concatenate([_flat(d["positions"]) for d in data])
-    feats = np.concatenate([_flat(d["features"]) for d in data])
-    weights = combine_iterations([_flat(d["log_weight"]) for d in data])
+    data = [load_samples(c, i) for i in range(k + 1)]
+    pos = np.concatenate([flat(d, "positions") for d in data])
+    feats = np.concatenate([flat(d, "features") for d in data])
+    weights = combine_iterations([flat(d, "log_weight") for d in data])
     outside = ~np.any(list(in_states(pos, spec["system"]["states"]).values()), axis=0)
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:

@@ -145,7 +145,7 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     crossings = [_transitions(spec, d) for d in data]
     fes_its = _fes_iterations(crossings, spec["analysis"]["fes_window"]) or list(range(k))
     w = _mixture_weights(data, fes_its, crossings)
-    feats = np.concatenate([_flat(data[i], "features") for i in fes_its])
+    feats = np.concatenate([flat(data[i], "features") for i in fes_its])
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
     idx = rng.choice(len(feats), min(len(feats), 20000), replace=True, p=w)  # importance resampling
     s = torch.as_tensor(_eval_cv(hook.cv_model, feats[idx]))
@@ -166,10 +166,11 @@ def _fes_iterations(crossings: list[int], window: int) -> list[int]:
 
 def _mixture_weights(data: list[dict[str, np.ndarray]], its: list[int], crossings: list[int]) -> np.ndarray:
     """Reweighted frames of iterations `its`, mixed by effective sample size x transitions."""
-    return combine_iterations([_flat(data[i], "log_weight") for i in its], quality=[crossings[i] for i in its])
+    return combine_iterations([flat(data[i], "log_weight") for i in its], quality=[crossings[i] for i in its])
 
 
-def _flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
+def flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """samples[key] with its (frame, walker) axes merged into one."""
     a = samples[key]
     return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
@@ -194,9 +195,9 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
         used = [i for i in used if crossings[i] > 0]
         quality = [crossings[i] for i in used]
     data = [data[i] for i in used]
-    feats = np.concatenate([_flat(d, "features") for d in data])
+    feats = np.concatenate([flat(d, "features") for d in data])
     if cfg["reweight"]:
-        weights = combine_iterations([_flat(d, "log_weight") for d in data], cfg["reweight_power"], quality)
+        weights = combine_iterations([flat(d, "log_weight") for d in data], cfg["reweight_power"], quality)
     else:
         weights = np.full(len(feats), 1.0 / len(feats))
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
@@ -266,7 +267,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     states = spec["system"]["states"]
     d = c.iter_dir(k)
     data = [load_samples(c, i) for i in range(k + 1)]
-    in_k = in_states(_flat(data[k], "positions"), states)
+    in_k = in_states(flat(data[k], "positions"), states)
     visited = {n: bool(m.any()) for n, m in in_k.items()}
     crossings = [_transitions(spec, s) for s in data]
     window = spec["analysis"]["fes_window"]
@@ -276,13 +277,13 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
                                "states_visited": visited, "fes_iterations": fes_its, "transitions": transitions,
                                "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
-    feats_all = np.concatenate([_flat(s, "features") for s in data])
+    feats_all = np.concatenate([flat(s, "features") for s in data])
     s_new = _eval_cv(new_cv, feats_all)
     metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(_cv(c, k - 1), feats_all)) if k else None
 
     edges = _cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    offsets = np.cumsum([0] + [len(_flat(s, "features")) for s in data])
+    offsets = np.cumsum([0] + [len(flat(s, "features")) for s in data])
 
     def fes_along_cv(its: list[int]) -> np.ndarray | None:
         if not its:
@@ -304,7 +305,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     F_xy = np.full((nb, nb), np.nan)
     if fes_its:
         w = _mixture_weights(data, fes_its, crossings)
-        pos = np.concatenate([_flat(data[i], "positions") for i in fes_its])
+        pos = np.concatenate([flat(data[i], "positions") for i in fes_its])
         F_xy = histogram_fes(pos, w, [xe, ye])
     F_exact_bins = boltzmann_bin_free_energy(pot, sy["temperature"], xe, ye)
     rmse, coverage = aligned_rmse(F_xy, F_exact_bins, F_exact_bins <= conv["fes_cutoff"])
