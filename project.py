@@ -78,6 +78,13 @@ def last_checkpoint(job):
 
 
 @Project.label
+def last_error(job):
+    """The error that stopped the last run, until a run starts again."""
+    error = _progress(job).get("last_error")
+    return f"error in iteration {error['iteration']} {error['phase']}: {error['message'][:120]}" if error else None
+
+
+@Project.label
 def slurm(job):
     """The SLURM job that last advanced the campaign, and its state now."""
     slurm_job = (_progress(job).get("run") or {}).get("slurm_job")

@@ -174,7 +174,14 @@ def test_diverging_simulation_names_iteration_step_and_walker_and_keeps_its_chec
         advance(path, log=lambda line: None)
     assert "last good checkpoint: " in str(err.value) and "checkpoint-0001.npz" in str(err.value)
     assert {p.name: p.read_bytes() for p in (path / "iter-001" / "sim").iterdir()} == before
-    assert Campaign(path).progress()["phase"] == "simulate"
+    doc = Campaign(path).progress()
+    assert doc["phase"] == "simulate" and doc["last_error"]["message"] == str(err.value)
+    from cvcycle.show import render, summary
+
+    assert "error      iteration 1 simulate at " in render(summary(Campaign(path)))
+    cio.write_json(path / "signac_statepoint.json", {"spec": tiny_spec()})  # the user fixes dt and resumes
+    advance(path, log=lambda line: None)
+    assert Campaign(path).progress()["last_error"] is None
 
 
 def test_show_reports_the_running_process_the_last_run_and_the_last_checkpoint(tmp_path, monkeypatch):

@@ -122,9 +122,10 @@ class Campaign:
         return None
 
     def record_run(self) -> None:
-        """Note in the document which process (and SLURM job, if any) now advances the campaign."""
+        """Note in the document which process (and SLURM job, if any) now advances the campaign;
+        the error of an earlier run, if any, is cleared (a new one is recorded by steps.advance)."""
         self.update_doc(run={"host": os.uname().nodename, "pid": os.getpid(), "started": now_iso(),
-                             "slurm_job": os.environ.get("SLURM_JOB_ID")})
+                             "slurm_job": os.environ.get("SLURM_JOB_ID")}, last_error=None)
 
     @property
     def finished(self) -> bool:

@@ -125,6 +125,7 @@ def summary(c: Campaign) -> dict[str, Any]:
         "last_checkpoint": c.last_checkpoint(),
         "running_now": c.lock_holder(),
         "last_run": _last_run(doc.get("run")),
+        "last_error": doc.get("last_error"),
         "updated": doc.get("updated"),
         "metrics": history[-1] if history else None,
         "plots": {k: v for k, v in plots.items() if v},
@@ -164,6 +165,9 @@ def render(s: dict[str, Any]) -> str:
     if run:
         slurm = f", SLURM job {run['slurm_job']} ({run['slurm_state'] or 'state unknown'})" if run.get("slurm_job") else ""
         lines.append(f"last run   pid {run['pid']} on {run['host']} from {run['started']}{slurm}")
+    if s["last_error"]:
+        e = s["last_error"]
+        lines.append(f"error      iteration {e['iteration']} {e['phase']} at {e['time']}: {e['message']}")
     lines += [
         "",
     ]

@@ -22,11 +22,11 @@ from .analysis.fes import aligned_rmse, fes_change, histogram_fes
 from .analysis.quality import cv_committor_quality
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
-from .campaign import Campaign
+from .campaign import Campaign, now_iso
 from .checkpoints import CheckpointSeries
 from .engines import make_engine
 from .engines.base import Frames
-from .errors import SimulationError, WalltimeReached
+from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
 from .learn.train import normalize_cv, reconstruction_loss, train_autoencoder
@@ -402,5 +402,8 @@ def advance(path: str | Path, walltime: float | None = None, log: Log = print) -
             except WalltimeReached as stop:
                 log(str(stop))
                 break
+            except CvcycleError as exc:  # kept in the document for `status -d` and `show`; nothing else changes
+                c.update_doc(last_error={"time": now_iso(), "iteration": k, "phase": phase, "message": str(exc)})
+                raise
             longest = max(longest, time.monotonic() - t0)
     return c.progress()
