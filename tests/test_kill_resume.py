@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from cvcycle.campaign import Campaign
 from digests import campaign_digests
 from test_cli import PROJECT, env, write_spec
 
@@ -46,25 +47,12 @@ if _target:
 '''
 
 
-PHASE_FILES = {"simulate": ("samples.npz",), "train": ("model.npz", "cv.pt"), "analyze": ("metrics.json", "fes.npz")}
-ORDER = ("simulate", "train", "analyze")
-
-
 def finished_outputs(job: Path) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of the outputs of every phase that the job document records as done."""
-    doc_path = job / "signac_job_document.json"
-    if not doc_path.exists():
-        return {}
-    doc = json.loads(doc_path.read_text())
-    k, phase = doc.get("iteration", 0), doc.get("phase", "simulate")
-    done = len(ORDER) if phase == "done" else ORDER.index(phase)
     stats = {}
-    for i in range(k + 1):
-        for p in ORDER[: len(ORDER) if i < k else done]:
-            for name in PHASE_FILES[p]:
-                f = job / f"iter-{i:03d}" / name
-                st = f.stat()
-                stats[str(f.relative_to(job))] = (st.st_ino, st.st_mtime_ns)
+    for _, _, f in Campaign(job).finished_files():
+        st = f.stat()
+        stats[str(f.relative_to(job))] = (st.st_ino, st.st_mtime_ns)
     return stats
 
 

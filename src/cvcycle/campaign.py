@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io as cio
-from .errors import WorkspaceError
+from .errors import SpecError, WorkspaceError
 from .spec import validate
 
 STATEPOINT = "signac_statepoint.json"
@@ -37,9 +37,16 @@ class Campaign:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).resolve()
-        if not (self.path / STATEPOINT).is_file():
+        sp = self.path / STATEPOINT
+        if not sp.is_file():
             raise WorkspaceError(f"{self.path} is not a campaign directory (no {STATEPOINT})")
-        self.spec = validate(cio.read_json(self.path / STATEPOINT)["spec"])
+        raw = cio.read_json(sp)
+        if not isinstance(raw, dict) or not isinstance(raw.get("spec"), dict):
+            raise WorkspaceError(f"{sp}: not a cvcycle state point (expected {{\"spec\": {{...}}}})")
+        try:
+            self.spec = validate(raw["spec"])
+        except SpecError as exc:
+            raise SpecError(f"{sp}: invalid campaign spec: {exc}") from None
 
     @property
     def id(self) -> str:
@@ -101,16 +108,22 @@ class Campaign:
         if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("iteration"), int)
                                                     for h in history):
             raise WorkspaceError(f"{doc_path}: history must be a list of per-iteration metrics")
-        done_through = {"simulate": [], "train": ["simulate"], "analyze": ["simulate", "train"],
-                        "done": ["simulate", "train", "analyze"]}[phase]
-        for i in range(k + (1 if done_through else 0)):
-            d = self.iter_dir(i)
-            if not d.is_dir():
-                raise WorkspaceError(f"missing iteration folder {d} (the job document is at iteration {k}, phase {phase})")
-            for finished in PHASE_FILES if i < k else done_through:
-                for name in PHASE_FILES[finished]:
-                    if not (d / name).is_file():
-                        raise WorkspaceError(f"missing file {d / name} (iteration {i} finished its {finished} phase)")
+        for i, finished, path in self.finished_files():
+            if not path.parent.is_dir():
+                raise WorkspaceError(f"missing iteration folder {path.parent} (the job document is at iteration {k}, "
+                                     f"phase {phase})")
+            if not path.is_file():
+                raise WorkspaceError(f"missing file {path} (iteration {i} finished its {finished} phase)")
+
+    def finished_files(self) -> list[tuple[int, str, Path]]:
+        """(iteration, phase, file) for every file left by a phase the job document records as finished."""
+        doc = self.progress()
+        k, phase = doc["iteration"], doc["phase"]
+        out = []
+        for i in range(k + 1):
+            for finished in PHASES[:-1] if i < k else PHASES[:PHASES.index(phase)]:
+                out += [(i, finished, self.iter_dir(i) / name) for name in PHASE_FILES[finished]]
+        return out
 
     def last_checkpoint(self) -> str | None:
         """UTC time of the newest simulation or training checkpoint of the latest iteration that has one."""

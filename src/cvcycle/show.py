@@ -13,49 +13,35 @@ from typing import Any
 
 from . import io as cio
 from .campaign import STATEPOINT, Campaign
-from .errors import SpecError, WorkspaceError
+from .errors import WorkspaceError
 from .scheduler import slurm_state
 
 METRIC_KEYS = ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2")
-
-
-def _open(path: Path) -> Campaign:
-    """The campaign in `path`; a missing or invalid state point is reported by its file."""
-    sp = path.resolve() / STATEPOINT
-    if sp.is_file():
-        raw = cio.read_json(sp)
-        if not isinstance(raw, dict) or not isinstance(raw.get("spec"), dict):
-            raise WorkspaceError(f"{sp}: not a cvcycle state point (expected {{\"spec\": {{...}}}})")
-        try:
-            return Campaign(path)
-        except SpecError as exc:
-            raise SpecError(f"{sp}: invalid campaign spec: {exc}") from None
-    return Campaign(path)  # raises: not a campaign directory
 
 
 def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
     """A job directory given as a path, or as a job id / unique id prefix under `workspace`."""
     path = Path(ref)
     if (path / STATEPOINT).is_file():
-        return _open(path)
+        return Campaign(path)
     ws = Path(workspace)
     if not ws.is_dir():
         if path.is_dir():
-            return _open(path)
+            return Campaign(path)
         raise WorkspaceError(f"'{ref}' is not a job directory and there is no {ws}/ here to look up job ids "
                              "(run from the project directory or pass the job directory)")
     if ref and (ws / ref).is_dir():  # a full job id: a damaged job is reported as such
-        return _open(ws / ref)
+        return Campaign(ws / ref)
     # every job folder counts, so that a damaged job is reported rather than "no job matches"
     matches = sorted(p for p in ws.iterdir() if p.name.startswith(ref) and p.is_dir())
     if not matches:
         if path.is_dir():
-            return _open(path)
+            return Campaign(path)
         raise WorkspaceError(f"no job matches '{ref}' in {ws.resolve()}")
     if len(matches) > 1:
         shown = ", ".join(p.name for p in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise WorkspaceError(f"job id prefix '{ref}' is ambiguous: {len(matches)} jobs match ({shown})")
-    return _open(matches[0])
+    return Campaign(matches[0])
 
 
 def _verify(path: str | None) -> None:
