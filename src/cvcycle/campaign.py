@@ -115,6 +115,11 @@ class Campaign:
             if not path.is_file():
                 raise WorkspaceError(f"missing file {path} (iteration {i} finished its {finished} phase)")
 
+    def phase_files(self, phase: str) -> tuple[str, ...]:
+        """The files a finished phase leaves in its iteration folder."""
+        extra = ("committor.pt",) if phase == "train" and self.spec["learner"]["kind"] == "committor" else ()
+        return PHASE_FILES[phase] + extra
+
     def finished_files(self) -> list[tuple[int, str, Path]]:
         """(iteration, phase, file) for every file left by a phase the job document records as finished."""
         doc = self.progress()
@@ -122,7 +127,7 @@ class Campaign:
         out = []
         for i in range(k + 1):
             for finished in PHASES[:-1] if i < k else PHASES[:PHASES.index(phase)]:
-                out += [(i, finished, self.iter_dir(i) / name) for name in PHASE_FILES[finished]]
+                out += [(i, finished, self.iter_dir(i) / name) for name in self.phase_files(finished)]
         return out
 
     def last_checkpoint(self) -> str | None:

@@ -1,5 +1,8 @@
 """The committor histogram test of a campaign's learned 1-D CV, by shooting.
 
+For a committor campaign the isosurface is known, q_pred = 1/2: the test points are frames with
+q_pred in [0.45, 0.55] and step 1 is skipped. For any other CV it is found by shooting:
+
 1. Scan: the frames between the states are cut into equal-population bins along the CV; a few
    frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
    scan is repeated inside the two bins that bracket s* (up to three levels), since a sharp CV
@@ -25,8 +28,7 @@ from .campaign import Campaign
 from .engines import make_engine
 from .errors import WorkspaceError
 from .learn.reweight import combine_iterations
-from .models.autoencoder import CVExport
-from .models.export import load_model
+from .models.export import cv_module, load_model
 from .steps import flat, load_samples
 
 
@@ -41,7 +43,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     if not history:
         raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
     k = max(h["iteration"] for h in history)
-    cv = CVExport(load_model(c.iter_dir(k) / "model.npz")).eval()
+    cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
     data = [load_samples(c, i) for i in range(k + 1)]
     pos = np.concatenate([flat(d, "positions") for d in data])
     feats = np.concatenate([flat(d, "features") for d in data])
@@ -69,7 +71,13 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
 
     # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
     frames, scans, s_star = np.arange(len(s)), [], None
-    for level in range(3):
+    shell = None
+    if spec["learner"]["kind"] == "committor":  # test points: logit q_pred within logit(0.45) .. logit(0.55)
+        s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
+        if len(shell) < points:
+            raise WorkspaceError(f"campaign {c.id}: only {len(shell)} frames with predicted q in [0.45, 0.55], "
+                                 f"fewer than the {points} test points asked for")
+    for level in range(3 if shell is None else 0):
         if level and len(frames) < scan_bins * scan_points:
             break
         p_bins, bins = scan(frames, level)
@@ -85,7 +93,8 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         s_star = float(s0 + (0.5 - p0) * (s1 - s0) / (p1 - p0))
         frames = np.concatenate([bins[i - 1], bins[i]])
     # 2. the histogram on the isosurface
-    shell = np.argsort(np.abs(s - s_star))[: 5 * points]
+    if shell is None:
+        shell = np.argsort(np.abs(s - s_star))[: 5 * points]
     chosen = rng.choice(shell, points, replace=True, p=weights[shell] / weights[shell].sum())
     p_test = p_b_from(pos[chosen], shots, 0)
     result: dict[str, Any] = {"iteration": k, "cv_isosurface": s_star, "shots": shots, "points": points,
@@ -98,14 +107,16 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
     cio.write_json(c.path / "committor_test.json", result)
+    committor = spec["learner"]["kind"] == "committor"
+    where = "predicted q in [0.45, 0.55]" if committor else f"CV_{k + 1} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_committor_histogram
 
         plot_committor_histogram(c.path / "committor_test.png", p_test, result.get("exact_q"), shots,
-                                 f"CV_{k + 1} isosurface s* = {s_star:.3f}")
+                                 where)
     exact = f"; exact committor at the same points {result['exact_q_mean']:.3f} +- {result['exact_q_std']:.3f}" \
         if "exact_q" in result else ""
-    log(f"[committor test] {points} points on CV = {s_star:.3f}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
+    log(f"[committor test] {points} points at {where}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
         f"+- {result['p_B_std']:.3f} (binomial noise alone: {result['binomial_std']:.3f}){exact}")
     return result
 

@@ -16,7 +16,8 @@ from .campaign import STATEPOINT, Campaign
 from .errors import WorkspaceError
 from .scheduler import slurm_state
 
-METRIC_KEYS = ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2")
+METRIC_KEYS = {"autoencoder": ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2"),
+               "committor": ("q_change", "fes_change", "fes_rmse_exact", "committor_rmse")}
 
 
 def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
@@ -53,13 +54,14 @@ def _verify(path: str | None) -> None:
     if p.suffix == ".npz":
         cio.read_npz(p)
         return
+    what = "CV" if p.name == "cv.pt" else "model"
     try:
         with zipfile.ZipFile(p) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise WorkspaceError(f"unreadable TorchScript CV {p}: not a TorchScript archive ({exc})") from None
+        raise WorkspaceError(f"unreadable TorchScript {what} {p}: not a TorchScript archive ({exc})") from None
     if bad is not None:
-        raise WorkspaceError(f"unreadable TorchScript CV {p}: corrupted entry {bad}")
+        raise WorkspaceError(f"unreadable TorchScript {what} {p}: corrupted entry {bad}")
 
 
 def _iter_dirs(c: Campaign) -> list[Path]:
@@ -93,8 +95,10 @@ def summary(c: Campaign) -> dict[str, Any]:
     plots = {"convergence": str(c.path / "convergence.png") if (c.path / "convergence.png").is_file() else None,
              "fes_xy": _newest(c, "fes_xy.png"), "fes_cv": _newest(c, "fes_cv.png")}
     cv_model, fes = _newest(c, "cv.pt"), _newest(c, "fes.npz")
-    _verify(cv_model)
-    _verify(fes)
+    committor_model = _newest(c, "committor.pt") if c.spec["learner"]["kind"] == "committor" else None
+    for path in (cv_model, committor_model, fes):
+        _verify(path)
+    keys = METRIC_KEYS[c.spec["learner"]["kind"]]
     return _finite({
         "id": c.id,
         "path": str(c.path),
@@ -106,6 +110,7 @@ def summary(c: Campaign) -> dict[str, Any]:
         "converged": bool(doc["converged"]),
         "features": list(c.spec["features"]["names"]),
         "cv_model": cv_model,
+        "committor_model": committor_model,
         "fes": fes,
         "total_steps": doc["total_steps"],
         "last_checkpoint": c.last_checkpoint(),
@@ -115,7 +120,7 @@ def summary(c: Campaign) -> dict[str, Any]:
         "updated": doc.get("updated"),
         "metrics": history[-1] if history else None,
         "plots": {k: v for k, v in plots.items() if v},
-        "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in METRIC_KEYS},
+        "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in keys},
                         "converged": bool(h.get("converged"))} for h in history],
     })
 
@@ -158,14 +163,16 @@ def render(s: dict[str, Any]) -> str:
         "",
     ]
     if s["iterations"]:
-        head = ("iter", "cv_r2", "fes_change", "fes_rmse_exact", "committor_r2", "converged")
-        rows = [[str(it["iteration"])] + [_fmt(it[k]) for k in METRIC_KEYS] + ["yes" if it["converged"] else "no"]
+        keys = [k for k in s["iterations"][0] if k not in ("iteration", "converged")]
+        head = ("iter", *keys, "converged")
+        rows = [[str(it["iteration"])] + [_fmt(it[k]) for k in keys] + ["yes" if it["converged"] else "no"]
                 for it in s["iterations"]]
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
         lines += ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows] + [""]
     else:
         lines += ["no iteration analysed yet", ""]
-    paths = {"job dir": s["path"], "cv model": s["cv_model"], "fes": s["fes"], **s["plots"]}
+    paths = {"job dir": s["path"], "cv model": s["cv_model"], "committor": s["committor_model"], "fes": s["fes"],
+             **s["plots"]}
     lines += [f"{name:<12} {p}" for name, p in paths.items() if p]
     return "\n".join(lines)

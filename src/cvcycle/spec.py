@@ -51,11 +51,11 @@ def _is_number(v: Any) -> bool:
 
 
 def _point_or_state(v: Any) -> str | None:
-    if isinstance(v, str):
+    if isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(c, str) for c in v)):
         return None
     if isinstance(v, list) and len(v) == 2 and all(_is_number(c) for c in v):
         return None if all(math.isfinite(c) for c in v) else f"must be finite, got {v}"
-    return f"must be a state name or a point [x, y], got {v!r}"
+    return f"must be a state name, a list of state names or a point [x, y], got {v!r}"
 
 
 def _positive_ints(v: Any) -> str | None:
@@ -102,7 +102,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "names": Field(list, ["x", "y"]),
     },
     "learner": {
-        "kind": Field(str, "autoencoder", check=_choice("autoencoder")),
+        "kind": Field(str, "autoencoder", check=_choice("autoencoder", "committor")),
         "cv_dim": Field(int, 1, check=_range(1, 2)),
         "hidden": Field(list, [32, 32], check=_positive_ints),
         "activation": Field(str, "tanh", check=_choice("tanh", "elu", "softplus")),
@@ -119,6 +119,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "patience": Field(int, 30, check=AT_LEAST_1),
         "checkpoint_epochs": Field(int, 10, check=AT_LEAST_1),
         "max_samples": Field(int, 20000, check=_range(100)),
+        "boundary_weight": Field(float, 100.0, check=POSITIVE),  # committor: weight of q = 0 on A, 1 on B
     },
     "bias": {
         "kind": Field(str, "opes", check=_choice("opes", "metad")),
@@ -132,6 +133,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "cv_range": Field(list, [-1.0, 1.0]),
         "warm_start": Field(bool, True),
         "warm_start_weight": Field(float, 0.5, check=POSITIVE),
+        "kolmogorov_lambda": Field(float, 0.0, check=_range(0.0)),  # committor learner: static bias
+        "kolmogorov_epsilon": Field(float, 1e-3, check=POSITIVE),   # -lambda kT log(|grad q|^2 + epsilon)
     },
     "budget": {
         "max_iterations": Field(int, 8, check=AT_LEAST_1),
@@ -140,6 +143,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "convergence": {
         "min_iterations": Field(int, 4, check=_range(2)),
         "cv_r2": Field(float, 0.99, check=FRACTION),
+        "q_change": Field(float, 0.05, check=FRACTION),  # committor learner: instead of cv_r2
         "fes_rmse": Field(float, 0.5, check=POSITIVE),
         "fes_cutoff": Field(float, 8.0, check=POSITIVE),
         "fes_bins": Field(int, 50, check=_range(5, 2000)),
@@ -245,9 +249,23 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise SpecError(f"engine.{key}: must be a multiple of engine.report_stride ({engine['report_stride']})")
     if engine["segment_steps"] % engine["report_stride"]:
         raise SpecError(f"engine.segment_steps: must be a multiple of engine.report_stride ({engine['report_stride']})")
-    if isinstance(engine["start"], str) and engine["start"] not in spec["system"]["states"]:
-        known = ", ".join(spec["system"]["states"])
-        raise SpecError(f"engine.start: unknown state '{engine['start']}' (states: {known})")
+    starts = [engine["start"]] if isinstance(engine["start"], str) else engine["start"]
+    for name in starts:
+        if isinstance(name, str) and name not in spec["system"]["states"]:
+            known = ", ".join(spec["system"]["states"])
+            raise SpecError(f"engine.start: unknown state '{name}' (states: {known})")
+
+    learner = spec["learner"]
+    if spec["bias"]["kolmogorov_lambda"] > 0 and learner["kind"] != "committor":
+        raise SpecError("bias.kolmogorov_lambda: the Kolmogorov bias acts on a committor (learner.kind = \"committor\"), "
+                        f"not on a {learner['kind']} CV")
+    if learner["kind"] == "committor":
+        if learner["cv_dim"] != 1:
+            raise SpecError(f"learner.cv_dim: the committor learner has a 1-D CV (logit q), got {learner['cv_dim']}")
+        if not learner["reweight"] or learner["reweight_power"] != 1.0:
+            raise SpecError("learner.reweight_power: the variational committor needs Boltzmann weights "
+                            f"(reweight = true, reweight_power = 1.0), got reweight = {str(learner['reweight']).lower()}, "
+                            f"reweight_power = {learner['reweight_power']}")
 
     lo_hi = spec["bias"]["cv_range"]
     if len(lo_hi) != 2 or not all(_is_number(v) and math.isfinite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:

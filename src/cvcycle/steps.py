@@ -19,7 +19,7 @@ import torch
 
 from . import io as cio
 from .analysis.fes import aligned_rmse, fes_change, histogram_fes
-from .analysis.quality import cv_committor_quality
+from .analysis.quality import committor_rmse, cv_committor_quality
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
 from .campaign import Campaign, now_iso
@@ -29,9 +29,10 @@ from .engines.base import Frames
 from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
-from .learn.train import normalize_cv, reconstruction_loss, train_autoencoder
-from .models.autoencoder import CVExport
-from .models.export import export_cv, load_model, save_model
+from .analysis.shooting import state_classifier
+from .learn.committor import committor_terms, feature_metric, train_committor
+from .learn.train import TrainResult, normalize_cv, reconstruction_loss, train_autoencoder
+from .models.export import cv_module, export_committor, export_cv, load_model, save_model
 from .systems.potentials import Potential2D
 
 Log = Callable[[str], None]
@@ -60,10 +61,14 @@ def _initial_positions(c: Campaign, k: int) -> np.ndarray:
     en = c.spec["engine"]
     if k > 0:
         return _final_state(c, k - 1)["positions"]
-    start = en["start"]
-    center = np.asarray(c.spec["system"]["states"][start]["center"] if isinstance(start, str) else start)
+    start, states = en["start"], c.spec["system"]["states"]
+    if isinstance(start, str) or isinstance(start[0], str):  # state name(s): walkers take them in turn
+        names = [start] if isinstance(start, str) else start
+        centers = np.array([states[names[i % len(names)]]["center"] for i in range(en["walkers"])])
+    else:
+        centers = np.asarray(start, dtype=np.float64)
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 1_000_003))
-    return center + en["start_spread"] * rng.standard_normal((en["walkers"], 2))
+    return centers + en["start_spread"] * rng.standard_normal((en["walkers"], 2))
 
 
 def _segments(spec: dict[str, Any], k: int) -> int:
@@ -88,7 +93,9 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     engine = make_engine(spec)
     hook = None
     if k > 0:
-        hook = CVBias(_cv(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]))
+        b = spec["bias"]
+        kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
+        hook = CVBias(_cv(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, spec["system"]["temperature"])
     checkpoints = _sim_checkpoints(c, k)
     saved = checkpoints.latest(log)
     if saved is None:
@@ -206,40 +213,96 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
     check, pool = order[:n_check], order[n_check:]
     if len(pool) > cfg["max_samples"]:
         pool = np.sort(rng.choice(pool, cfg["max_samples"], replace=False))
-    log(f"[iter {k} train] {cfg['ensemble']} x autoencoder {cfg['hidden']} -> {cfg['cv_dim']}-D CV on {len(pool)} "
-        f"samples from iterations {used}{' (reweighted)' if cfg['reweight'] else ''}")
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
-    candidates = []
+    learn = _train_committor if cfg["kind"] == "committor" else _train_autoencoder
+    log(f"[iter {k} train] {cfg['ensemble']} x {cfg['kind']} {cfg['hidden']} on {len(pool)} samples from iterations "
+        f"{used}{' (reweighted)' if cfg['reweight'] else ''}")
+    pos = np.concatenate([flat(d, "positions") for d in data])
+    model, info = learn(c, k, feats, pos, weights, pool, check, previous, log, deadline)
+    d = c.iter_dir(k)
+    save_model(model, d / "model.npz")
+    export_cv(model, d / "cv.pt")
+    if cfg["kind"] == "committor":
+        export_committor(model, d / "committor.pt")
+    cio.write_json(d / "train.json", {**info, "samples": len(pool)})
+    c.update_doc(phase="analyze")
+
+
+def _ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
+              score: Callable[[Any], float], previous: Any) -> tuple[Any, dict[str, Any]]:
+    """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
+    the one with the lowest held-out `score`."""
+    cfg = c.spec["learner"]
+    results = []
     for j in range(cfg["ensemble"]):
         init = previous if j == 0 else None
         label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
-        res = train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init,
-                                CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), deadline)
-        candidates.append((reconstruction_loss(res.model, feats[check], weights[check]), j, res))
-    loss, best, result = min(candidates, key=lambda t: (t[0], t[1]))
-    log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l, _, _ in candidates)}: keeping model {best + 1}")
-    feats = feats[pool]
-    normalize_cv(result.model, feats, _state_features(spec))
-    d = c.iter_dir(k)
-    save_model(result.model, d / "model.npz")
-    export_cv(result.model, d / "cv.pt")
-    cio.write_json(d / "train.json", {"train_loss": result.train_loss, "val_loss": result.val_loss,
-                                      "best_epoch": result.best_epoch, "seconds": result.seconds,
-                                      "samples": len(feats), "chosen": best,
-                                      "candidate_losses": [l for l, _, _ in candidates]})
-    c.update_doc(phase="analyze")
+        results.append(fit_member(j, init, CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), label))
+    losses = [score(r.model) for r in results]
+    best = min(range(len(results)), key=lambda j: (losses[j], j))
+    log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l in losses)}: keeping model {best + 1}")
+    r = results[best]
+    return r.model, {"train_loss": r.train_loss, "val_loss": r.val_loss, "best_epoch": r.best_epoch,
+                     "seconds": r.seconds, "chosen": best, "candidate_losses": losses}
+
+
+def _train_autoencoder(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, weights: np.ndarray, pool: np.ndarray,
+                       check: np.ndarray, previous: Any, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
+    cfg = c.spec["learner"]
+
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
+        return train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label,
+                                 init, checkpoints, deadline)
+
+    model, info = _ensemble(c, k, log, member, lambda m: reconstruction_loss(m, feats[check], weights[check]), previous)
+    normalize_cv(model, feats[pool], _state_features(c.spec))
+    return model, info
+
+
+def _train_committor(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, weights: np.ndarray, pool: np.ndarray,
+                     check: np.ndarray, previous: Any, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
+    spec, cfg = c.spec, c.spec["learner"]
+    labels = state_classifier(spec["system"]["states"])(pos)
+    metric = feature_metric(make_featurizer(spec), pos)
+    sub = lambda a, idx: None if a is None else a[idx]  # noqa: E731
+
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
+        return train_committor(feats[pool], weights[pool], labels[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j),
+                               sub(metric, pool), log, label, init, checkpoints, deadline)
+
+    k_first: float | None = None
+
+    def score(model: Any) -> float:  # held-out loss, with K in units of the first member's K
+        nonlocal k_first
+        kol, boundary = committor_terms(model, feats[check], weights[check], labels[check], sub(metric, check))
+        k_first = k_first or max(kol, 1e-300)
+        return kol / k_first + cfg["boundary_weight"] * boundary
+
+    return _ensemble(c, k, log, member, score, previous)
 
 
 def _cv(c: Campaign, k: int) -> torch.nn.Module:
     """CV_{k+1} as trained in iteration k, in eager mode: TorchScript's profiling executor
     re-optimises a module after its first calls and its gradients then change in the last bits,
     which would make a resumed simulation differ from an uninterrupted one. cv.pt is the export."""
-    return CVExport(load_model(c.iter_dir(k) / "model.npz")).eval()
+    return cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
 
 
 def _eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _q_change(z_new: np.ndarray, z_old: np.ndarray) -> float:
+    """RMS change of the committor q = sigmoid(logit) between two models, over the frames where
+    either has 0.05 < q < 0.95."""
+    q_new, q_old = _sigmoid(z_new), _sigmoid(z_old)
+    between = ((q_new > 0.05) & (q_new < 0.95)) | ((q_old > 0.05) & (q_old < 0.95))
+    return float(np.sqrt(np.mean((q_new[between] - q_old[between]) ** 2))) if between.any() else 0.0
 
 
 def _linear_r2(target: np.ndarray, source: np.ndarray) -> float:
@@ -279,7 +342,12 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
                                "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
     feats_all = np.concatenate([flat(s, "features") for s in data])
     s_new = _eval_cv(new_cv, feats_all)
-    metrics["cv_r2"] = _linear_r2(s_new, _eval_cv(_cv(c, k - 1), feats_all)) if k else None
+    committor = spec["learner"]["kind"] == "committor"
+    s_old = _eval_cv(_cv(c, k - 1), feats_all) if k else None
+    metrics["cv_r2"] = _linear_r2(s_new, s_old) if k and not committor else None
+    if committor:
+        latest = slice(len(feats_all) - len(flat(data[k], "features")), None)
+        metrics["q_change"] = _q_change(s_new[latest, 0], s_old[latest, 0]) if k else None
 
     edges = _cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
@@ -318,8 +386,12 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
         q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
         quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
         metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
+        if committor:
+            metrics["committor_rmse"] = committor_rmse(_sigmoid(q_cv[:, 0]), ref.committor.ravel(), ref.free_energy.ravel())
 
-    checks = {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"],
+    agreement = ({"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"]} if committor
+                 else {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"]})
+    checks = {**agreement,
               "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
               "states": all(visited.values()) or not conv["require_states"],
               "transitions": transitions >= conv["min_transitions"] * spec["engine"]["walkers"],
@@ -341,7 +413,9 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     status = "converged" if converged else (
         "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    log(f"[iter {k} analyze] CV agreement R2 {fmt(metrics['cv_r2'])}, FES change {fmt(metrics['fes_change'])} kT, "
+    agree = (f"committor change {fmt(metrics['q_change'])}, RMSE vs exact {fmt(metrics['committor_rmse'])}" if committor
+             else f"CV agreement R2 {fmt(metrics['cv_r2'])}")
+    log(f"[iter {k} analyze] {agree}, FES change {fmt(metrics['fes_change'])} kT, "
         f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 "
         f"{fmt(metrics['committor_r2'])} width {fmt(metrics['committor_width'])}, {transitions} transitions between states -> {status}")
     if spec["analysis"]["plots"]:
@@ -356,7 +430,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
 def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
            F_xy: np.ndarray, F_exact: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None,
            F_cv_prev: np.ndarray | None) -> None:
-    from .analysis.plots import plot_fes_cv, plot_fes_xy
+    from .analysis.plots import COMMITTOR_LEVELS, plot_fes_cv, plot_fes_xy
 
     spec, d = c.spec, c.iter_dir(k)
     xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
@@ -364,7 +438,10 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
     cv_grid = _eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
     q = ref.interpolate_committor(pts.numpy()).reshape(X.shape)
-    plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q)
+    learned = {}
+    if spec["learner"]["kind"] == "committor":  # isolines of the learned q at the exact committor's levels
+        cv_grid, learned = _sigmoid(cv_grid), {"cv_levels": COMMITTOR_LEVELS, "cv_name": "learned committor"}
+    plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q, **learned)
     curves = {}
     if F_cv is not None:
         curves[f"data up to iteration {k}"] = F_cv

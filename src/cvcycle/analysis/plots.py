@@ -27,9 +27,13 @@ def _save(fig: Any, path: Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
+COMMITTOR_LEVELS = [0.1, 0.3, 0.5, 0.7, 0.9]
+
+
 def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_grid: np.ndarray,
                 states: dict[str, dict], title: str, exact_F: np.ndarray | None = None,
-                committor: np.ndarray | None = None, vmax: float = 12.0) -> None:
+                committor: np.ndarray | None = None, vmax: float = 12.0, cv_levels: int | list[float] = 15,
+                cv_name: str = "CV") -> None:
     """Estimated FES with CV isolines (left); exact FES with exact committor and CV isolines (right)."""
     plt = _pyplot()
     panels = 2 if exact_F is not None else 1
@@ -38,18 +42,20 @@ def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_gr
     for ax, data, label in zip(axes[0], (F, exact_F), ("estimated F (kT)", "exact F = V (kT)")):
         im = ax.contourf(xs, ys, np.clip(data, 0, vmax), levels=levels, cmap="viridis", extend="max")
         fig.colorbar(im, ax=ax, label=label)
-        ax.contour(xs, ys, cv_grid, levels=15, colors="white", linewidths=0.7)
+        lines = ax.contour(xs, ys, cv_grid, levels=cv_levels, colors="white", linewidths=0.7)
+        if not isinstance(cv_levels, int):
+            ax.clabel(lines, fontsize=7)
         for name, s in states.items():
             ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
             ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-    axes[0][0].set_title(f"{title}: FES and CV isolines")
+    axes[0][0].set_title(f"{title}: FES and {cv_name} isolines")
     if committor is not None and panels == 2:
-        cs = axes[0][1].contour(xs, ys, committor, levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors="orange",
+        cs = axes[0][1].contour(xs, ys, committor, levels=COMMITTOR_LEVELS, colors="orange",
                                 linestyles="dashed", linewidths=1.0)
         axes[0][1].clabel(cs, fontsize=7)
-        axes[0][1].set_title("exact: committor (orange) vs CV (white)")
+        axes[0][1].set_title(f"exact: committor (orange) vs {cv_name} (white)")
     _save(fig, path)
     plt.close(fig)
 
@@ -75,6 +81,9 @@ def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict
             ("fes_change", "FES change along CV (kT)", thresholds.get("fes_rmse")),
             ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
             ("committor_r2", "committor R$^2$ of CV", None)]
+    if "q_change" in history[-1]:  # a committor campaign
+        keys[0] = ("q_change", "committor change (RMS, k vs k-1)", thresholds.get("q_change"))
+        keys[3] = ("committor_rmse", "committor RMSE vs exact", None)
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.3))
@@ -111,5 +120,31 @@ def plot_committor_histogram(path: Path, p_b: np.ndarray, exact_q: list[float] |
     ax.set_ylabel("points")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_shooting(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, q_pred: np.ndarray, q_exact: np.ndarray,
+                  points: np.ndarray, p_b: np.ndarray, states: dict[str, dict], title: str, vmax: float = 12.0) -> None:
+    """Exact FES with learned (white) and exact (orange) committor isolines, and the shooting points
+    coloured by the fraction of their trajectories that reached B."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.8))
+    im = ax.contourf(xs, ys, np.clip(F, 0, vmax), levels=np.linspace(0, vmax, 13), cmap="Greys_r", extend="max")
+    fig.colorbar(im, ax=ax, label="exact F (kT)")
+    exact = ax.contour(xs, ys, q_exact, levels=COMMITTOR_LEVELS, colors="orange", linestyles="dashed", linewidths=1.0)
+    learned = ax.contour(xs, ys, q_pred, levels=COMMITTOR_LEVELS, colors="white", linewidths=1.0)
+    ax.clabel(learned, fontsize=7)
+    ax.clabel(exact, fontsize=7)
+    sc = ax.scatter(points[:, 0], points[:, 1], c=p_b, cmap="coolwarm", vmin=0, vmax=1, s=6, edgecolors="none")
+    fig.colorbar(sc, ax=ax, label="shots reaching B")
+    for name, s in states.items():
+        ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
+        ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(f"{title}\nlearned q (white) vs exact q (orange dashed)", fontsize=10)
     _save(fig, path)
     plt.close(fig)

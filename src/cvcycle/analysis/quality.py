@@ -33,3 +33,12 @@ def cv_committor_quality(cv: np.ndarray, q: np.ndarray, free_energy: np.ndarray,
     var = np.bincount(labels, w * resid**2, n_bins) / np.maximum(wsum, 1e-300)
     mid = int(np.argmin(np.where(wsum > 0, np.abs(mean - 0.5), np.inf)))
     return {"r2": float(r2), "width": float(np.sqrt(var[mid])), "n_points": int(keep.sum())}
+
+
+def committor_rmse(q_pred: np.ndarray, q: np.ndarray, free_energy: np.ndarray, q_range: tuple[float, float] = (0.05, 0.95),
+                   f_max: float = 12.0) -> float:
+    """RMSE of a learned committor against the exact one over grid points with q in q_range and
+    free energy (kT, min 0) <= f_max, every point counting once."""
+    q_pred, q, F = (np.asarray(a, dtype=np.float64).ravel() for a in (q_pred, q, free_energy))
+    keep = (q > q_range[0]) & (q < q_range[1]) & (F <= f_max)
+    return float(np.sqrt(np.mean((q_pred[keep] - q[keep]) ** 2)))

@@ -16,7 +16,7 @@ from ..models.autoencoder import AutoEncoder
 
 @dataclass
 class TrainResult:
-    model: AutoEncoder
+    model: torch.nn.Module
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
@@ -34,31 +34,48 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
     """Fit an autoencoder to features (n, f) with per-sample weights (n,), early-stopped on a
     held-out split. `cfg` is the spec's [learner] section. With `init` (the previous CV) training
     continues from its weights and input scaling, which keeps successive CVs consistent.
-    With `checkpoints`, the full training state is saved every cfg["checkpoint_epochs"] epochs
-    and at the end, and a call after an interruption resumes from the newest one bit for bit.
-    With a `deadline` (time.monotonic() seconds) as well, training stops at a checkpoint with
-    WalltimeReached when the next stretch of epochs would likely not finish before it."""
+    `checkpoints` and `deadline` as for `fit`."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(features, dtype=torch.float32)
     w = torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
     model = AutoEncoder(x.shape[1], cfg["cv_dim"], cfg["hidden"], cfg["activation"])
+    initialize(model, x, w, gen, init)
+    target = model.standardize(x)
+    return fit(model, lambda idx: _weighted_mse(model(x[idx]), target[idx], w[idx]), len(x), cfg, gen, log, label,
+               checkpoints, deadline)
+
+
+def initialize(model: torch.nn.Module, x: torch.Tensor, w: torch.Tensor, gen: torch.Generator,
+               init: torch.nn.Module | None = None) -> None:
+    """Start from `init`'s weights and input scaling when it has the same architecture, else
+    from a Xavier initialisation drawn from `gen` and the weighted mean/std of the inputs x."""
     with torch.no_grad():
         if init is not None and init.architecture == model.architecture:
             model.load_state_dict(init.state_dict())
-        else:
-            for p in model.parameters():  # deterministic initialisation from the derived seed
-                if p.dim() > 1:
-                    torch.nn.init.xavier_uniform_(p, generator=gen)
-                else:
-                    p.zero_()
-            mean = (w[:, None] * x).sum(0) / w.sum()
-            model.mean.copy_(mean)
-            model.std.copy_(((w[:, None] * (x - mean) ** 2).sum(0) / w.sum()).sqrt().clamp_min(1e-8))
-    perm = torch.randperm(len(x), generator=gen)
-    n_val = int(round(cfg["validation_fraction"] * len(x)))
+            return
+        for p in model.parameters():  # deterministic initialisation from the derived seed
+            if p.dim() > 1:
+                torch.nn.init.xavier_uniform_(p, generator=gen)
+            else:
+                p.zero_()
+        mean = (w[:, None] * x).sum(0) / w.sum()
+        model.mean.copy_(mean)
+        model.std.copy_(((w[:, None] * (x - mean) ** 2).sum(0) / w.sum()).sqrt().clamp_min(1e-8))
+
+
+def fit(model: torch.nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, cfg: dict[str, Any],
+        gen: torch.Generator, log: Callable[[str], None] = print, label: str = "train",
+        checkpoints: CheckpointSeries | None = None, deadline: float | None = None) -> TrainResult:
+    """Minimise `loss_of(indices)` over mini-batches of n samples with Adam, early-stopped on a
+    held-out split (cfg: the spec's [learner] section); ends with the best validation state.
+    With `checkpoints`, the full training state is saved every cfg["checkpoint_epochs"] epochs
+    and at the end, and a call after an interruption resumes from the newest one bit for bit.
+    With a `deadline` (time.monotonic() seconds) as well, training stops at a checkpoint with
+    WalltimeReached when the next stretch of epochs would likely not finish before it."""
+    perm = torch.randperm(n, generator=gen)
+    n_val = int(round(cfg["validation_fraction"] * n))
     val, tr = perm[:n_val], perm[n_val:]
     opt = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    target = model.standardize(x)
     st = _TrainState()
     saved = checkpoints.latest(log) if checkpoints is not None else None
     if saved is not None:
@@ -71,15 +88,13 @@ def train_autoencoder(features: np.ndarray, weights: np.ndarray, cfg: dict[str, 
         total = 0.0
         for start in range(0, len(order), cfg["batch_size"]):
             idx = order[start:start + cfg["batch_size"]]
-            loss = _weighted_mse(model(x[idx]), target[idx], w[idx])
+            loss = loss_of(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
         model.eval()
-        with torch.no_grad():
-            check = val if n_val else tr
-            vloss = float(_weighted_mse(model(x[check]), target[check], w[check]))
+        vloss = float(loss_of(val if n_val else tr).detach())
         epoch, st.epoch = st.epoch, st.epoch + 1
         st.train_loss.append(total / max(len(tr), 1))
         st.val_loss.append(vloss)
@@ -119,7 +134,7 @@ class _TrainState:
     best_state: dict[str, torch.Tensor] | None = None
 
 
-def _snapshot(st: _TrainState, model: AutoEncoder, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, np.ndarray]:
+def _snapshot(st: _TrainState, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, np.ndarray]:
     arrays = {"epoch": np.array(st.epoch), "best": np.array(st.best), "stale": np.array(st.stale),
               "best_epoch": np.array(st.best_epoch), "done": np.array(st.done),
               "train_loss": np.array(st.train_loss, dtype=np.float64), "val_loss": np.array(st.val_loss, dtype=np.float64),
@@ -132,7 +147,7 @@ def _snapshot(st: _TrainState, model: AutoEncoder, opt: torch.optim.Optimizer, g
     return arrays
 
 
-def _restore(arrays: dict[str, np.ndarray], model: AutoEncoder, opt: torch.optim.Optimizer,
+def _restore(arrays: dict[str, np.ndarray], model: torch.nn.Module, opt: torch.optim.Optimizer,
              gen: torch.Generator) -> _TrainState:
     def group(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith(prefix)}

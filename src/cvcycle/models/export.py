@@ -13,23 +13,37 @@ import torch
 from .. import io as cio
 from ..errors import WorkspaceError
 from .autoencoder import AutoEncoder, CVExport
+from .committor import CommittorExport, CommittorNet
+
+Model = AutoEncoder | CommittorNet
+KINDS: dict[str, type[AutoEncoder] | type[CommittorNet]] = {"autoencoder": AutoEncoder, "committor": CommittorNet}
 
 
-def save_model(model: AutoEncoder, path: Path) -> None:
-    """Write the model's tensors to `path` (.npz) and its architecture to `path`.json."""
+def cv_module(model: Model) -> torch.nn.Module:
+    """The CV a bias acts on, (n, n_features) -> (n, cv_dim): the autoencoder's bottleneck, or
+    the committor net's logit q."""
+    return CVExport(model) if isinstance(model, AutoEncoder) else model
+
+
+def save_model(model: Model, path: Path) -> None:
+    """Write the model's tensors to `path` (.npz) and its kind and architecture to `path`.json."""
+    kind = next(name for name, cls in KINDS.items() if isinstance(model, cls))
     cio.write_npz(path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-    cio.write_json(Path(str(path) + ".json"), {"kind": "autoencoder", "architecture": model.architecture})
+    cio.write_json(Path(str(path) + ".json"), {"kind": kind, "architecture": model.architecture})
 
 
-def load_model(path: Path) -> AutoEncoder:
+def load_model(path: Path) -> Model:
     """Restore a model written by save_model; a damaged file raises WorkspaceError naming it."""
     meta_path = Path(str(path) + ".json")
     meta = cio.read_json(meta_path)
     tensors = cio.read_npz(path)
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind not in KINDS:
+        raise WorkspaceError(f"model description {meta_path}: unknown model kind {kind!r} (known: {', '.join(KINDS)})")
     try:
-        model = AutoEncoder.from_architecture(meta["architecture"])
+        model = KINDS[kind].from_architecture(meta["architecture"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise WorkspaceError(f"model description {meta_path} is not a valid autoencoder architecture "
+        raise WorkspaceError(f"model description {meta_path} is not a valid {kind} architecture "
                              f"({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
@@ -39,8 +53,18 @@ def load_model(path: Path) -> AutoEncoder:
     return model.eval()
 
 
-def export_cv(model: AutoEncoder, path: Path) -> torch.jit.ScriptModule:
-    """Export the CV as TorchScript to `path`; returns the exported module.
+def export_cv(model: Model, path: Path) -> torch.jit.ScriptModule:
+    """Export the CV (see `cv_module`) as TorchScript to `path`; returns the exported module."""
+    return _export(cv_module(model), path)
+
+
+def export_committor(model: CommittorNet, path: Path) -> torch.jit.ScriptModule:
+    """Export q = sigmoid(logit q), (n, n_features) -> (n,), as TorchScript to `path`."""
+    return _export(CommittorExport(model), path)
+
+
+def _export(module: torch.nn.Module, path: Path) -> torch.jit.ScriptModule:
+    """Script, freeze and write `module` to `path`; returns the exported module.
 
     The same model gives the same bytes in every process, so a resumed campaign's cv.pt equals
     an uninterrupted one's. Plain scripting does not: each submodule's `__constants__` (e.g.
@@ -52,7 +76,7 @@ def export_cv(model: AutoEncoder, path: Path) -> torch.jit.ScriptModule:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # TorchScript is deprecated from torch 2.10 on; still loads everywhere
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(CVExport(model).eval()), buf)
+        torch.jit.save(torch.jit.script(module.eval()), buf)
         buf.seek(0)
         exported = torch.jit.freeze(torch.jit.load(buf, map_location="cpu"), optimize_numerics=False)
         buf = io.BytesIO()

@@ -1,0 +1,146 @@
+"""The variational committor: loss, feature metric, Kolmogorov bias, export, and a small campaign."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cvcycle import io as cio
+from cvcycle.analysis.quality import committor_rmse
+from cvcycle.analysis.reference import reference_from_spec
+from cvcycle.analysis.shooting import state_classifier
+from cvcycle.bias import CVBias, make_bias
+from cvcycle.errors import SpecError
+from cvcycle.features import make_featurizer
+from cvcycle.learn.committor import feature_metric, train_committor
+from cvcycle.models.committor import CommittorNet
+from cvcycle.models.export import export_committor, export_cv
+from cvcycle.spec import load_spec, validate
+from test_cli import project, show_json, to_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "workflows" / "mueller-brown-committor-variational.toml"
+
+
+def spec_with(**changes: dict) -> dict:
+    spec = load_spec(SPEC)
+    for section, values in changes.items():
+        spec[section] = {**spec[section], **values}
+    return validate(spec)
+
+
+def test_kolmogorov_loss_on_boltzmann_grid_gives_exact_committor():
+    """Grid points weighted exp(-F) are an exact quadrature of the Boltzmann distribution: the
+    minimiser of the loss must be the committor of the grid solver."""
+    spec = load_spec(SPEC)
+    ref = reference_from_spec(spec, bins=101)
+    points, F = ref.points, ref.free_energy.ravel()
+    keep = F <= 16.0
+    labels = state_classifier(spec["system"]["states"])(points[keep])
+    cfg = {**spec["learner"], "epochs": 300, "batch_size": 256, "learning_rate": 3e-3, "patience": 1000}
+    result = train_committor(points[keep], np.exp(-F[keep]), labels, cfg, seed=1, log=lambda line: None)
+    with torch.no_grad():
+        q = result.model.committor(torch.as_tensor(points, dtype=torch.float32)).numpy()
+    assert committor_rmse(q, ref.committor.ravel(), F) <= 0.035  # measured: 0.027
+    assert q[keep][labels == 0].max() < 0.02 and q[keep][labels == 1].min() > 0.98
+
+
+class Polar(torch.nn.Module):
+    """A nonlinear featurizer: (r^2, y) of a 2-D position."""
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.stack([(p**2).sum(-1), p[..., 1]], dim=-1)
+
+
+def test_feature_metric_is_jacobian_product():
+    pos = np.array([[0.3, -0.7], [1.5, 0.2]])
+    assert feature_metric(make_featurizer(load_spec(SPEC)), pos) is None  # coordinates: identity
+    M = feature_metric(Polar(), pos)
+    for (x, y), m in zip(pos, M):
+        J = np.array([[2 * x, 2 * y], [0.0, 1.0]])
+        np.testing.assert_allclose(m, J @ J.T, rtol=1e-12)
+
+
+def test_kolmogorov_bias_energy_and_forces():
+    torch.manual_seed(0)
+    net = CommittorNet(2, [8, 8])  # float32, as trained
+    bias = make_bias(spec_with(), 1)
+    hook = CVBias(net, bias, kolmogorov=(0.7, 1e-3), kT=1.3)
+    x = torch.tensor([[-0.5, 0.9], [0.1, 0.4], [0.6, 0.1]], dtype=torch.float64, requires_grad=True)
+    energy, cv = hook.energy(x)
+    xq = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.sigmoid(net(xq)).sum(), xq)
+    expected = bias(net(x.detach()).double()) - 0.7 * 1.3 * torch.log((g.double()**2).sum(1) + 1e-3)
+    torch.testing.assert_close(energy.detach(), expected.detach())
+    torch.testing.assert_close(cv.detach(), net(x.detach()).double())
+    assert energy.std() > 0.1  # the Kolmogorov term varies between the points
+    (force,) = torch.autograd.grad(-energy.sum(), x)
+    h = 1e-3
+    for i in range(2):
+        step = torch.zeros_like(x)
+        step[:, i] = h
+        fd = -(hook.energy(x.detach() + step)[0] - hook.energy(x.detach() - step)[0]) / (2 * h)
+        torch.testing.assert_close(force[:, i], fd.detach(), rtol=1e-3, atol=2e-3)
+
+
+def test_committor_export_matches_model(tmp_path):
+    torch.manual_seed(1)
+    net = CommittorNet(2, [16, 16]).eval()
+    with torch.no_grad():
+        net.mean.copy_(torch.tensor([0.1, 0.5]))
+        net.std.copy_(torch.tensor([0.6, 0.4]))
+    q_model = export_committor(net, tmp_path / "committor.pt")
+    export_cv(net, tmp_path / "cv.pt")
+    x = torch.randn(50, 2)
+    q = torch.jit.load(str(tmp_path / "committor.pt"))(x)
+    z = torch.jit.load(str(tmp_path / "cv.pt"))(x)
+    assert q.shape == (50,) and z.shape == (50, 1)
+    torch.testing.assert_close(q, net.committor(x).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(q, torch.sigmoid(z[:, 0]))
+    assert ((q >= 0) & (q <= 1)).all()
+    assert torch.equal(q_model(x), q)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"learner": {"cv_dim": 2}}, "learner.cv_dim: the committor learner has a 1-D CV"),
+    ({"learner": {"reweight_power": 0.5}}, "learner.reweight_power: the variational committor needs Boltzmann weights"),
+    ({"learner": {"kind": "autoencoder"}, "bias": {"kolmogorov_lambda": 1.0}}, "bias.kolmogorov_lambda: the Kolmogorov bias acts on a committor"),
+    ({"engine": {"start": ["A", "C"]}}, "engine.start: unknown state 'C'"),
+])
+def test_committor_spec_errors(changes, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        spec_with(**changes)
+
+
+def test_small_committor_campaign_through_project(tmp_path):
+    """init + run + show --json: the committor model loads without cvcycle and gives q in [0, 1],
+    ~0 in A and ~1 in B; walkers start in both states; metrics track q against the exact one."""
+    raw = tomllib.loads(SPEC.read_text())
+    small = {"engine": {"walkers": 8, "initial_steps": 400, "steps": 2000, "segment_steps": 1000},
+             "learner": {"epochs": 40, "max_samples": 4000}, "analysis": {"grid_bins": 60},
+             "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+    for section, values in small.items():
+        raw.setdefault(section, {}).update(values)
+    (tmp_path / "spec.toml").write_text(to_toml(raw))
+    assert project(tmp_path, "init", "spec.toml").returncode == 0
+    done = project(tmp_path, "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (job,) = (tmp_path / "workspace").iterdir()
+    s = show_json(tmp_path, job.name)
+    assert s["committor_model"] == str(job / "iter-001" / "committor.pt")
+    q_model = torch.jit.load(s["committor_model"])
+    a, b = (torch.tensor([st["center"]]) for st in raw["system"]["states"].values())
+    assert q_model(a).item() < 0.15 and q_model(b).item() > 0.85  # after two short iterations
+    q = q_model(torch.rand(200, 2) * 2 - 0.5)
+    assert q.shape == (200,) and ((q >= 0) & (q <= 1)).all()
+    start = cio.read_npz(job / "iter-000" / "samples.npz")["positions"][0]
+    side = state_classifier(load_spec(tmp_path / "spec.toml")["system"]["states"])(start)
+    assert (side[0::2] == 0).all() and (side[1::2] == 1).all()  # walkers alternate between A and B
+    metrics = cio.read_json(job / "iter-001" / "metrics.json")
+    assert 0.0 <= metrics["committor_rmse"] <= 0.5 and metrics["q_change"] is not None
+    assert "q_change" in metrics["checks"] and "cv_r2" not in metrics["checks"]
+    assert (job / "iter-001" / "fes_xy.png").stat().st_size > 10_000
