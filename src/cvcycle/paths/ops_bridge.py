@@ -1,0 +1,141 @@
+"""The openpathsampling side of the bridge; imported only through cvcycle.paths once OPS is known
+to be installed.
+
+A snapshot holds one position (1, 2) and one velocity-like vector (1, 2) that OPS negates on time
+reversal: the velocity for the underdamped (BAOAB) integrator, where the flip is its exact time
+reversal, and the Leimkuhler-Matthews noise xi_n for the overdamped one, which is that scheme's
+velocity in the high-friction limit of BAOAB (there the flip is exact up to one step's drift).
+Each OPS frame is `stride` engine steps whose random stream is seeded from (base seed, frame
+counter), both owned by the bridge engine, so a run is a pure function of its seeds.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import numpy as np
+import openpathsampling as paths
+from openpathsampling.engines import features as ops_features
+
+from .. import io as cio
+from ..analysis.shooting import state_classifier
+from ..engines.base import Engine
+
+Weight = Callable[[np.ndarray], np.ndarray]
+
+
+@ops_features.attach_features([ops_features.coordinates, ops_features.velocities, ops_features.engine])
+class Snapshot(paths.engines.BaseSnapshot):
+    """One frame of a one-walker cvcycle engine."""
+
+
+class BridgeEngine(paths.engines.DynamicsEngine):
+    """OPS dynamics engine over a one-walker cvcycle Engine; one OPS frame = `stride` engine steps.
+
+    `halves` collects the final position of every trajectory generated since it was last cleared,
+    leaving out those OPS stopped before their first new frame."""
+
+    base_snapshot_type = Snapshot
+    _default_options = {"n_frames_max": 1000, "on_max_length": "fail"}
+
+    def __init__(self, engine: Engine, stride: int, max_frames: int, seed: int) -> None:
+        if engine.n_walkers != 1:
+            raise ValueError(f"the OPS bridge needs an engine with one walker, not {engine.n_walkers}")
+        descriptor = paths.engines.SnapshotDescriptor.construct(Snapshot, {"n_atoms": 1, "n_spatial": 2})
+        super().__init__(options={"n_frames_max": int(max_frames)}, descriptor=descriptor)
+        self.engine, self.stride, self.seed = engine, int(stride), int(seed)
+        self.velocity_key = "velocities" if getattr(engine, "integrator", "overdamped") == "underdamped" else "noise"
+        self.frames = 0  # frames generated so far: the counter of the per-frame seeds
+        self.halves: list[np.ndarray] = []
+
+    @property
+    def current_snapshot(self) -> Snapshot:
+        state = self.engine.state_dict()
+        return Snapshot(coordinates=state["positions"].copy(), velocities=state[self.velocity_key].copy(), engine=self)
+
+    @current_snapshot.setter
+    def current_snapshot(self, snap: Snapshot) -> None:
+        state = {k: np.zeros((1, 2)) for k in ("positions", "velocities", "noise")}
+        state["positions"] = np.array(snap.coordinates, dtype=np.float64).reshape(1, 2)
+        state[self.velocity_key] = np.array(snap.velocities, dtype=np.float64).reshape(1, 2)
+        self.engine.load_state_dict(state)
+
+    def generate_next_frame(self) -> Snapshot:
+        self.engine.run(self.stride, self.stride, cio.derive_seed(self.seed, self.frames))
+        self.frames += 1
+        return self.current_snapshot
+
+    def stop(self, trajectory: paths.Trajectory) -> None:
+        if len(trajectory) > 1:
+            self.halves.append(np.array(trajectory[-1].coordinates[0], dtype=np.float64))
+
+    def trajectory(self, positions: np.ndarray, velocities: np.ndarray) -> paths.Trajectory:
+        """An OPS trajectory from arrays (n, 2)."""
+        return paths.Trajectory([Snapshot(coordinates=p.reshape(1, 2).copy(), velocities=v.reshape(1, 2).copy(), engine=self)
+                                 for p, v in zip(np.asarray(positions, dtype=np.float64), np.asarray(velocities, dtype=np.float64))])
+
+
+def arrays(trajectory: paths.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocity-like vectors (n, 2) of an OPS trajectory."""
+    return (np.array([s.coordinates[0] for s in trajectory], dtype=np.float64),
+            np.array([s.velocities[0] for s in trajectory], dtype=np.float64))
+
+
+def state_volumes(states: dict[str, dict]) -> tuple[paths.Volume, paths.Volume]:
+    """The first two states of spec['system']['states'] as OPS volumes (same membership as
+    cvcycle.analysis.shooting.state_classifier)."""
+    classify = state_classifier(states)
+    label = paths.FunctionCV("cvcycle_state", lambda snap: float(classify(np.asarray(snap.coordinates).reshape(1, 2))[0]))
+    name_a, name_b = list(states)[:2]
+    return (paths.CVDefinedVolume(label, -0.5, 0.5).named(name_a),
+            paths.CVDefinedVolume(label, 0.5, 1.5).named(name_b))
+
+
+class WeightSelector(paths.ShootingPointSelector):
+    """Shooting frame chosen with probability proportional to weight(position); the two end frames
+    (inside the states) are never chosen."""
+
+    def __init__(self, weight: Weight) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def _biases(self, trajectory: paths.Trajectory) -> np.ndarray:
+        w = np.zeros(len(trajectory))
+        if len(trajectory) > 2:
+            inner = np.asarray(self.weight(arrays(trajectory)[0][1:-1]), dtype=np.float64).reshape(-1)
+            if inner.shape != (len(trajectory) - 2,) or not np.all(np.isfinite(inner) & (inner >= 0)):
+                raise ValueError("selector_weight must return one finite, non-negative weight per position")
+            w[1:-1] = inner
+        return w
+
+    def f(self, snapshot: Snapshot, trajectory: paths.Trajectory) -> float:
+        return float(self._biases(trajectory)[trajectory.index(snapshot)])
+
+    def sum_bias(self, trajectory: paths.Trajectory) -> float:
+        return float(self._biases(trajectory).sum())
+
+    def pick(self, trajectory: paths.Trajectory) -> int:
+        cum = np.cumsum(self._biases(trajectory))
+        if cum[-1] <= 0:
+            raise ValueError("selector_weight is zero on every interior frame of the current path")
+        return int(np.searchsorted(cum, self._rng.random() * cum[-1], side="right"))
+
+
+@contextmanager
+def seeded(simulation: paths.PathSampling, seed: int) -> Iterator[None]:
+    """Run OPS with its random choices drawn from `seed`: every mover's and selector's numpy
+    generator is replaced, and Python's `random` (OPS's sample choice) is seeded for the block and
+    restored afterwards."""
+    rng = np.random.default_rng(cio.derive_seed(seed, 0))
+    for node in simulation.root_mover:
+        for obj in (node, getattr(node, "selector", None)):
+            if obj is not None and hasattr(obj, "_rng"):
+                obj._rng = rng
+    saved = random.getstate()
+    random.seed(cio.derive_seed(seed, 1))
+    try:
+        yield
+    finally:
+        random.setstate(saved)

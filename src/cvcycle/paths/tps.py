@@ -1,0 +1,164 @@
+"""Flexible-length transition path sampling (A -> B) by two-way shooting, run by openpathsampling
+through the bridge engine, in chunks that survive a kill.
+
+Chunk k runs `chunk_moves` moves from the path the previous chunk ended with (the initial path for
+k = 0), with every random stream seeded from (seed, k): the engine's per-frame seeds, OPS's numpy
+generator and Python's `random`. Its records and final path are written atomically to
+workdir/chunk-kkkk.npz; a later call with the same arguments reads finished chunks back and runs
+the rest, so an interrupted run resumes to exactly the records of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import io as cio
+from ..analysis.shooting import state_classifier
+from ..engines import make_engine
+from ..errors import CvcycleError, EngineUnavailable, WorkspaceError
+from ..features import make_featurizer
+from .records import ShootingRecords, chunk_path
+
+Weight = Callable[[np.ndarray], np.ndarray]
+
+
+def load_ops() -> Any:
+    """The bridge module; EngineUnavailable when openpathsampling is not installed."""
+    try:
+        import openpathsampling  # noqa: F401
+    except ImportError:
+        raise EngineUnavailable("transition path sampling needs the Python package 'openpathsampling' "
+                                "(pip install 'cvcycle[paths]')") from None
+    from . import ops_bridge
+
+    return ops_bridge
+
+
+def run_tps(spec: dict[str, Any], initial_positions: np.ndarray, n_moves: int, seed: int, workdir: Path,
+            selector_weight: Weight | None = None, log: Callable[[str], None] = print, *,
+            stride: int = 10, max_frames: int = 2000, chunk_moves: int = 50) -> ShootingRecords:
+    """Run `n_moves` two-way shooting moves from `initial_positions` (n, 2), an A -> B path, and
+    return one record per move. One frame is `stride` engine steps; a half that has not entered a
+    state after `max_frames` frames stops undecided and its move is rejected. `selector_weight`
+    maps positions (n, 2) to non-negative weights for choosing shooting frames (uniform if None).
+    Finished chunks in `workdir` are reused, so calling again after a kill resumes."""
+    ops = load_ops()
+    workdir = Path(workdir)
+    initial = np.asarray(initial_positions, dtype=np.float64)
+    settings = json.dumps({"seed": int(seed), "stride": int(stride), "max_frames": int(max_frames),
+                           "chunk_moves": int(chunk_moves), "weighted": selector_weight is not None,
+                           "spec": _digest(json.dumps({k: spec[k] for k in ("system", "engine", "features")}, sort_keys=True).encode()),
+                           "initial": _digest(initial.tobytes())}, sort_keys=True)
+    path = (initial, np.zeros_like(initial))
+    parts = []
+    for k in range(math.ceil(n_moves / chunk_moves)):
+        moves = min(chunk_moves, n_moves - k * chunk_moves)
+        chunk = _finished_chunk(chunk_path(workdir, k), settings, moves)
+        if chunk is None:
+            chunk = _run_chunk(ops, spec, path, moves, cio.derive_seed(seed, k), selector_weight, stride, max_frames)
+            cio.write_npz(chunk_path(workdir, k), settings=np.array(settings), **chunk)
+            log(f"[tps] chunk {k}: {moves} moves, {int(chunk['accepted'].sum())} accepted, "
+                f"{int(chunk['steps'].sum() + chunk['extra_steps'].sum())} engine steps, "
+                f"path length {int(chunk['path_length'][-1])} frames")
+        records = ShootingRecords.from_dict(chunk).as_dict()
+        parts.append(ShootingRecords(**{name: rows[:moves] for name, rows in records.items()}))
+        path = (chunk["path_positions"], chunk["path_velocities"])
+    return ShootingRecords.concatenate(parts)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _finished_chunk(file: Path, settings: str, moves: int) -> dict[str, np.ndarray] | None:
+    """A chunk file's arrays if it holds at least `moves` moves of a run with these settings; None
+    if it is missing or shorter (the last chunk of a shorter run: it is run again, longer)."""
+    if not file.is_file():
+        return None
+    chunk = cio.read_npz(file)
+    if str(chunk.pop("settings")) != settings:
+        raise WorkspaceError(f"{file} belongs to a TPS run with other settings (seed, stride, max_frames, "
+                             f"chunk_moves, selector, spec or initial path): use another workdir")
+    if len(chunk["accepted"]) < moves:
+        return None
+    return chunk  # a longer one is the last chunk of a longer run: its first `moves` records are used
+
+
+def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarray], moves: int, seed: int,
+               selector_weight: Weight | None, stride: int, max_frames: int) -> dict[str, np.ndarray]:
+    import openpathsampling as paths
+
+    one = copy.deepcopy(spec)
+    one["engine"]["walkers"] = 1
+    engine = ops.BridgeEngine(make_engine(one), stride, max_frames, seed=cio.derive_seed(seed, 0))
+    state_a, state_b = ops.state_volumes(spec["system"]["states"])
+    network = paths.TPSNetwork(state_a, state_b)
+    ensemble = network.sampling_ensembles[0]
+    trajectory = engine.trajectory(*path)
+    if not ensemble(trajectory):
+        raise CvcycleError(f"the initial path ({len(trajectory)} frames) is not an A -> B path: it must start "
+                           f"in A, end in B and have no other frame in A or B (see cvcycle.paths.initial_path)")
+    selector = paths.UniformSelector() if selector_weight is None else ops.WeightSelector(selector_weight)
+    scheme = paths.MoveScheme(network)
+    scheme.append([paths.strategies.TwoWayShootingStrategy(modifier=paths.NoModification(), selector=selector, engine=engine),
+                   paths.strategies.OrganizeByMoveGroupStrategy()])
+    sim = paths.PathSampling(storage=None, move_scheme=scheme,
+                             sample_set=paths.SampleSet([paths.Sample(replica=0, trajectory=trajectory, ensemble=ensemble)]))
+    sim.output_stream = io.StringIO()  # OPS's progress lines
+    classify = state_classifier(spec["system"]["states"])
+    commit = paths.AllOutXEnsemble(state_a | state_b)
+    rows: dict[str, list] = {k: [] for k in ("points", "outcomes", "accepted", "steps", "extra_steps", "path_length")}
+    accepted_paths = []
+    with ops.seeded(sim, cio.derive_seed(seed, 1)):
+        for _ in range(moves):
+            engine.halves.clear()
+            frames = engine.frames
+            sim.run(1)
+            change = sim.current_step.change.canonical
+            shooting = change.details.shooting_snapshot
+            forward_first = isinstance(change.mover, paths.ForwardFirstTwoWayShootingMover)
+            steps = (engine.frames - frames) * stride
+            if len(engine.halves) < 2:  # OPS skips the second half once the first rules out A -> B
+                _complete(engine, shooting, backward=forward_first, running=commit.can_append)
+            if len(engine.halves) != 2:
+                raise CvcycleError(f"a shooting move ran {len(engine.halves)} trajectories, not 2")
+            ends = [int(e) for e in classify(np.array(engine.halves))]  # -1: stopped by the max length
+            current = sim.sample_set[0].trajectory
+            rows["points"].append(np.array(shooting.coordinates[0], dtype=np.float64))
+            rows["outcomes"].append(ends if forward_first else ends[::-1])
+            rows["accepted"].append(bool(change.accepted))
+            rows["steps"].append(steps)
+            rows["extra_steps"].append((engine.frames - frames) * stride - steps)
+            rows["path_length"].append(len(current))
+            if change.accepted:
+                accepted_paths.append(ops.arrays(current)[0])
+    points = np.array(rows["points"]).reshape(-1, 2)
+    with torch.no_grad():
+        features = make_featurizer(spec)(torch.as_tensor(points)).numpy()
+    positions, velocities = ops.arrays(sim.sample_set[0].trajectory)
+    return {"points": points, "features": features, "outcomes": np.array(rows["outcomes"], dtype=np.int64).reshape(-1, 2),
+            "accepted": np.array(rows["accepted"], dtype=bool), "steps": np.array(rows["steps"], dtype=np.int64),
+            "extra_steps": np.array(rows["extra_steps"], dtype=np.int64),
+            "path_length": np.array(rows["path_length"], dtype=np.int64),
+            "path_positions": positions, "path_velocities": velocities,
+            "accepted_positions": np.concatenate(accepted_paths) if accepted_paths else np.zeros((0, 2)),
+            "accepted_lengths": np.array([len(p) for p in accepted_paths], dtype=np.int64)}
+
+
+def _complete(engine: Any, shooting: Any, backward: bool, running: Callable) -> None:
+    """Run the half OPS skipped until it enters a state (or hits the max length), for its outcome."""
+    import openpathsampling as paths
+
+    try:
+        engine.generate(shooting.reversed if backward else shooting, running=[running])
+    except paths.engines.EngineMaxLengthError:
+        pass  # its last frame, in neither state, is the outcome -1
