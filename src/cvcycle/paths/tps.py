@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -34,7 +35,7 @@ Weight = Callable[[np.ndarray], np.ndarray]
 def load_ops() -> Any:
     """The bridge module; EngineUnavailable when openpathsampling is not installed."""
     try:
-        import openpathsampling  # noqa: F401
+        importlib.import_module("openpathsampling")
     except ImportError:
         raise EngineUnavailable("transition path sampling needs the Python package 'openpathsampling' "
                                 "(pip install 'cvcycle[paths]')") from None
@@ -52,6 +53,8 @@ def run_tps(spec: dict[str, Any], initial_positions: np.ndarray, n_moves: int, s
     maps positions (n, 2) to non-negative weights for choosing shooting frames (uniform if None).
     Finished chunks in `workdir` are reused, so calling again after a kill resumes."""
     ops = load_ops()
+    if min(n_moves, chunk_moves, stride, max_frames) < 1:
+        raise ValueError("n_moves, chunk_moves, stride and max_frames must be positive")
     workdir = Path(workdir)
     initial = np.asarray(initial_positions, dtype=np.float64)
     settings = json.dumps({"seed": int(seed), "stride": int(stride), "max_frames": int(max_frames),
@@ -141,10 +144,10 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
             rows["path_length"].append(len(current))
             if change.accepted:
                 accepted_paths.append(ops.arrays(current)[0])
+        positions, velocities = ops.arrays(sim.sample_set[0].trajectory)  # (SampleSet[i] draws from `random`)
     points = np.array(rows["points"]).reshape(-1, 2)
     with torch.no_grad():
         features = make_featurizer(spec)(torch.as_tensor(points)).numpy()
-    positions, velocities = ops.arrays(sim.sample_set[0].trajectory)
     return {"points": points, "features": features, "outcomes": np.array(rows["outcomes"], dtype=np.int64).reshape(-1, 2),
             "accepted": np.array(rows["accepted"], dtype=bool), "steps": np.array(rows["steps"], dtype=np.int64),
             "extra_steps": np.array(rows["extra_steps"], dtype=np.int64),
