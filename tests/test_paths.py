@@ -160,6 +160,12 @@ def test_a_killed_run_resumes_to_the_same_records(tmp_path, monkeypatch):
         run_tps(SPEC, polyline_path(), 7, seed=6, workdir=work, **kw)
 
 
+def test_halves_stop_undecided_at_the_max_length(tmp_path):
+    rec = run_tps(SPEC, polyline_path(), 4, seed=2, workdir=tmp_path, max_frames=3, chunk_moves=2, **QUIET)
+    assert (rec.outcomes == -1).any() and not rec.accepted.any()
+    assert np.all(rec.steps + rec.extra_steps <= 2 * 3 * 10)  # each half runs at most max_frames frames
+
+
 @pytest.mark.parametrize("integrator", ["overdamped", "underdamped"])
 def test_a_snapshot_carries_everything_the_engine_needs_to_continue(integrator):
     spec = validate({**SPEC, "engine": {**SPEC["engine"], "walkers": 1, "integrator": integrator}})

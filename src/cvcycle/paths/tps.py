@@ -117,44 +117,47 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
     sim = paths.PathSampling(storage=None, move_scheme=scheme,
                              sample_set=paths.SampleSet([paths.Sample(replica=0, trajectory=trajectory, ensemble=ensemble)]))
     sim.output_stream = io.StringIO()  # OPS's progress lines
+    commit = paths.AllOutXEnsemble(state_a | state_b).can_append
     classify = state_classifier(spec["system"]["states"])
-    commit = paths.AllOutXEnsemble(state_a | state_b)
-    rows: dict[str, list] = {k: [] for k in ("points", "outcomes", "accepted", "steps", "extra_steps", "path_length")}
-    accepted_paths = []
+    rows, reactive = [], []
     with ops.seeded(sim, cio.derive_seed(seed, 1)):
         for _ in range(moves):
-            engine.halves.clear()
-            frames = engine.frames
-            sim.run(1)
-            change = sim.current_step.change.canonical
-            shooting = change.details.shooting_snapshot
-            forward_first = isinstance(change.mover, paths.ForwardFirstTwoWayShootingMover)
-            steps = (engine.frames - frames) * stride
-            if len(engine.halves) < 2:  # OPS skips the second half once the first rules out A -> B
-                _complete(engine, shooting, backward=forward_first, running=commit.can_append)
-            if len(engine.halves) != 2:
-                raise CvcycleError(f"a shooting move ran {len(engine.halves)} trajectories, not 2")
-            ends = [int(e) for e in classify(np.array(engine.halves))]  # -1: stopped by the max length
-            current = sim.sample_set[0].trajectory
-            rows["points"].append(np.array(shooting.coordinates[0], dtype=np.float64))
-            rows["outcomes"].append(ends if forward_first else ends[::-1])
-            rows["accepted"].append(bool(change.accepted))
-            rows["steps"].append(steps)
-            rows["extra_steps"].append((engine.frames - frames) * stride - steps)
-            rows["path_length"].append(len(current))
-            if change.accepted:
-                accepted_paths.append(ops.arrays(current)[0])
+            rows.append(_move(sim, engine, commit, classify))
+            if rows[-1]["accepted"]:
+                reactive.append(ops.arrays(sim.sample_set[0].trajectory)[0])
         positions, velocities = ops.arrays(sim.sample_set[0].trajectory)  # (SampleSet[i] draws from `random`)
-    points = np.array(rows["points"]).reshape(-1, 2)
+    points = np.array([r["point"] for r in rows])
     with torch.no_grad():
         features = make_featurizer(spec)(torch.as_tensor(points)).numpy()
-    return {"points": points, "features": features, "outcomes": np.array(rows["outcomes"], dtype=np.int64).reshape(-1, 2),
-            "accepted": np.array(rows["accepted"], dtype=bool), "steps": np.array(rows["steps"], dtype=np.int64),
-            "extra_steps": np.array(rows["extra_steps"], dtype=np.int64),
-            "path_length": np.array(rows["path_length"], dtype=np.int64),
+    column = lambda key, dtype: np.array([r[key] for r in rows], dtype=dtype)  # noqa: E731
+    return {"points": points, "features": features, "outcomes": column("outcomes", np.int64),
+            "accepted": column("accepted", bool), "steps": column("steps", np.int64) * stride,
+            "extra_steps": column("extra_steps", np.int64) * stride, "path_length": column("path_length", np.int64),
             "path_positions": positions, "path_velocities": velocities,
-            "accepted_positions": np.concatenate(accepted_paths) if accepted_paths else np.zeros((0, 2)),
-            "accepted_lengths": np.array([len(p) for p in accepted_paths], dtype=np.int64)}
+            "accepted_positions": np.concatenate(reactive) if reactive else np.zeros((0, 2)),
+            "accepted_lengths": np.array([len(p) for p in reactive], dtype=np.int64)}
+
+
+def _move(sim: Any, engine: Any, commit: Callable, classify: Callable) -> dict[str, Any]:
+    """One OPS shooting move, then the half OPS skipped (if it did); frame counts, not steps."""
+    import openpathsampling as paths
+
+    engine.halves.clear()
+    before = engine.frames
+    sim.run(1)
+    change = sim.current_step.change.canonical
+    shooting = change.details.shooting_snapshot
+    forward_first = isinstance(change.mover, paths.ForwardFirstTwoWayShootingMover)
+    frames = engine.frames - before
+    if len(engine.halves) < 2:  # OPS skips the second half once the first rules A -> B out
+        _complete(engine, shooting, backward=forward_first, running=commit)
+    if len(engine.halves) != 2:
+        raise CvcycleError(f"a shooting move ran {len(engine.halves)} trajectories, not 2")
+    ends = [int(e) for e in classify(np.array(engine.halves))]  # -1: stopped by the max length
+    return {"point": np.array(shooting.coordinates[0], dtype=np.float64),
+            "outcomes": ends if forward_first else ends[::-1], "accepted": bool(change.accepted),
+            "steps": frames, "extra_steps": engine.frames - before - frames,
+            "path_length": len(sim.sample_set[0].trajectory)}
 
 
 def _complete(engine: Any, shooting: Any, backward: bool, running: Callable) -> None:
