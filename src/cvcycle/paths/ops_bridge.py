@@ -2,9 +2,12 @@
 to be installed.
 
 A snapshot holds one position (1, 2) and one velocity-like vector (1, 2) that OPS negates on time
-reversal: the velocity for the underdamped (BAOAB) integrator, where the flip is its exact time
-reversal, and the Leimkuhler-Matthews noise xi_n for the overdamped one, which is that scheme's
-velocity in the high-friction limit of BAOAB (there the flip is exact up to one step's drift).
+reversal: the velocity for the underdamped (BAOAB) integrator, whose time reversal that flip is,
+and the last Leimkuhler-Matthews noise xi_n for the overdamped one. That scheme is BAOAB's
+infinite-friction limit, with end-of-step velocity proportional to xi_n + F dt / (2 gamma c), c its
+noise amplitude; flipping xi_n alone leaves out the F term, so the first step of a reversed half
+differs from the exact reversal by one step's drift F dt / gamma.
+
 Each OPS frame is `stride` engine steps whose random stream is seeded from (base seed, frame
 counter), both owned by the bridge engine, so a run is a pure function of its seeds.
 """

@@ -46,8 +46,9 @@ def chunk_path(workdir: Path, index: int) -> Path:
 
 
 def accepted_paths(workdir: Path) -> list[np.ndarray]:
-    """Positions (n, 2) of every accepted A -> B path of a TPS run, in move order (the transition
-    path ensemble, from which path lengths, rates and transition states are estimated)."""
+    """Positions (n, 2) of every accepted A -> B path in the chunk files of `workdir`, in move order
+    (the transition path ensemble: path lengths, transition states, and the path averages a rate
+    estimate needs). Every chunk file present is read, also moves beyond the last call's n_moves."""
     out: list[np.ndarray] = []
     index = 0
     while chunk_path(workdir, index).is_file():
