@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -116,13 +117,11 @@ def test_committor_spec_errors(changes, message):
         spec_with(**changes)
 
 
-def test_small_committor_campaign_through_project(tmp_path):
-    """init + run + show --json: the committor model loads without cvcycle and gives q in [0, 1],
-    ~0 in A and ~1 in B; walkers start in both states; metrics track q against the exact one."""
-    raw = tomllib.loads(SPEC.read_text())
-    small = {"engine": {"walkers": 8, "initial_steps": 400, "steps": 2000, "segment_steps": 1000},
-             "learner": {"epochs": 40, "max_samples": 4000}, "analysis": {"grid_bins": 60},
-             "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+def run_small(tmp_path: Path, spec_file: Path, small: dict) -> tuple[dict, Path, dict]:
+    """A two-iteration campaign of `spec_file` changed by `small`, through project.py init + run;
+    returns the raw spec, the job directory and `show --json`."""
+    raw = tomllib.loads(spec_file.read_text())
+    small = {**small, "analysis": {"grid_bins": 60}, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
     for section, values in small.items():
         raw.setdefault(section, {}).update(values)
     (tmp_path / "spec.toml").write_text(to_toml(raw))
@@ -130,7 +129,14 @@ def test_small_committor_campaign_through_project(tmp_path):
     done = project(tmp_path, "run")
     assert done.returncode == 0, done.stderr[-2000:]
     (job,) = (tmp_path / "workspace").iterdir()
-    s = show_json(tmp_path, job.name)
+    return raw, job, show_json(tmp_path, job.name)
+
+
+def test_small_committor_campaign_through_project(tmp_path):
+    """init + run + show --json: the committor model loads without cvcycle and gives q in [0, 1],
+    ~0 in A and ~1 in B; walkers start in both states; metrics track q against the exact one."""
+    raw, job, s = run_small(tmp_path, SPEC, {"engine": {"walkers": 8, "initial_steps": 400, "steps": 2000, "segment_steps": 1000},
+                                             "learner": {"epochs": 40, "max_samples": 4000}})
     assert s["committor_model"] == str(job / "iter-001" / "committor.pt")
     q_model = torch.jit.load(s["committor_model"])
     a, b = (torch.tensor([st["center"]]) for st in raw["system"]["states"].values())
@@ -144,3 +150,48 @@ def test_small_committor_campaign_through_project(tmp_path):
     assert 0.0 <= metrics["committor_rmse"] <= 0.5 and metrics["q_change"] is not None
     assert "q_change" in metrics["checks"] and "cv_r2" not in metrics["checks"]
     assert (job / "iter-001" / "fes_xy.png").stat().st_size > 10_000
+
+
+def test_small_tps_committor_campaign_through_project(tmp_path):
+    """The shooting route end to end: hot run -> first path -> TPS chunks -> binomial training;
+    show --json names the committor; a second `run` after deleting the last chunk file and
+    rewinding to that phase reproduces the shooting records exactly."""
+    pytest.importorskip("openpathsampling", reason="the TPS route needs openpathsampling (pip install -e '.[paths]')")
+    _, job, s = run_small(tmp_path, ROOT / "workflows" / "mueller-brown-committor-tps.toml",
+                          {"engine": {"walkers": 8}, "learner": {"epochs": 30},
+                           "paths": {"moves": 24, "chunk_moves": 12, "initial_steps": 2000}})
+    assert s["status"] == "budget" and s["fes"] is None
+    assert s["committor_model"] == str(job / "iter-001" / "committor.pt")
+    shots = cio.read_npz(job / "iter-001" / "shots.npz")
+    assert shots["outcomes"].shape == (24, 2) and set(np.unique(shots["outcomes"])) <= {-1, 0, 1}
+    assert shots["extra_outcomes"].shape == (24, 8) and (shots["extra_outcomes"] >= 0).mean() > 0.9
+    metrics = cio.read_json(job / "iter-001" / "metrics.json")
+    assert metrics["moves"] == 24 and 0.0 <= metrics["committor_rmse"] <= 0.5
+    assert s["total_steps"] == metrics["total_steps"] > 8 * 2000
+    # kill-resume: the last chunk and everything after it are redone to the same records
+    (job / "iter-001" / "tps" / "chunk-0001.npz").unlink()
+    doc = json.loads((job / "signac_job_document.json").read_text())
+    doc.update(iteration=1, phase="simulate", status="running", converged=False,
+               history=[h for h in doc["history"] if h["iteration"] == 0])
+    (job / "signac_job_document.json").write_text(json.dumps(doc))
+    again = project(tmp_path, "run")
+    assert again.returncode == 0, again.stderr[-2000:]
+    redone = cio.read_npz(job / "iter-001" / "shots.npz")
+    for key, value in shots.items():
+        np.testing.assert_array_equal(redone[key], value)
+
+
+def test_tpt_rate_of_double_well_matches_kramers():
+    """Overdamped double well s((x^2 - 1)^2 + y^2) at s = 8 kT: the TPT rate of the exact grid
+    committor equals Kramers' k = sqrt(V''(min) |V''(barrier)|) / (2 pi gamma) exp(-s/kT) up to
+    its O(kT/s) correction."""
+    from cvcycle.analysis.rates import grid_tpt_rate
+    from cvcycle.analysis.reference import exact_reference
+    from cvcycle.systems.potentials import Potential2D
+
+    s, gamma = 8.0, 2.0
+    states = {"A": {"center": [-1.0, 0.0], "radius": 0.2}, "B": {"center": [1.0, 0.0], "radius": 0.2}}
+    ref = exact_reference(Potential2D("double-well", s), 1.0, states, bins=301)
+    rate = grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, ref.committor, diffusion=1.0 / gamma)
+    kramers = np.sqrt(8 * s * 4 * s) / (2 * np.pi * gamma) * np.exp(-s)
+    assert rate == pytest.approx(kramers, rel=0.15)

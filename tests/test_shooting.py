@@ -33,8 +33,9 @@ def test_shooting_reproduces_the_exact_committor_on_mueller_brown():
     idx = np.array([rng.choice(d) for d in deciles if len(d)])
     assert len(idx) >= 6
     shots = 200
-    outcomes = shoot(_engine(spec, len(idx) * shots), ref.points[idx], shots,
-                     state_classifier(spec["system"]["states"]), seed=11, max_steps=20000)
+    outcomes, steps = shoot(_engine(spec, len(idx) * shots), ref.points[idx], shots,
+                            state_classifier(spec["system"]["states"]), seed=11, max_steps=20000)
+    assert 0 < steps < 20000 * outcomes.size and steps % 10 == 0
     assert (outcomes >= 0).all()  # every trajectory committed
     p = committed_fraction(outcomes)
     sigma = np.sqrt(q[idx] * (1 - q[idx]) / shots)
@@ -46,10 +47,11 @@ def test_shooting_reproduces_the_exact_committor_on_mueller_brown():
 def test_shooting_outcomes_are_reproducible_and_undecided_when_too_short():
     spec = tiny_spec()
     start = np.array([[-0.05, 0.47], [0.2, 0.3]])
-    a = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
-    b = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
+    a, _ = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
+    b, _ = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=200)
     np.testing.assert_array_equal(a, b)
-    short = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=10)
+    short, steps = shoot(_engine(spec, 20), start, 10, state_classifier(spec["system"]["states"]), seed=5, max_steps=10)
+    assert steps == 10 * 20  # every trajectory ran the full 10 steps
     assert (short == -1).mean() > 0.5  # 10 steps from the intermediate basin decide almost nothing
     assert np.isnan(committed_fraction(np.full((1, 4), -1)))[0]
 

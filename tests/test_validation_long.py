@@ -1,4 +1,5 @@
-"""Opt-in validation runs of the default campaigns (about 4 minutes per campaign).
+"""Opt-in validation runs of the default campaigns (about 4 minutes per campaign; the committor
+routes add about 10 (variational) and 20 (shooting) minutes).
 
     pytest -m long tests/test_validation_long.py
 
@@ -49,3 +50,19 @@ def test_wolfe_quapp_default_campaigns(tmp_path):
     for r in run_seeds("wolfe-quapp-autoencoder.toml", tmp_path):
         assert r["converged"] and r["iterations"] <= 6 and r["total_steps"] <= 2_000_000, r
         assert r["fes_rmse_exact"] <= 0.5, r
+
+
+@pytest.mark.parametrize("spec_name", ["mueller-brown-committor-variational.toml", "mueller-brown-committor-tps.toml"])
+def test_mueller_brown_committor_campaigns(tmp_path, spec_name):
+    """Issue targets for both committor routes: RMSE to the exact committor <= 0.05 over
+    0.05 < q < 0.95, F - Fmin <= 12 kT, every seed; histogram test of seed 0 centred on 1/2."""
+    if "tps" in spec_name:
+        pytest.importorskip("openpathsampling", reason="the TPS route needs openpathsampling (pip install -e '.[paths]')")
+    from cvcycle.campaign import Campaign
+    from cvcycle.committor_test import committor_histogram
+
+    runs = run_seeds(spec_name, tmp_path)
+    for r in runs:
+        assert r["converged"] and r["committor_rmse"] <= 0.05, r
+    test = committor_histogram(Campaign(runs[0]["path"]), log=lambda line: None)
+    assert abs(test["p_B_mean"] - 0.5) <= 0.05, test

@@ -117,7 +117,11 @@ class Campaign:
 
     def phase_files(self, phase: str) -> tuple[str, ...]:
         """The files a finished phase leaves in its iteration folder."""
-        extra = ("committor.pt",) if phase == "train" and self.spec["learner"]["kind"] == "committor" else ()
+        learner = self.spec["learner"]
+        if learner["kind"] == "committor" and learner["method"] == "shooting":
+            return {"simulate": ("shots.npz",), "train": PHASE_FILES["train"] + ("committor.pt",),
+                    "analyze": ("metrics.json",)}[phase]
+        extra = ("committor.pt",) if phase == "train" and learner["kind"] == "committor" else ()
         return PHASE_FILES[phase] + extra
 
     def finished_files(self) -> list[tuple[int, str, Path]]:

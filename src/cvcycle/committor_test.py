@@ -59,7 +59,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
 
     def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
         engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": len(starts) * n_shots}})
-        return committed_fraction(shoot(engine, starts, n_shots, classify, cio.derive_seed(c.seed, seed, stage), max_steps))
+        return committed_fraction(shoot(engine, starts, n_shots, classify, cio.derive_seed(c.seed, seed, stage), max_steps)[0])
 
     def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
         bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)

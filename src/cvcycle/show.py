@@ -17,7 +17,8 @@ from .errors import WorkspaceError
 from .scheduler import slurm_state
 
 METRIC_KEYS = {"autoencoder": ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2"),
-               "committor": ("q_change", "fes_change", "fes_rmse_exact", "committor_rmse")}
+               "variational": ("q_change", "fes_change", "fes_rmse_exact", "committor_rmse"),
+               "shooting": ("q_change", "acceptance", "committor_r2", "committor_rmse")}
 
 
 def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
@@ -98,7 +99,8 @@ def summary(c: Campaign) -> dict[str, Any]:
     committor_model = _newest(c, "committor.pt") if c.spec["learner"]["kind"] == "committor" else None
     for path in (cv_model, committor_model, fes):
         _verify(path)
-    keys = METRIC_KEYS[c.spec["learner"]["kind"]]
+    learner = c.spec["learner"]
+    keys = METRIC_KEYS[learner["method"] if learner["kind"] == "committor" else learner["kind"]]
     return _finite({
         "id": c.id,
         "path": str(c.path),

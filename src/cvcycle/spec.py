@@ -119,7 +119,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "patience": Field(int, 30, check=AT_LEAST_1),
         "checkpoint_epochs": Field(int, 10, check=AT_LEAST_1),
         "max_samples": Field(int, 20000, check=_range(100)),
-        "boundary_weight": Field(float, 100.0, check=POSITIVE),  # committor: weight of q = 0 on A, 1 on B
+        "method": Field(str, "variational", check=_choice("variational", "shooting")),  # committor only
+        "boundary_weight": Field(float, 100.0, check=POSITIVE),  # variational: weight of q = 0 on A, 1 on B
     },
     "bias": {
         "kind": Field(str, "opes", check=_choice("opes", "metad")),
@@ -135,6 +136,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "warm_start_weight": Field(float, 0.5, check=POSITIVE),
         "kolmogorov_lambda": Field(float, 0.0, check=_range(0.0)),  # committor learner: static bias
         "kolmogorov_epsilon": Field(float, 1e-3, check=POSITIVE),   # -lambda kT log(|grad q|^2 + epsilon)
+    },
+    "paths": {  # committor learner by shooting: transition path sampling with openpathsampling
+        "moves": Field(int, 200, check=AT_LEAST_1),
+        "stride": Field(int, 10, check=AT_LEAST_1),
+        "max_frames": Field(int, 2000, check=_range(3)),
+        "chunk_moves": Field(int, 50, check=AT_LEAST_1),
+        "selector_width": Field(float, 1.0, check=POSITIVE),
+        "extra_shots": Field(int, 8, check=_range(0)),  # more trajectories per shooting point, run vectorised
+        "initial_temperature": Field(float, 3.0, check=POSITIVE),
+        "initial_steps": Field(int, 4000, check=AT_LEAST_1),
     },
     "budget": {
         "max_iterations": Field(int, 8, check=AT_LEAST_1),
@@ -259,10 +270,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if spec["bias"]["kolmogorov_lambda"] > 0 and learner["kind"] != "committor":
         raise SpecError("bias.kolmogorov_lambda: the Kolmogorov bias acts on a committor (learner.kind = \"committor\"), "
                         f"not on a {learner['kind']} CV")
+    if learner["method"] != "variational" and learner["kind"] != "committor":
+        raise SpecError(f"learner.method: '{learner['method']}' trains a committor (learner.kind = \"committor\"), "
+                        f"not a {learner['kind']}")
     if learner["kind"] == "committor":
         if learner["cv_dim"] != 1:
             raise SpecError(f"learner.cv_dim: the committor learner has a 1-D CV (logit q), got {learner['cv_dim']}")
-        if not learner["reweight"] or learner["reweight_power"] != 1.0:
+        if learner["method"] == "variational" and (not learner["reweight"] or learner["reweight_power"] != 1.0):
             raise SpecError("learner.reweight_power: the variational committor needs Boltzmann weights "
                             f"(reweight = true, reweight_power = 1.0), got reweight = {str(learner['reweight']).lower()}, "
                             f"reweight_power = {learner['reweight_power']}")

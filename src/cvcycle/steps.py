@@ -20,6 +20,7 @@ import torch
 from . import io as cio
 from .analysis.fes import aligned_rmse, fes_change, histogram_fes
 from .analysis.quality import committor_rmse, cv_committor_quality
+from .analysis.rates import grid_tpt_rate, tpt_rate
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
 from .bias import CVBias, make_bias
 from .campaign import Campaign, now_iso
@@ -30,7 +31,7 @@ from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
 from .analysis.shooting import state_classifier
-from .learn.committor import committor_terms, feature_metric, train_committor
+from .learn.committor import committor_and_grad_sq, committor_terms, feature_metric, train_committor
 from .learn.train import TrainResult, normalize_cv, reconstruction_loss, train_autoencoder
 from .models.export import cv_module, export_committor, export_cv, load_model, save_model
 from .systems.potentials import Potential2D
@@ -228,7 +229,7 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
     c.update_doc(phase="analyze")
 
 
-def _ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
+def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
               score: Callable[[Any], float], previous: Any) -> tuple[Any, dict[str, Any]]:
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
     the one with the lowest held-out `score`."""
@@ -254,7 +255,7 @@ def _train_autoencoder(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, 
         return train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label,
                                  init, checkpoints, deadline)
 
-    model, info = _ensemble(c, k, log, member, lambda m: reconstruction_loss(m, feats[check], weights[check]), previous)
+    model, info = train_ensemble(c, k, log, member, lambda m: reconstruction_loss(m, feats[check], weights[check]), previous)
     normalize_cv(model, feats[pool], _state_features(c.spec))
     return model, info
 
@@ -278,7 +279,7 @@ def _train_committor(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, we
         k_first = k_first or max(kol, 1e-300)
         return kol / k_first + cfg["boundary_weight"] * boundary
 
-    return _ensemble(c, k, log, member, score, previous)
+    return train_ensemble(c, k, log, member, score, previous)
 
 
 def _cv(c: Campaign, k: int) -> torch.nn.Module:
@@ -293,14 +294,19 @@ def _eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
         return model(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def diffusion_coefficient(spec: dict[str, Any]) -> float:
+    """D = kT / gamma of overdamped Langevin dynamics."""
+    return spec["system"]["temperature"] / spec["engine"]["friction"]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def _q_change(z_new: np.ndarray, z_old: np.ndarray) -> float:
+def q_change_rms(z_new: np.ndarray, z_old: np.ndarray) -> float:
     """RMS change of the committor q = sigmoid(logit) between two models, over the frames where
     either has 0.05 < q < 0.95."""
-    q_new, q_old = _sigmoid(z_new), _sigmoid(z_old)
+    q_new, q_old = sigmoid(z_new), sigmoid(z_old)
     between = ((q_new > 0.05) & (q_new < 0.95)) | ((q_old > 0.05) & (q_old < 0.95))
     return float(np.sqrt(np.mean((q_new[between] - q_old[between]) ** 2))) if between.any() else 0.0
 
@@ -313,7 +319,7 @@ def _linear_r2(target: np.ndarray, source: np.ndarray) -> float:
     return float(1.0 - resid.var(axis=0).sum() / target.var(axis=0).sum())
 
 
-def _reference(c: Campaign) -> GridReference:
+def campaign_reference(c: Campaign) -> GridReference:
     path = c.path / "reference.npz"
     if path.exists():
         r = cio.read_npz(path)
@@ -347,7 +353,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["cv_r2"] = _linear_r2(s_new, s_old) if k and not committor else None
     if committor:
         latest = slice(len(feats_all) - len(flat(data[k], "features")), None)
-        metrics["q_change"] = _q_change(s_new[latest, 0], s_old[latest, 0]) if k else None
+        metrics["q_change"] = q_change_rms(s_new[latest, 0], s_old[latest, 0]) if k else None
 
     edges = _cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
@@ -381,13 +387,20 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["fes_coverage"] = coverage
 
     metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
-    ref = _reference(c)
+    ref = campaign_reference(c)
     if spec["learner"]["cv_dim"] == 1:
         q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
         quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
         metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
         if committor:
-            metrics["committor_rmse"] = committor_rmse(_sigmoid(q_cv[:, 0]), ref.committor.ravel(), ref.free_energy.ravel())
+            metrics["committor_rmse"] = committor_rmse(sigmoid(q_cv[:, 0]), ref.committor.ravel(), ref.free_energy.ravel())
+    if committor and spec["engine"]["integrator"] == "overdamped":  # transition path theory
+        its = fes_its or list(range(k + 1))
+        w = _mixture_weights(data, its, crossings)
+        feats = np.concatenate([flat(data[i], "features") for i in its])
+        metric = feature_metric(make_featurizer(spec), np.concatenate([flat(data[i], "positions") for i in its]))
+        metrics["rate_AB"] = tpt_rate(*committor_and_grad_sq(new_cv, feats, metric), w, diffusion_coefficient(spec))
+        metrics["rate_AB_exact"] = grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, ref.committor, diffusion_coefficient(spec))
 
     agreement = ({"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"]} if committor
                  else {"cv_r2": metrics["cv_r2"] is not None and metrics["cv_r2"] >= conv["cv_r2"]})
@@ -406,25 +419,32 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     if spec["analysis"]["plots"]:
         _plots(c, k, ref, new_cv, xe, ye, F_xy, F_exact_bins, centers, F_cv, F_cv_prev)
 
-    doc = c.progress()
-    history = [h for h in doc["history"] if h["iteration"] != k] + [metrics]
-    next_steps = walker_steps_through(spec, k + 1)
-    budget = spec["budget"]
-    status = "converged" if converged else (
-        "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
+    status = finish_iteration(c, k, metrics, walker_steps_through(spec, k + 1))
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     agree = (f"committor change {fmt(metrics['q_change'])}, RMSE vs exact {fmt(metrics['committor_rmse'])}" if committor
              else f"CV agreement R2 {fmt(metrics['cv_r2'])}")
     log(f"[iter {k} analyze] {agree}, FES change {fmt(metrics['fes_change'])} kT, "
         f"FES RMSE vs exact {fmt(metrics['fes_rmse_exact'])} kT (coverage {coverage:.2f}), committor R2 "
         f"{fmt(metrics['committor_r2'])} width {fmt(metrics['committor_width'])}, {transitions} transitions between states -> {status}")
+    return metrics
+
+
+def finish_iteration(c: Campaign, k: int, metrics: dict[str, Any], next_steps: int) -> str:
+    """Record iteration k's metrics in the job document and move on: 'converged', 'budget' (the
+    next iteration, ending at `next_steps` total steps, would exceed the budget) or 'running'."""
+    spec = c.spec
+    history = [h for h in c.progress()["history"] if h["iteration"] != k] + [metrics]
+    budget = spec["budget"]
+    converged = bool(metrics["converged"])
+    status = "converged" if converged else (
+        "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_convergence
 
-        plot_convergence(c.path / "convergence.png", history, conv)
+        plot_convergence(c.path / "convergence.png", history, spec["convergence"])
     c.update_doc(history=history, iteration=k + 1 if status == "running" else k, phase="simulate" if status == "running" else "done",
                  status=status, converged=converged)
-    return metrics
+    return status
 
 
 def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
@@ -440,7 +460,7 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
     q = ref.interpolate_committor(pts.numpy()).reshape(X.shape)
     learned = {}
     if spec["learner"]["kind"] == "committor":  # isolines of the learned q at the exact committor's levels
-        cv_grid, learned = _sigmoid(cv_grid), {"cv_levels": COMMITTOR_LEVELS, "cv_name": "learned committor"}
+        cv_grid, learned = sigmoid(cv_grid), {"cv_levels": COMMITTOR_LEVELS, "cv_name": "learned committor"}
     plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q, **learned)
     curves = {}
     if F_cv is not None:
@@ -452,6 +472,16 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
 
 
 PHASE_FUNCTIONS: dict[str, Callable[..., Any]] = {"simulate": simulate, "train": train, "analyze": analyze}
+
+
+def phase_function(spec: dict[str, Any], phase: str) -> Callable[..., Any]:
+    """The function that runs `phase` for a campaign: committors learned from shooting outcomes
+    have their own (path sampling instead of biased simulation)."""
+    if spec["learner"]["kind"] == "committor" and spec["learner"]["method"] == "shooting":
+        from . import tps_steps
+
+        return {"simulate": tps_steps.simulate, "train": tps_steps.train, "analyze": tps_steps.analyze}[phase]
+    return PHASE_FUNCTIONS[phase]
 
 
 def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
@@ -475,7 +505,7 @@ def advance(path: str | Path, walltime: float | None = None, log: Log = print) -
                 break
             t0 = time.monotonic()
             try:
-                PHASE_FUNCTIONS[phase](c, k, log, deadline=None if walltime is None else t_start + walltime)
+                phase_function(c.spec, phase)(c, k, log, deadline=None if walltime is None else t_start + walltime)
             except WalltimeReached as stop:
                 log(str(stop))
                 break

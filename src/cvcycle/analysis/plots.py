@@ -130,13 +130,14 @@ def plot_shooting(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, q_p
     coloured by the fraction of their trajectories that reached B."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.8))
-    im = ax.contourf(xs, ys, np.clip(F, 0, vmax), levels=np.linspace(0, vmax, 13), cmap="Greys_r", extend="max")
+    im = ax.contourf(xs, ys, np.clip(F, 0, vmax), levels=np.linspace(0, vmax, 13), cmap="viridis", extend="max")
     fig.colorbar(im, ax=ax, label="exact F (kT)")
     exact = ax.contour(xs, ys, q_exact, levels=COMMITTOR_LEVELS, colors="orange", linestyles="dashed", linewidths=1.0)
     learned = ax.contour(xs, ys, q_pred, levels=COMMITTOR_LEVELS, colors="white", linewidths=1.0)
     ax.clabel(learned, fontsize=7)
     ax.clabel(exact, fontsize=7)
-    sc = ax.scatter(points[:, 0], points[:, 1], c=p_b, cmap="coolwarm", vmin=0, vmax=1, s=6, edgecolors="none")
+    sc = ax.scatter(points[:, 0], points[:, 1], c=p_b, cmap="coolwarm", vmin=0, vmax=1, s=8, edgecolors="black",
+                    linewidths=0.2)
     fig.colorbar(sc, ax=ax, label="shots reaching B")
     for name, s in states.items():
         ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))

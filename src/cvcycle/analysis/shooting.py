@@ -30,22 +30,26 @@ def state_classifier(states: dict[str, dict]) -> Classify:
 
 
 def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, seed: int, max_steps: int,
-          stride: int = 10) -> np.ndarray:
+          stride: int = 10) -> tuple[np.ndarray, int]:
     """Outcomes (len(points), shots): 1 if the trajectory entered B first, 0 if A first, -1 if it
-    reached neither within max_steps. The engine runs all len(points) * shots trajectories as
-    its walkers (it must have been built with that many); states are checked every `stride` steps,
-    so a visit shorter than that can be missed (harmless when states are basins)."""
+    reached neither within max_steps; and the trajectory steps: the sum over trajectories of the
+    steps each ran until it committed (what trajectories run one by one would cost). The engine
+    runs all len(points) * shots trajectories as its walkers (it must have been built with that
+    many) until the last one commits; states are checked every `stride` steps, so a visit shorter
+    than that can be missed (harmless when states are basins)."""
     starts = np.repeat(np.asarray(points, dtype=np.float64), shots, axis=0)
     engine.set_positions(starts)
     outcome = np.full(len(starts), -1)
+    steps = 0
     for chunk in range(math.ceil(max_steps / stride)):
         engine.run(stride, stride, cio.derive_seed(seed, chunk))
+        steps += stride * int((outcome < 0).sum())
         state = classify(engine.state_dict()["positions"])
         newly = (outcome < 0) & (state >= 0)
         outcome[newly] = state[newly]
         if (outcome >= 0).all():
             break
-    return outcome.reshape(len(points), shots)
+    return outcome.reshape(len(points), shots), steps
 
 
 def committed_fraction(outcomes: np.ndarray) -> np.ndarray:

@@ -35,13 +35,18 @@ def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray) -> np.nda
     return (jac @ jac.transpose(1, 2)).numpy()
 
 
-def kolmogorov_terms(model: CommittorNet, x: torch.Tensor, w: torch.Tensor, labels: torch.Tensor,
-                     metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weighted mean |grad q|^2, boundary error) on a batch; differentiable in the parameters."""
+def _q_and_grad_sq(model: CommittorNet, x: torch.Tensor, metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and |grad_x q|^2 per frame; differentiable in the parameters."""
     x = x.detach().requires_grad_(True)
     q = model.committor(x)
     (g,) = torch.autograd.grad(q.sum(), x, create_graph=True)
-    sq = (g * g).sum(1) if metric is None else torch.einsum("bi,bij,bj->b", g, metric, g)
+    return q, (g * g).sum(1) if metric is None else torch.einsum("bi,bij,bj->b", g, metric, g)
+
+
+def kolmogorov_terms(model: CommittorNet, x: torch.Tensor, w: torch.Tensor, labels: torch.Tensor,
+                     metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted mean |grad q|^2, boundary error) on a batch; differentiable in the parameters."""
+    q, sq = _q_and_grad_sq(model, x, metric)
     kol = (w * sq).mean()
     in_a, in_b = labels == 0, labels == 1
     boundary = (q[in_a] ** 2).sum() / in_a.sum().clamp_min(1) + ((1 - q[in_b]) ** 2).sum() / in_b.sum().clamp_min(1)
@@ -72,6 +77,14 @@ def train_committor(features: np.ndarray, weights: np.ndarray, labels: np.ndarra
         return kol / k_ref + alpha * boundary
 
     return fit(model, loss_of, len(x), cfg, gen, log, label, checkpoints, deadline)
+
+
+def committor_and_grad_sq(model: CommittorNet, features: np.ndarray,
+                          metric: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """q and |grad_x q|^2 of a model at frames (n, f); `metric` from `feature_metric`."""
+    q, sq = _q_and_grad_sq(model, torch.as_tensor(features, dtype=torch.float32),
+                           None if metric is None else torch.as_tensor(metric, dtype=torch.float32))
+    return q.detach().double().numpy(), sq.detach().double().numpy()
 
 
 def committor_terms(model: CommittorNet, features: np.ndarray, weights: np.ndarray, labels: np.ndarray,

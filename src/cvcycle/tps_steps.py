@@ -1,0 +1,182 @@
+"""Committor campaigns by transition path sampling: the phases of `learner.method = "shooting"`.
+
+iteration k:  shoot (two-way shooting TPS through openpathsampling; shooting points drawn with a
+              Gaussian weight in logit q of the current committor, uniformly for k = 0; then
+              `paths.extra_shots` more trajectories from every shooting point, vectorised)
+              -> train (q = sigmoid(f) by the binomial likelihood of every shooting outcome so far)
+              -> analyze (change of q, comparison with the exact committor, plots) -> k + 1 or done.
+The first A -> B path comes from a short high-temperature run from state A. TPS runs in chunks
+of moves written atomically (cvcycle.paths), so a killed campaign resumes at its last chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import io as cio
+from .analysis.quality import committor_rmse, cv_committor_quality
+from .analysis.rates import grid_tpt_rate
+from .analysis.shooting import shoot, state_classifier
+from .campaign import Campaign
+from .checkpoints import CheckpointSeries
+from .engines import make_engine
+from .features import make_featurizer
+from .learn.committor import shooting_nll, train_committor_shooting
+from .models.export import export_committor, export_cv, load_model, save_model
+from .steps import campaign_reference, diffusion_coefficient, finish_iteration, q_change_rms, sigmoid, train_ensemble
+
+Log = Callable[[str], None]
+
+
+def _hot_run(c: Campaign, log: Log) -> np.ndarray:
+    """Positions (frames, walkers, 2) of the high-temperature run from A that supplies the first path."""
+    path = c.iter_dir(0) / "hot_run.npz"
+    if path.is_file():
+        return cio.read_npz(path)["positions"]
+    spec, p = c.spec, c.spec["paths"]
+    hot = {**spec, "system": {**spec["system"], "temperature": p["initial_temperature"]}}
+    engine = make_engine(hot)
+    center = np.asarray(spec["system"]["states"][list(spec["system"]["states"])[0]]["center"])
+    engine.set_positions(np.repeat(center[None], spec["engine"]["walkers"], axis=0))
+    t0 = time.perf_counter()
+    frames = engine.run(p["initial_steps"], p["stride"], cio.derive_seed(c.seed, 0, 6_000_007))
+    cio.write_npz(path, positions=frames.positions)
+    log(f"[iter 0 shoot] high-temperature run (kT = {p['initial_temperature']}): {spec['engine']['walkers']} walkers x "
+        f"{p['initial_steps']} steps in {time.perf_counter() - t0:.1f} s")
+    return frames.positions
+
+
+def _logit_q(c: Campaign, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    model, feat = load_model(c.iter_dir(k) / "model.npz"), make_featurizer(c.spec)
+
+    def z(positions: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(feat(torch.as_tensor(positions, dtype=torch.float64))).double().numpy()[:, 0]
+
+    return z
+
+
+def steps_through(c: Campaign, k: int) -> int:
+    """Engine steps of iterations 0..k: the high-temperature run and every shooting move."""
+    total = c.spec["engine"]["walkers"] * c.spec["paths"]["initial_steps"]
+    for i in range(k + 1):
+        s = cio.read_npz(c.iter_dir(i) / "shots.npz")
+        total += int(s["steps"].sum() + s["extra_steps"].sum() + s["extra_cost"])
+    return total
+
+
+def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
+    """Two-way shooting TPS for iteration k; resumes at the last finished chunk of moves."""
+    from .paths import initial_path, run_tps
+    from .paths.records import chunk_path
+
+    spec, p = c.spec, c.spec["paths"]
+    if k == 0:
+        start, weight = initial_path(_hot_run(c, log), spec["system"]["states"]), None
+    else:
+        start = cio.read_npz(c.iter_dir(k - 1) / "shots.npz")["final_path"]
+        z, width = _logit_q(c, k - 1), p["selector_width"]
+        weight = lambda pos: np.exp(-0.5 * (np.clip(z(pos), -50, 50) / width) ** 2)  # noqa: E731
+    log(f"[iter {k} shoot] {p['moves']} two-way shooting moves from a path of {len(start)} frames, shooting points "
+        + ("uniform along the path" if weight is None else f"weighted exp(-logit(q)^2 / 2 {p['selector_width']}^2) by CV_{k}"))
+    workdir = c.iter_dir(k) / "tps"
+    records = run_tps(spec, start, p["moves"], cio.derive_seed(c.seed, k, 6_000_011), workdir, weight, log,
+                      stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"])
+    last = cio.read_npz(chunk_path(workdir, (p["moves"] - 1) // p["chunk_moves"]))
+    # more trajectories from every shooting point, all at once as the walkers of one engine: a
+    # committor estimate per point instead of two binary outcomes, for little extra wall time
+    n = len(records) * p["extra_shots"]
+    extra, cost = np.zeros((len(records), 0), dtype=np.int64), 0
+    if n:
+        engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": n}})
+        extra, steps = shoot(engine, records.points, p["extra_shots"], state_classifier(spec["system"]["states"]),
+                             cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
+        cost = steps
+        log(f"[iter {k} shoot] {p['extra_shots']} more trajectories from each of the {len(records)} shooting points "
+            f"({n} walkers, {steps / n:.0f} steps per trajectory until it committed)")
+    cio.write_npz(c.iter_dir(k) / "shots.npz", **records.as_dict(), final_path=last["path_positions"],
+                  extra_outcomes=extra, extra_cost=np.array(cost))
+    c.update_doc(phase="train", total_steps=steps_through(c, k))
+
+
+def _shots(c: Campaign, k: int) -> dict[str, np.ndarray]:
+    """Features and outcome counts (two halves plus the extra shots; committed trajectories only) of
+    the shooting points of iterations 0..k."""
+    parts = [cio.read_npz(c.iter_dir(i) / "shots.npz") for i in range(k + 1)]
+    out = {key: np.concatenate([s[key] for s in parts]) for key in ("points", "features")}
+    out["outcomes"] = np.concatenate([np.concatenate([s["outcomes"], s["extra_outcomes"]], axis=1) for s in parts])
+    out["n_a"], out["n_b"] = (out["outcomes"] == 0).sum(1), (out["outcomes"] == 1).sum(1)
+    keep = out["n_a"] + out["n_b"] > 0
+    out = {key: v[keep] for key, v in out.items()}
+    out["iteration"] = np.concatenate([np.full(len(s["points"]), i) for i, s in enumerate(parts)])[keep]
+    return out
+
+
+def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
+    """Train q_{k+1} on the outcomes of every shooting move so far and export it."""
+    cfg = c.spec["learner"]
+    s = _shots(c, k)
+    rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
+    order = rng.permutation(len(s["points"]))
+    check, pool = order[: len(order) // 10], order[len(order) // 10:]
+    log(f"[iter {k} train] {cfg['ensemble']} x committor {cfg['hidden']} on {len(pool)} shooting points "
+        f"({int(s['n_a'][pool].sum() + s['n_b'][pool].sum())} outcomes) from iterations 0..{k}")
+    previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
+
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str):
+        return train_committor_shooting(s["features"][pool], s["n_a"][pool], s["n_b"][pool], cfg,
+                                        cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init, checkpoints, deadline)
+
+    model, info = train_ensemble(c, k, log, member,
+                            lambda m: shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]), previous)
+    d = c.iter_dir(k)
+    save_model(model, d / "model.npz")
+    export_cv(model, d / "cv.pt")
+    export_committor(model, d / "committor.pt")
+    cio.write_json(d / "train.json", {**info, "samples": len(pool)})
+    c.update_doc(phase="analyze")
+
+
+def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> dict[str, Any]:
+    """Metrics and plots after training q_{k+1}; decide convergence."""
+    spec, conv = c.spec, c.spec["convergence"]
+    shots = cio.read_npz(c.iter_dir(k) / "shots.npz")
+    s = _shots(c, k)
+    z_new = _logit_q(c, k)
+    metrics: dict[str, Any] = {"iteration": k, "total_steps": steps_through(c, k), "moves": int(len(shots["accepted"])),
+                               "acceptance": float(shots["accepted"].mean()),
+                               "shooting_points": int(len(s["points"]))}
+    latest = s["points"][s["iteration"] == k]
+    metrics["q_change"] = q_change_rms(z_new(latest), _logit_q(c, k - 1)(latest)) if k else None
+    frames = shots["path_length"][shots["accepted"]]
+    dt = spec["engine"]["dt"] * spec["paths"]["stride"]
+    metrics["transition_path_time"] = float(frames.mean() * dt) if len(frames) else None
+    ref = campaign_reference(c)
+    z_grid = z_new(ref.points)
+    quality = cv_committor_quality(z_grid, ref.committor.ravel(), ref.free_energy.ravel())
+    metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
+    metrics["committor_rmse"] = committor_rmse(sigmoid(z_grid), ref.committor.ravel(), ref.free_energy.ravel())
+    if spec["engine"]["integrator"] == "overdamped":  # TPT with the learned q on the exact Boltzmann density
+        rate = lambda q: grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, q, diffusion_coefficient(spec))  # noqa: E731
+        metrics["rate_AB"] = rate(sigmoid(z_grid).reshape(ref.committor.shape))
+        metrics["rate_AB_exact"] = rate(ref.committor)
+    metrics["checks"] = {"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"],
+                         "min_iterations": k + 1 >= conv["min_iterations"]}
+    metrics["converged"] = all(metrics["checks"].values())
+    cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
+    if spec["analysis"]["plots"]:
+        from .analysis.plots import plot_shooting
+
+        plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, sigmoid(z_grid).reshape(ref.committor.shape),
+                      ref.committor, s["points"], s["n_b"] / (s["n_a"] + s["n_b"]), spec["system"]["states"],
+                      f"iteration {k}: {len(s['points'])} shooting points")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    status = finish_iteration(c, k, metrics, metrics["total_steps"] * (k + 2) // (k + 1))  # next iteration like the mean
+    log(f"[iter {k} analyze] {metrics['moves']} moves, acceptance {metrics['acceptance']:.2f}, committor change "
+        f"{fmt(metrics['q_change'])}, RMSE vs exact {metrics['committor_rmse']:.4f}, R2 {quality['r2']:.4f} width "
+        f"{quality['width']:.4f} -> {status}")
+    return metrics
