@@ -9,10 +9,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from cvcycle import io as cio
 from cvcycle.analysis.reference import reference_from_spec
 from cvcycle.analysis.shooting import committed_fraction, shoot, state_classifier
+from cvcycle.campaign import Campaign
+from cvcycle.committor_test import _candidate_frames
 from cvcycle.engines import make_engine
+from cvcycle.models.export import cv_module, load_model
 from cvcycle.spec import validate
 from cvcycle.steps import advance
 from test_campaign import make_campaign, tiny_spec
@@ -74,3 +79,14 @@ def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
     # whatever the CV's quality, each point's shooting estimate must agree with its exact committor
     sigma = np.sqrt(np.clip(q * (1 - q), 0.01, None) / 40)
     assert np.all(np.abs(p - q) <= 4 * sigma + 0.05), np.c_[q, p]
+    # the transition-state ensemble: the 5 x 12 frames between the states nearest the isosurface
+    tse = cio.read_npz(path / "transition_states.npz")
+    assert tse["weights"].sum() == pytest.approx(1.0) and len(tse["positions"]) == 5 * 12
+    assert (state_classifier(spec["system"]["states"])(tse["positions"]) == -1).all()
+    c = Campaign(path)
+    pos, feats, _ = _candidate_frames(c, 1)
+    between = state_classifier(spec["system"]["states"])(pos) == -1
+    with torch.no_grad():
+        s = cv_module(load_model(c.iter_dir(1) / "model.npz"))(torch.as_tensor(feats[between], dtype=torch.float32))
+    distance = np.sort(np.abs(s.numpy()[:, 0] - result["cv_isosurface"]))
+    np.testing.assert_allclose(np.sort(np.abs(tse["cv"] - result["cv_isosurface"])), distance[:60], atol=1e-6)

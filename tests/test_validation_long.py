@@ -64,5 +64,6 @@ def test_mueller_brown_committor_campaigns(tmp_path, spec_name):
     runs = run_seeds(spec_name, tmp_path)
     for r in runs:
         assert r["converged"] and r["committor_rmse"] <= 0.05, r
-    test = committor_histogram(Campaign(runs[0]["path"]), log=lambda line: None)
+    # a path-sampling campaign has only a few dozen distinct frames at q ~ 1/2: 20 test points
+    test = committor_histogram(Campaign(runs[0]["path"]), points=20, log=lambda line: None)
     assert abs(test["p_B_mean"] - 0.5) <= 0.05, test

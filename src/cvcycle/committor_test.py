@@ -26,6 +26,7 @@ from .analysis.reference import in_states, reference_from_spec
 from .analysis.shooting import committed_fraction, shoot, state_classifier
 from .campaign import Campaign
 from .engines import make_engine
+from .features import make_featurizer
 from .errors import WorkspaceError
 from .learn.reweight import combine_iterations
 from .models.export import cv_module, load_model
@@ -35,7 +36,9 @@ from .steps import flat, load_samples
 def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
                         scan_shots: int = 20, max_steps: int = 20000, seed: int = 0,
                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the test on the campaign's latest CV; writes committor_test.json and .png in the job dir."""
+    """Run the test on the campaign's latest CV; writes committor_test.json and .png in the job dir,
+    and the transition-state ensemble it drew the test points from (frames on the isosurface,
+    with their weights) as transition_states.npz."""
     spec = c.spec
     if spec["learner"]["cv_dim"] != 1:
         raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1)")
@@ -44,10 +47,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
     k = max(h["iteration"] for h in history)
     cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
-    data = [load_samples(c, i) for i in range(k + 1)]
-    pos = np.concatenate([flat(d, "positions") for d in data])
-    feats = np.concatenate([flat(d, "features") for d in data])
-    weights = combine_iterations([flat(d, "log_weight") for d in data])
+    pos, feats, weights = _candidate_frames(c, k)
     outside = ~np.any(list(in_states(pos, spec["system"]["states"]).values()), axis=0)
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:
@@ -76,7 +76,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
         if len(shell) < points:
             raise WorkspaceError(f"campaign {c.id}: only {len(shell)} frames with predicted q in [0.45, 0.55], "
-                                 f"fewer than the {points} test points asked for")
+                                 f"fewer than the {points} test points asked for (--points)")
     for level in range(3 if shell is None else 0):
         if level and len(frames) < scan_bins * scan_points:
             break
@@ -107,6 +107,9 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
     cio.write_json(c.path / "committor_test.json", result)
+    # the transition-state ensemble: the candidate frames on the isosurface, with their weights
+    cio.write_npz(c.path / "transition_states.npz", positions=pos[shell], features=feats[shell],
+                  weights=weights[shell] / weights[shell].sum(), cv=s[shell])
     committor = spec["learner"]["kind"] == "committor"
     where = "predicted q in [0.45, 0.55]" if committor else f"CV_{k + 1} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
@@ -119,6 +122,25 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     log(f"[committor test] {points} points at {where}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
         f"+- {result['p_B_std']:.3f} (binomial noise alone: {result['binomial_std']:.3f}){exact}")
     return result
+
+
+def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, features and weights of the frames to test from: the Boltzmann-reweighted frames
+    of a biased-simulation campaign, or for a path-sampling campaign the frames of every accepted
+    transition path and every shooting point (equal weights)."""
+    learner = c.spec["learner"]
+    if learner["kind"] == "committor" and learner["method"] == "shooting":
+        from .paths import accepted_paths
+
+        paths = [p for i in range(k + 1) for p in accepted_paths(c.iter_dir(i) / "tps")]
+        shots = [cio.read_npz(c.iter_dir(i) / "shots.npz")["points"] for i in range(k + 1)]
+        pos = np.concatenate(paths + shots)
+        with torch.no_grad():
+            feats = make_featurizer(c.spec)(torch.as_tensor(pos)).numpy()
+        return pos, feats, np.full(len(pos), 1.0 / len(pos))
+    data = [load_samples(c, i) for i in range(k + 1)]
+    return (np.concatenate([flat(d, "positions") for d in data]), np.concatenate([flat(d, "features") for d in data]),
+            combine_iterations([flat(d, "log_weight") for d in data]))
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:

@@ -24,6 +24,7 @@ from .analysis.shooting import shoot, state_classifier
 from .campaign import Campaign
 from .checkpoints import CheckpointSeries
 from .engines import make_engine
+from .errors import WalltimeReached
 from .features import make_featurizer
 from .learn.committor import shooting_nll, train_committor_shooting
 from .models.export import export_committor, export_cv, load_model, save_model
@@ -70,7 +71,8 @@ def steps_through(c: Campaign, k: int) -> int:
 
 
 def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
-    """Two-way shooting TPS for iteration k; resumes at the last finished chunk of moves."""
+    """Two-way shooting TPS for iteration k; resumes at the last finished chunk of moves. With a
+    `deadline`, stop after a chunk when the next one would likely overrun it."""
     from .paths import initial_path, run_tps
     from .paths.records import chunk_path
 
@@ -84,8 +86,12 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     log(f"[iter {k} shoot] {p['moves']} two-way shooting moves from a path of {len(start)} frames, shooting points "
         + ("uniform along the path" if weight is None else f"weighted exp(-logit(q)^2 / 2 {p['selector_width']}^2) by CV_{k}"))
     workdir = c.iter_dir(k) / "tps"
-    records = run_tps(spec, start, p["moves"], cio.derive_seed(c.seed, k, 6_000_011), workdir, weight, log,
-                      stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"])
+    for moves in range(p["chunk_moves"], p["moves"] + p["chunk_moves"], p["chunk_moves"]):  # one new chunk per call
+        t0 = time.monotonic()
+        records = run_tps(spec, start, min(moves, p["moves"]), cio.derive_seed(c.seed, k, 6_000_011), workdir, weight,
+                          log, stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"])
+        if deadline is not None and moves < p["moves"] and time.monotonic() + 1.5 * (time.monotonic() - t0) > deadline:
+            raise WalltimeReached(f"[iter {k} shoot] stopping after {moves}/{p['moves']} moves: walltime budget nearly spent")
     last = cio.read_npz(chunk_path(workdir, (p["moves"] - 1) // p["chunk_moves"]))
     # more trajectories from every shooting point, all at once as the walkers of one engine: a
     # committor estimate per point instead of two binary outcomes, for little extra wall time

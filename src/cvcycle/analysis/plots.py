@@ -77,16 +77,18 @@ def plot_fes_cv(path: Path, centers: np.ndarray, curves: dict[str, np.ndarray], 
 def plot_convergence(path: Path, history: list[dict[str, Any]], thresholds: dict[str, float]) -> None:
     """Convergence metrics per iteration, with the spec's thresholds."""
     plt = _pyplot()
-    keys = [("cv_r2", "CV agreement R$^2$ (k vs k-1)", thresholds.get("cv_r2")),
-            ("fes_change", "FES change along CV (kT)", thresholds.get("fes_rmse")),
-            ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
-            ("committor_r2", "committor R$^2$ of CV", None)]
-    if "q_change" in history[-1]:  # a committor campaign
-        keys[0] = ("q_change", "committor change (RMS, k vs k-1)", thresholds.get("q_change"))
-        keys[3] = ("committor_rmse", "committor RMSE vs exact", None)
+    panels = [("cv_r2", "CV agreement R$^2$ (k vs k-1)", thresholds.get("cv_r2")),
+              ("q_change", "committor change (RMS, k vs k-1)", thresholds.get("q_change")),
+              ("fes_change", "FES change along CV (kT)", thresholds.get("fes_rmse")),
+              ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
+              ("acceptance", "TPS acceptance", None),
+              ("committor_r2", "committor R$^2$ of CV", None),
+              ("committor_rmse", "committor RMSE vs exact", None)]
+    keys = [p for p in panels if any(h.get(p[0]) is not None for h in history)] or panels[:1]
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.3))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.3), squeeze=False)
+    axes = axes[0]
     its = [h["iteration"] for h in history]
     for ax, (key, label, thr) in zip(axes, keys):
         vals = [h.get(key) for h in history]
