@@ -62,7 +62,8 @@ def _logit_q(c: Campaign, k: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def steps_through(c: Campaign, k: int) -> int:
-    """Engine steps of iterations 0..k: the high-temperature run and every shooting move."""
+    """Walker steps of iterations 0..k: the high-temperature run, every shooting move (both halves)
+    and the extra shots, each trajectory counted until it committed."""
     total = c.spec["engine"]["walkers"] * c.spec["paths"]["initial_steps"]
     for i in range(k + 1):
         s = cio.read_npz(c.iter_dir(i) / "shots.npz")
@@ -99,11 +100,10 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     extra, cost = np.zeros((len(records), 0), dtype=np.int64), 0
     if n:
         engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": n}})
-        extra, steps = shoot(engine, records.points, p["extra_shots"], state_classifier(spec["system"]["states"]),
-                             cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
-        cost = steps
+        extra, cost = shoot(engine, records.points, p["extra_shots"], state_classifier(spec["system"]["states"]),
+                            cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
         log(f"[iter {k} shoot] {p['extra_shots']} more trajectories from each of the {len(records)} shooting points "
-            f"({n} walkers, {steps / n:.0f} steps per trajectory until it committed)")
+            f"({n} walkers, {cost / n:.0f} steps per trajectory until it committed)")
     cio.write_npz(c.iter_dir(k) / "shots.npz", **records.as_dict(), final_path=last["path_positions"],
                   extra_outcomes=extra, extra_cost=np.array(cost))
     c.update_doc(phase="train", total_steps=steps_through(c, k))
