@@ -220,12 +220,17 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
         f"{used}{' (reweighted)' if cfg['reweight'] else ''}")
     pos = np.concatenate([flat(d, "positions") for d in data])
     model, info = learn(c, k, feats, pos, weights, pool, check, previous, log, deadline)
+    save_trained(c, k, model, {**info, "samples": len(pool)})
+
+
+def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any]) -> None:
+    """Write iteration k's model, its TorchScript exports and training record; then analyze."""
     d = c.iter_dir(k)
     save_model(model, d / "model.npz")
     export_cv(model, d / "cv.pt")
-    if cfg["kind"] == "committor":
+    if c.spec["learner"]["kind"] == "committor":
         export_committor(model, d / "committor.pt")
-    cio.write_json(d / "train.json", {**info, "samples": len(pool)})
+    cio.write_json(d / "train.json", info)
     c.update_doc(phase="analyze")
 
 

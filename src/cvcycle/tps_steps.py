@@ -27,8 +27,9 @@ from .engines import make_engine
 from .errors import WalltimeReached
 from .features import make_featurizer
 from .learn.committor import shooting_nll, train_committor_shooting
-from .models.export import export_committor, export_cv, load_model, save_model
-from .steps import campaign_reference, diffusion_coefficient, finish_iteration, q_change_rms, sigmoid, train_ensemble
+from .models.export import load_model
+from .steps import (campaign_reference, diffusion_coefficient, finish_iteration, q_change_rms, save_trained, sigmoid,
+                    train_ensemble)
 
 Log = Callable[[str], None]
 
@@ -139,12 +140,7 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
 
     model, info = train_ensemble(c, k, log, member,
                             lambda m: shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]), previous)
-    d = c.iter_dir(k)
-    save_model(model, d / "model.npz")
-    export_cv(model, d / "cv.pt")
-    export_committor(model, d / "committor.pt")
-    cio.write_json(d / "train.json", {**info, "samples": len(pool)})
-    c.update_doc(phase="analyze")
+    save_trained(c, k, model, {**info, "samples": len(pool)})
 
 
 def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> dict[str, Any]:
