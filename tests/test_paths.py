@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ paths_ops = pytest.importorskip("openpathsampling", reason="cvcycle.paths needs 
 from cvcycle.analysis.reference import reference_from_spec  # noqa: E402
 from cvcycle.analysis.shooting import state_classifier  # noqa: E402
 from cvcycle.engines import make_engine  # noqa: E402
-from cvcycle.errors import CvcycleError, EngineUnavailable, WorkspaceError  # noqa: E402
+from cvcycle.errors import CvcycleError, EngineUnavailable, WalltimeReached, WorkspaceError  # noqa: E402
 from cvcycle.paths import accepted_paths, initial_path, run_tps  # noqa: E402
 from cvcycle.paths.tps import load_ops  # noqa: E402
 from cvcycle.spec import load_spec, validate  # noqa: E402
@@ -158,6 +159,18 @@ def test_a_killed_run_resumes_to_the_same_records(tmp_path, monkeypatch):
         np.testing.assert_array_equal(rows, getattr(longer, name)[:7], err_msg=name)
     with pytest.raises(WorkspaceError, match="other settings"):
         run_tps(SPEC, polyline_path(), 7, seed=6, workdir=work, **kw)
+
+
+def test_a_deadline_stops_after_a_chunk_and_the_next_call_finishes(tmp_path):
+    kw = dict(chunk_moves=2, **QUIET)
+    whole = run_tps(SPEC, polyline_path(), 4, seed=3, workdir=tmp_path / "whole", **kw)
+    work = tmp_path / "stopped"
+    with pytest.raises(WalltimeReached, match="after chunk 1/2"):
+        run_tps(SPEC, polyline_path(), 4, seed=3, workdir=work, deadline=time.monotonic(), **kw)
+    assert sorted(p.name for p in work.iterdir()) == ["chunk-0000.npz"]
+    resumed = run_tps(SPEC, polyline_path(), 4, seed=3, workdir=work, deadline=time.monotonic(), **kw)  # last chunk: no stop
+    for name, rows in whole.as_dict().items():
+        np.testing.assert_array_equal(rows, getattr(resumed, name), err_msg=name)
 
 
 def test_halves_stop_undecided_at_the_max_length(tmp_path):

@@ -72,7 +72,8 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
     frames, scans, s_star = np.arange(len(s)), [], None
     shell = None
-    if spec["learner"]["kind"] == "committor":  # test points: logit q_pred within logit(0.45) .. logit(0.55)
+    committor = spec["learner"]["kind"] == "committor"
+    if committor:  # test points: logit q_pred within logit(0.45) .. logit(0.55)
         s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
         if len(shell) < points:
             raise WorkspaceError(f"campaign {c.id}: only {len(shell)} frames with predicted q in [0.45, 0.55], "
@@ -110,7 +111,6 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # the transition-state ensemble: the candidate frames on the isosurface, with their weights
     cio.write_npz(c.path / "transition_states.npz", positions=pos[shell], features=feats[shell],
                   weights=weights[shell] / weights[shell].sum(), cv=s[shell])
-    committor = spec["learner"]["kind"] == "committor"
     where = "predicted q in [0.45, 0.55]" if committor else f"CV_{k + 1} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_committor_histogram

@@ -22,6 +22,7 @@ from .analysis.fes import aligned_rmse, fes_change, histogram_fes
 from .analysis.quality import committor_rmse, cv_committor_quality
 from .analysis.rates import grid_tpt_rate, tpt_rate
 from .analysis.reference import GridReference, boltzmann_bin_free_energy, count_transitions, in_states, reference_from_spec
+from .analysis.shooting import state_classifier
 from .bias import CVBias, make_bias
 from .campaign import Campaign, now_iso
 from .checkpoints import CheckpointSeries
@@ -30,7 +31,6 @@ from .engines.base import Frames
 from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
-from .analysis.shooting import state_classifier
 from .learn.committor import committor_and_grad_sq, committor_terms, feature_metric, train_committor
 from .learn.train import TrainResult, normalize_cv, reconstruction_loss, train_autoencoder
 from .models.export import cv_module, export_committor, export_cv, load_model, save_model

@@ -24,7 +24,6 @@ from .analysis.shooting import shoot, state_classifier
 from .campaign import Campaign
 from .checkpoints import CheckpointSeries
 from .engines import make_engine
-from .errors import WalltimeReached
 from .features import make_featurizer
 from .learn.committor import shooting_nll, train_committor_shooting
 from .models.export import load_model
@@ -88,12 +87,8 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     log(f"[iter {k} shoot] {p['moves']} two-way shooting moves from a path of {len(start)} frames, shooting points "
         + ("uniform along the path" if weight is None else f"weighted exp(-logit(q)^2 / 2 {p['selector_width']}^2) by CV_{k}"))
     workdir = c.iter_dir(k) / "tps"
-    for moves in range(p["chunk_moves"], p["moves"] + p["chunk_moves"], p["chunk_moves"]):  # one new chunk per call
-        t0 = time.monotonic()
-        records = run_tps(spec, start, min(moves, p["moves"]), cio.derive_seed(c.seed, k, 6_000_011), workdir, weight,
-                          log, stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"])
-        if deadline is not None and moves < p["moves"] and time.monotonic() + 1.5 * (time.monotonic() - t0) > deadline:
-            raise WalltimeReached(f"[iter {k} shoot] stopping after {moves}/{p['moves']} moves: walltime budget nearly spent")
+    records = run_tps(spec, start, p["moves"], cio.derive_seed(c.seed, k, 6_000_011), workdir, weight, log,
+                      stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"], deadline=deadline)
     last = cio.read_npz(chunk_path(workdir, (p["moves"] - 1) // p["chunk_moves"]))
     # more trajectories from every shooting point, all at once as the walkers of one engine: a
     # committor estimate per point instead of two binary outcomes, for little extra wall time
@@ -149,7 +144,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     shots = cio.read_npz(c.iter_dir(k) / "shots.npz")
     s = _shots(c, k)
     z_new = _logit_q(c, k)
-    metrics: dict[str, Any] = {"iteration": k, "total_steps": steps_through(c, k), "moves": int(len(shots["accepted"])),
+    metrics: dict[str, Any] = {"iteration": k, "total_steps": c.progress()["total_steps"], "moves": int(len(shots["accepted"])),
                                "acceptance": float(shots["accepted"].mean()),
                                "shooting_points": int(len(s["points"]))}
     latest = s["points"][s["iteration"] == k]
@@ -159,12 +154,13 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["transition_path_time"] = float(frames.mean() * dt) if len(frames) else None
     ref = campaign_reference(c)
     z_grid = z_new(ref.points)
+    q_grid = sigmoid(z_grid).reshape(ref.committor.shape)
     quality = cv_committor_quality(z_grid, ref.committor.ravel(), ref.free_energy.ravel())
     metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
-    metrics["committor_rmse"] = committor_rmse(sigmoid(z_grid), ref.committor.ravel(), ref.free_energy.ravel())
+    metrics["committor_rmse"] = committor_rmse(q_grid, ref.committor, ref.free_energy)
     if spec["engine"]["integrator"] == "overdamped":  # TPT with the learned q on the exact Boltzmann density
         rate = lambda q: grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, q, diffusion_coefficient(spec))  # noqa: E731
-        metrics["rate_AB"] = rate(sigmoid(z_grid).reshape(ref.committor.shape))
+        metrics["rate_AB"] = rate(q_grid)
         metrics["rate_AB_exact"] = rate(ref.committor)
     metrics["checks"] = {"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"],
                          "min_iterations": k + 1 >= conv["min_iterations"]}
@@ -173,8 +169,8 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     if spec["analysis"]["plots"]:
         from .analysis.plots import plot_shooting
 
-        plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, sigmoid(z_grid).reshape(ref.committor.shape),
-                      ref.committor, s["points"], s["n_b"] / (s["n_a"] + s["n_b"]), spec["system"]["states"],
+        plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, q_grid, ref.committor, s["points"],
+                      s["n_b"] / (s["n_a"] + s["n_b"]), spec["system"]["states"],
                       f"iteration {k}: {len(s['points'])} shooting points")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     status = finish_iteration(c, k, metrics, metrics["total_steps"] * (k + 2) // (k + 1))  # next iteration like the mean

@@ -16,6 +16,7 @@ import importlib
 import io
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +26,7 @@ import torch
 from .. import io as cio
 from ..analysis.shooting import state_classifier
 from ..engines import make_engine
-from ..errors import CvcycleError, EngineUnavailable, WorkspaceError
+from ..errors import CvcycleError, EngineUnavailable, WalltimeReached, WorkspaceError
 from ..features import make_featurizer
 from .records import ShootingRecords, chunk_path
 
@@ -46,12 +47,15 @@ def load_ops() -> Any:
 
 def run_tps(spec: dict[str, Any], initial_positions: np.ndarray, n_moves: int, seed: int, workdir: Path,
             selector_weight: Weight | None = None, log: Callable[[str], None] = print, *,
-            stride: int = 10, max_frames: int = 2000, chunk_moves: int = 50) -> ShootingRecords:
+            stride: int = 10, max_frames: int = 2000, chunk_moves: int = 50,
+            deadline: float | None = None) -> ShootingRecords:
     """Run `n_moves` two-way shooting moves from `initial_positions` (n, 2), an A -> B path, and
     return one record per move. One frame is `stride` engine steps; a half that has not entered a
     state after `max_frames` frames stops undecided and its move is rejected. `selector_weight`
     maps positions (n, 2) to non-negative weights for choosing shooting frames (uniform if None).
-    Finished chunks in `workdir` are reused, so calling again after a kill resumes."""
+    Finished chunks in `workdir` are reused, so calling again after a kill resumes. With a
+    `deadline` (time.monotonic() seconds), stop after a chunk with WalltimeReached when the next
+    one would likely not finish before it."""
     ops = load_ops()
     if min(n_moves, chunk_moves, stride, max_frames) < 1:
         raise ValueError("n_moves, chunk_moves, stride and max_frames must be positive")
@@ -63,15 +67,19 @@ def run_tps(spec: dict[str, Any], initial_positions: np.ndarray, n_moves: int, s
                            "initial": _digest(initial.tobytes())}, sort_keys=True)
     path = (initial, np.zeros_like(initial))
     parts = []
-    for k in range(math.ceil(n_moves / chunk_moves)):
+    n_chunks = math.ceil(n_moves / chunk_moves)
+    for k in range(n_chunks):
         moves = min(chunk_moves, n_moves - k * chunk_moves)
         chunk = _finished_chunk(chunk_path(workdir, k), settings, moves)
         if chunk is None:
+            t0 = time.monotonic()
             chunk = _run_chunk(ops, spec, path, moves, cio.derive_seed(seed, k), selector_weight, stride, max_frames)
             cio.write_npz(chunk_path(workdir, k), settings=np.array(settings), **chunk)
             log(f"[tps] chunk {k}: {moves} moves, {int(chunk['accepted'].sum())} accepted, "
                 f"{int(chunk['steps'].sum() + chunk['extra_steps'].sum())} engine steps, "
                 f"path length {int(chunk['path_length'][-1])} frames")
+            if deadline is not None and k + 1 < n_chunks and time.monotonic() + 1.5 * (time.monotonic() - t0) > deadline:
+                raise WalltimeReached(f"[tps] stopping after chunk {k + 1}/{n_chunks}: walltime budget nearly spent")
         records = ShootingRecords.from_dict(chunk).as_dict()
         parts.append(ShootingRecords(**{name: rows[:moves] for name, rows in records.items()}))
         path = (chunk["path_positions"], chunk["path_velocities"])
