@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -156,7 +157,7 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     feats = np.concatenate([flat(data[i], "features") for i in fes_its])
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
     idx = rng.choice(len(feats), min(len(feats), 20000), replace=True, p=w)  # importance resampling
-    s = torch.as_tensor(_eval_cv(hook.cv_model, feats[idx]))
+    s = torch.as_tensor(eval_cv(hook.cv_model, feats[idx]))
     en = spec["engine"]
     n_kernels = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
     hook.bias.prime(s, torch.full((len(s),), 1.0 / len(s), dtype=torch.float64), n_kernels)
@@ -183,15 +184,29 @@ def flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:
     return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
 
-def _state_features(spec: dict[str, Any]) -> list[np.ndarray]:
+def state_features(spec: dict[str, Any]) -> list[np.ndarray]:
+    """Features of each state's centre, in the spec's state order."""
     feat = make_featurizer(spec)
     with torch.no_grad():
         return [feat(torch.tensor([s["center"]], dtype=torch.float64)).numpy()[0] for s in spec["system"]["states"].values()]
 
 
-def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
-    """Train CV_{k+1} on the samples of iterations 0..k and export it; with a `deadline`, stop at
-    an epoch checkpoint when the walltime budget is nearly spent."""
+@dataclass
+class TrainingSet:
+    """What iteration k trains on: features, positions and weights of the frames of iterations
+    `used`, the indices it fits (`pool`) and holds out (`check`), and the model it warm-starts from."""
+
+    feats: np.ndarray
+    pos: np.ndarray
+    weights: np.ndarray
+    pool: np.ndarray
+    check: np.ndarray
+    previous: Any
+    used: list[int]
+
+
+def training_set(c: Campaign, k: int) -> TrainingSet:
+    """The training data of CV_{k+1}: samples of iterations 0..k, reweighted per spec."""
     spec, cfg = c.spec, c.spec["learner"]
     data = [load_samples(c, i) for i in range(k + 1)]
     crossings = [_transitions(spec, d) for d in data]
@@ -215,12 +230,20 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
     if len(pool) > cfg["max_samples"]:
         pool = np.sort(rng.choice(pool, cfg["max_samples"], replace=False))
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
-    learn = _train_committor if cfg["kind"] == "committor" else _train_autoencoder
-    log(f"[iter {k} train] {cfg['ensemble']} x {cfg['kind']} {cfg['hidden']} on {len(pool)} samples from iterations "
-        f"{used}{' (reweighted)' if cfg['reweight'] else ''}")
     pos = np.concatenate([flat(d, "positions") for d in data])
-    model, info = learn(c, k, feats, pos, weights, pool, check, previous, log, deadline)
-    save_trained(c, k, model, {**info, "samples": len(pool)})
+    return TrainingSet(feats, pos, weights, pool, check, previous, used)
+
+
+def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
+    """Train CV_{k+1} on the samples of iterations 0..k and export it; with a `deadline`, stop at
+    an epoch checkpoint when the walltime budget is nearly spent."""
+    cfg = c.spec["learner"]
+    t = training_set(c, k)
+    learn = _train_committor if cfg["kind"] == "committor" else _train_autoencoder
+    log(f"[iter {k} train] {cfg['ensemble']} x {cfg['kind']} {cfg['hidden']} on {len(t.pool)} samples from iterations "
+        f"{t.used}{' (reweighted)' if cfg['reweight'] else ''}")
+    model, info = learn(c, k, t, log, deadline)
+    save_trained(c, k, model, {**info, "samples": len(t.pool)})
 
 
 def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any]) -> None:
@@ -252,24 +275,29 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
                      "seconds": r.seconds, "chosen": best, "candidate_losses": losses}
 
 
-def _train_autoencoder(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, weights: np.ndarray, pool: np.ndarray,
-                       check: np.ndarray, previous: Any, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
-    cfg = c.spec["learner"]
+def autoencoder_member(c: Campaign, k: int, t: TrainingSet, j: int, init: Any = None, log: Log = print, label: str = "train",
+                       checkpoints: CheckpointSeries | None = None, deadline: float | None = None) -> TrainResult:
+    """Member j of iteration k's autoencoder ensemble, fitted to t's pool from its own derived seed
+    (from `init`'s weights when given)."""
+    return train_autoencoder(t.feats[t.pool], t.weights[t.pool], c.spec["learner"], cio.derive_seed(c.seed, k, 3_000_017 + j),
+                             log, label, init, checkpoints, deadline)
 
+
+def _train_autoencoder(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
     def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
-        return train_autoencoder(feats[pool], weights[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j), log, label,
-                                 init, checkpoints, deadline)
+        return autoencoder_member(c, k, t, j, init, log, label, checkpoints, deadline)
 
-    model, info = train_ensemble(c, k, log, member, lambda m: reconstruction_loss(m, feats[check], weights[check]), previous)
-    normalize_cv(model, feats[pool], _state_features(c.spec))
+    model, info = train_ensemble(c, k, log, member, lambda m: reconstruction_loss(m, t.feats[t.check], t.weights[t.check]),
+                                 t.previous)
+    normalize_cv(model, t.feats[t.pool], state_features(c.spec))
     return model, info
 
 
-def _train_committor(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, weights: np.ndarray, pool: np.ndarray,
-                     check: np.ndarray, previous: Any, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
+def _train_committor(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
     spec, cfg = c.spec, c.spec["learner"]
-    labels = state_classifier(spec["system"]["states"])(pos)
-    metric = feature_metric(make_featurizer(spec), pos)
+    feats, weights, pool, check = t.feats, t.weights, t.pool, t.check
+    labels = state_classifier(spec["system"]["states"])(t.pos)
+    metric = feature_metric(make_featurizer(spec), t.pos)
     sub = lambda a, idx: None if a is None else a[idx]  # noqa: E731
 
     def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
@@ -284,7 +312,7 @@ def _train_committor(c: Campaign, k: int, feats: np.ndarray, pos: np.ndarray, we
         k_first = k_first or max(kol, 1e-300)
         return kol / k_first + cfg["boundary_weight"] * boundary
 
-    return train_ensemble(c, k, log, member, score, previous)
+    return train_ensemble(c, k, log, member, score, t.previous)
 
 
 def _cv(c: Campaign, k: int) -> torch.nn.Module:
@@ -294,7 +322,8 @@ def _cv(c: Campaign, k: int) -> torch.nn.Module:
     return cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
 
 
-def _eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
+def eval_cv(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
+    """A CV module on features (n, f) -> (n, cv_dim), in float64 numpy."""
     with torch.no_grad():
         return model(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()
 
@@ -352,9 +381,9 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
                                "states_visited": visited, "fes_iterations": fes_its, "transitions": transitions,
                                "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
     feats_all = np.concatenate([flat(s, "features") for s in data])
-    s_new = _eval_cv(new_cv, feats_all)
+    s_new = eval_cv(new_cv, feats_all)
     committor = spec["learner"]["kind"] == "committor"
-    s_old = _eval_cv(_cv(c, k - 1), feats_all) if k else None
+    s_old = eval_cv(_cv(c, k - 1), feats_all) if k else None
     metrics["cv_r2"] = _linear_r2(s_new, s_old) if k and not committor else None
     if committor:
         latest = slice(len(feats_all) - len(flat(data[k], "features")), None)
@@ -394,7 +423,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
     ref = campaign_reference(c)
     if spec["learner"]["cv_dim"] == 1:
-        q_cv = _eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
+        q_cv = eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)).detach().numpy())
         quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
         metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
         if committor:
@@ -461,7 +490,7 @@ def _plots(c: Campaign, k: int, ref: GridReference, cv_model: torch.nn.Module, x
     xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
     X, Y = np.meshgrid(xc, yc, indexing="xy")
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
-    cv_grid = _eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
+    cv_grid = eval_cv(cv_model, make_featurizer(spec)(pts).detach().numpy())[:, 0].reshape(X.shape)
     q = ref.interpolate_committor(pts.numpy()).reshape(X.shape)
     learned = {}
     if spec["learner"]["kind"] == "committor":  # isolines of the learned q at the exact committor's levels
