@@ -201,3 +201,23 @@ def test_show_reports_the_running_process_the_last_run_and_the_last_checkpoint(t
         assert s["running_now"].startswith(f"pid {os.getpid()} on ")
         assert "running    now: pid" in render(s) and "SLURM job 4242 (state unknown)" in render(s)
     assert not (path / ".cvcycle.lock").read_text()  # released and emptied
+
+
+def test_training_spread_benchmark_retrains_the_campaigns_own_cv(tmp_path, capsys, monkeypatch):
+    """benchmarks/cv_training_spread.py refits iteration k on the campaign's exact training set:
+    the member the campaign kept comes out with the campaign's own committor R^2 and width."""
+    import runpy
+    import sys
+
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    advance(path, log=lambda line: None)
+    chosen = cio.read_json(path / "iter-002" / "train.json")["chosen"]
+    metrics = cio.read_json(path / "iter-002" / "metrics.json")
+    monkeypatch.setattr(sys, "argv", ["cv_training_spread.py", str(path), "--members", "2"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / "benchmarks" / "cv_training_spread.py"), run_name="__main__")
+    assert stop.value.code == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {chosen} |")]
+    r2, width = float(rows[0][3]), float(rows[0][4])
+    assert r2 == pytest.approx(metrics["committor_r2"], abs=6e-5)
+    assert width == pytest.approx(metrics["committor_width"], abs=6e-4)
