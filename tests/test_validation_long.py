@@ -5,9 +5,9 @@ routes add about 10 (variational) and 20 (shooting) minutes).
 
 The issue's targets per Mueller-Brown seed are: converged in <= 6 iterations and <= 2e6
 walker steps, FES RMSE <= 0.5 kT (F - Fmin <= 8 kT), committor R^2 >= 0.97 and at least that
-of -x + 0.5 y, width <= 0.06. Not every seed reaches all of them yet (see benchmarks/campaigns.py
-for the table); these tests guard what every seed does reach, and the median or best seed for
-the rest, so that a regression fails loudly.
+of -x + 0.5 y, width <= 0.06. Every seed reaches all of them except the width, which one seed
+misses (0.066; see README, Benchmarks, for how much of it is training noise): these tests
+guard every seed, and the median for the width, so that a regression fails loudly.
 """
 
 from __future__ import annotations
@@ -40,10 +40,8 @@ def test_mueller_brown_default_campaigns(tmp_path):
     runs = run_seeds("mueller-brown-autoencoder.toml", tmp_path)
     for r in runs:
         assert r["converged"] and r["iterations"] <= 6 and r["total_steps"] <= 2_000_000, r
-        assert r["committor_r2"] >= 0.97, r
-    assert statistics.median(r["fes_rmse_exact"] for r in runs) <= 0.5, runs
-    best = max(runs, key=lambda r: r["committor_r2"])
-    assert best["committor_r2"] >= line["r2"] and best["committor_width"] <= 0.06, runs
+        assert r["fes_rmse_exact"] <= 0.5 and r["committor_r2"] >= max(0.97, line["r2"]), r
+    assert statistics.median(r["committor_width"] for r in runs) <= 0.06, runs
 
 
 def test_wolfe_quapp_default_campaigns(tmp_path):
