@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if not history:
         parser.error(f"{c.path} has no finished iteration")
     k = history[-1]["iteration"] if args.iteration is None else args.iteration
+    if not (c.iter_dir(k) / "model.npz").is_file():
+        parser.error(f"{c.path}: iteration {k} has not been trained (trained: 0..{history[-1]['iteration']})")
     t = steps.training_set(c, k)
     ref = steps.campaign_reference(c)
     q, F = ref.committor.ravel(), ref.free_energy.ravel()
