@@ -258,7 +258,7 @@ def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any]) -> None:
 
 
 def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
-              score: Callable[[Any], float], previous: Any) -> tuple[Any, dict[str, Any]]:
+                   score: Callable[[Any], float], previous: Any) -> tuple[Any, dict[str, Any]]:
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
     the one with the lowest held-out `score`."""
     cfg = c.spec["learner"]
