@@ -17,7 +17,7 @@ from typing import Any
 
 from . import io as cio
 from .errors import SpecError, WorkspaceError
-from .spec import validate
+from .spec import learner_route, validate
 
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
@@ -117,11 +117,11 @@ class Campaign:
 
     def phase_files(self, phase: str) -> tuple[str, ...]:
         """The files a finished phase leaves in its iteration folder."""
-        learner = self.spec["learner"]
-        if learner["kind"] == "committor" and learner["method"] == "shooting":
+        route = learner_route(self.spec)
+        if route == "shooting":
             return {"simulate": ("shots.npz",), "train": PHASE_FILES["train"] + ("committor.pt",),
                     "analyze": ("metrics.json",)}[phase]
-        extra = ("committor.pt",) if phase == "train" and learner["kind"] == "committor" else ()
+        extra = ("committor.pt",) if phase == "train" and route == "variational" else ()
         return PHASE_FILES[phase] + extra
 
     def finished_files(self) -> list[tuple[int, str, Path]]:

@@ -30,6 +30,7 @@ from .features import make_featurizer
 from .errors import WorkspaceError
 from .learn.reweight import combine_iterations
 from .models.export import cv_module, load_model
+from .spec import learner_route
 from .steps import flat, load_samples
 
 
@@ -128,8 +129,7 @@ def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     """Positions, features and weights of the frames to test from: the Boltzmann-reweighted frames
     of a biased-simulation campaign, or for a path-sampling campaign the frames of every accepted
     transition path and every shooting point (equal weights)."""
-    learner = c.spec["learner"]
-    if learner["kind"] == "committor" and learner["method"] == "shooting":
+    if learner_route(c.spec) == "shooting":
         from .paths import accepted_paths
 
         paths = [p for i in range(k + 1) for p in accepted_paths(c.iter_dir(i) / "tps")]

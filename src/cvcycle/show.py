@@ -15,6 +15,7 @@ from . import io as cio
 from .campaign import STATEPOINT, Campaign
 from .errors import WorkspaceError
 from .scheduler import slurm_state
+from .spec import learner_route
 
 METRIC_KEYS = {"autoencoder": ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2"),
                "variational": ("q_change", "fes_change", "fes_rmse_exact", "committor_rmse"),
@@ -99,8 +100,7 @@ def summary(c: Campaign) -> dict[str, Any]:
     committor_model = _newest(c, "committor.pt") if c.spec["learner"]["kind"] == "committor" else None
     for path in (cv_model, committor_model, fes):
         _verify(path)
-    learner = c.spec["learner"]
-    keys = METRIC_KEYS[learner["method"] if learner["kind"] == "committor" else learner["kind"]]
+    keys = METRIC_KEYS[learner_route(c.spec)]
     return _finite({
         "id": c.id,
         "path": str(c.path),

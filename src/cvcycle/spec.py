@@ -298,6 +298,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def learner_route(spec: dict[str, Any]) -> str:
+    """How a validated spec learns its CV: "autoencoder", or a committor by the "variational" or
+    the "shooting" (path sampling) route."""
+    learner = spec["learner"]
+    return learner["method"] if learner["kind"] == "committor" else learner["kind"]
+
+
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and validate a TOML campaign spec."""
     path = Path(path)

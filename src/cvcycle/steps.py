@@ -35,6 +35,7 @@ from .learn.reweight import combine_iterations
 from .learn.committor import committor_and_grad_sq, committor_terms, feature_metric, train_committor
 from .learn.train import TrainResult, normalize_cv, reconstruction_loss, train_autoencoder
 from .models.export import cv_module, export_committor, export_cv, load_model, save_model
+from .spec import learner_route
 from .systems.potentials import Potential2D
 
 Log = Callable[[str], None]
@@ -511,7 +512,7 @@ PHASE_FUNCTIONS: dict[str, Callable[..., Any]] = {"simulate": simulate, "train":
 def phase_function(spec: dict[str, Any], phase: str) -> Callable[..., Any]:
     """The function that runs `phase` for a campaign: committors learned from shooting outcomes
     have their own (path sampling instead of biased simulation)."""
-    if spec["learner"]["kind"] == "committor" and spec["learner"]["method"] == "shooting":
+    if learner_route(spec) == "shooting":
         from . import tps_steps
 
         return {"simulate": tps_steps.simulate, "train": tps_steps.train, "analyze": tps_steps.analyze}[phase]
