@@ -30,6 +30,15 @@ def _save(fig: Any, path: Path) -> None:
 COMMITTOR_LEVELS = [0.1, 0.3, 0.5, 0.7, 0.9]
 
 
+def _draw_states(ax: Any, states: dict[str, dict]) -> None:
+    """The spec's (circular) states as labelled red circles."""
+    from matplotlib.patches import Circle
+
+    for name, s in states.items():
+        ax.add_patch(Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
+        ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
+
+
 def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_grid: np.ndarray,
                 states: dict[str, dict], title: str, exact_F: np.ndarray | None = None,
                 committor: np.ndarray | None = None, vmax: float = 12.0, cv_levels: int | list[float] = 15,
@@ -45,9 +54,7 @@ def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_gr
         lines = ax.contour(xs, ys, cv_grid, levels=cv_levels, colors="white", linewidths=0.7)
         if not isinstance(cv_levels, int):
             ax.clabel(lines, fontsize=7)
-        for name, s in states.items():
-            ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
-            ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
+        _draw_states(ax, states)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
     axes[0][0].set_title(f"{title}: FES and {cv_name} isolines")
@@ -141,9 +148,7 @@ def plot_shooting(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, q_p
     sc = ax.scatter(points[:, 0], points[:, 1], c=p_b, cmap="coolwarm", vmin=0, vmax=1, s=8, edgecolors="black",
                     linewidths=0.2)
     fig.colorbar(sc, ax=ax, label="shots reaching B")
-    for name, s in states.items():
-        ax.add_patch(plt.Circle(s["center"], s["radius"], fill=False, color="red", lw=1.2))
-        ax.annotate(name, s["center"], color="red", ha="center", va="center", fontsize=9)
+    _draw_states(ax, states)
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.set_xlabel("x")
