@@ -26,6 +26,7 @@ from .checkpoints import CheckpointSeries
 from .engines import make_engine
 from .features import make_featurizer
 from .learn.committor import shooting_nll, train_committor_shooting
+from .learn.train import TrainResult
 from .models.export import load_model
 from .steps import (campaign_reference, diffusion_coefficient, finish_iteration, q_change_rms, save_trained, sigmoid,
                     train_ensemble)
@@ -129,12 +130,12 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
         f"({int(s['n_a'][pool].sum() + s['n_b'][pool].sum())} outcomes) from iterations 0..{k}")
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
 
-    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str):
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
         return train_committor_shooting(s["features"][pool], s["n_a"][pool], s["n_b"][pool], cfg,
                                         cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init, checkpoints, deadline)
 
     model, info = train_ensemble(c, k, log, member,
-                            lambda m: shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]), previous)
+                                 lambda m: shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]), previous)
     save_trained(c, k, model, {**info, "samples": len(pool)})
 
 
