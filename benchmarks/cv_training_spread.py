@@ -3,9 +3,10 @@
 Retrains iteration k of a finished autoencoder campaign on its exact training set (same frames,
 weights, pool and held-out split) with N members: member 0 warm-started from CV_k as in the
 campaign, members 1.. from fresh initialisations with the campaign's own derived seeds (1 and 2
-are the campaign's other ensemble members). Prints, per member, the held-out reconstruction
-loss that picks the campaign's CV and the committor quality of the CV against the exact grid
-committor, next to the straight-line references on the same grid.
+are the campaign's other ensemble members). Prints, per member, the scores by which the campaign
+picks its CV (learner.select: the Kolmogorov functional K_s of the CV, then the held-out
+reconstruction loss; or that loss alone) and the committor quality of the CV against the exact
+grid committor, next to the straight-line references on the same grid.
 
     python benchmarks/cv_training_spread.py benchmarks/out/mueller-brown-autoencoder-seed1 --members 6
 """
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from cvcycle.campaign import Campaign
     from cvcycle.errors import CvcycleError
     from cvcycle.features import make_featurizer
-    from cvcycle.learn.train import normalize_cv, reconstruction_loss
+    from cvcycle.learn.train import normalize_cv
     from cvcycle.models.export import cv_module
 
     torch.set_num_threads(1)
@@ -55,20 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     grid_features = make_featurizer(c.spec)(torch.as_tensor(ref.points)).detach().numpy()
     states = steps.state_features(c.spec)
 
+    criterion, score = steps.autoencoder_score(c, k, t)
     print(f"\n{c.id}: iteration {k}, {len(t.pool)} training frames from iterations {t.used}\n")
-    print("| member | start | held-out loss | committor R² | width |")
-    print("|---|---|---|---|---|")
+    print(f"| member | start | {' | '.join(criterion.split(' / '))} | committor R² | width |")
+    print("|---|---|" + "---|" * (len(criterion.split(" / ")) + 2))
     rows = []
     for j in range(args.members):
         init = t.previous if j == 0 else None
         r = steps.autoencoder_member(c, k, t, j, init, log=lambda s: None)
+        scores = score(r.model)
         normalize_cv(r.model, t.feats[t.pool], states)
-        loss = reconstruction_loss(r.model, t.feats[t.check], t.weights[t.check])
         m = cv_committor_quality(steps.eval_cv(cv_module(r.model).eval(), grid_features)[:, 0], q, F)
-        rows.append((loss, m["r2"], m["width"]))
-        print(f"| {j} | {'warm' if init is not None else 'fresh'} | {loss:.4e} | {m['r2']:.4f} | {m['width']:.3f} |", flush=True)
+        rows.append((scores, m["r2"], m["width"]))
+        shown = " | ".join(f"{v:.4e}" for v in scores)
+        print(f"| {j} | {'warm' if init is not None else 'fresh'} | {shown} | {m['r2']:.4f} | {m['width']:.3f} |", flush=True)
     r2, width = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    print(f"| all {len(rows)} | | | {r2.mean():.4f} ± {r2.std(ddof=1) if len(rows) > 1 else 0:.4f} "
+    print(f"| all {len(rows)} | |{' |' * len(criterion.split(' / '))} {r2.mean():.4f} ± {r2.std(ddof=1) if len(rows) > 1 else 0:.4f} "
           f"| {width.mean():.3f} ± {width.std(ddof=1) if len(rows) > 1 else 0:.3f} |")
     refs = straight_line_quality(c.spec)
     print("\nReferences (R² / width): " + ", ".join(f"{name} {m['r2']:.4f} / {m['width']:.3f}" for name, m in refs.items()))

@@ -3,6 +3,7 @@ interrupted campaign that resumes to results identical to an uninterrupted one."
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -205,19 +206,39 @@ def test_show_reports_the_running_process_the_last_run_and_the_last_checkpoint(t
 
 def test_training_spread_benchmark_retrains_the_campaigns_own_cv(tmp_path, capsys, monkeypatch):
     """benchmarks/cv_training_spread.py refits iteration k on the campaign's exact training set:
-    the member the campaign kept comes out with the campaign's own committor R^2 and width."""
+    the member the campaign kept comes out with the campaign's own selection scores, committor R^2
+    and width."""
     import runpy
     import sys
 
     path = make_campaign(tmp_path / "c", tiny_spec())
     advance(path, log=lambda line: None)
-    chosen = cio.read_json(path / "iter-002" / "train.json")["chosen"]
+    record = cio.read_json(path / "iter-002" / "train.json")
+    chosen = record["chosen"]
     metrics = cio.read_json(path / "iter-002" / "metrics.json")
     monkeypatch.setattr(sys, "argv", ["cv_training_spread.py", str(path), "--members", "2"])
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(ROOT / "benchmarks" / "cv_training_spread.py"), run_name="__main__")
     assert stop.value.code == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {chosen} |")]
-    r2, width = float(rows[0][3]), float(rows[0][4])
+    scores, r2, width = [float(v) for v in rows[0][2:-2]], float(rows[0][-2]), float(rows[0][-1])
+    assert scores == pytest.approx([math.inf if v is None else v for v in record["candidate_scores"][chosen]], rel=1e-3)
     assert r2 == pytest.approx(metrics["committor_r2"], abs=6e-5)
     assert width == pytest.approx(metrics["committor_width"], abs=6e-4)
+
+
+@pytest.mark.parametrize("warm, fresh, kept", [
+    ((1.0, 0.2), (0.97, 0.3), 1),  # the lower K_s wins over a lower reconstruction loss
+    ((1.0, 0.2), (math.inf, 0.1), 0),  # a member without K_s (untrusted) loses to one with it
+    ((math.inf, 0.2), (math.inf, 0.1), 1),  # no K_s at all: the lower reconstruction loss decides
+])
+def test_ensemble_keeps_the_member_with_the_lowest_score_tuple(tmp_path, warm, fresh, kept):
+    from cvcycle.learn.train import TrainResult
+    from cvcycle.steps import train_ensemble
+
+    c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
+    scores = {"warm": warm, "fresh": fresh}
+    model, info = train_ensemble(c, 1, lambda line: None, lambda j, init, ckpt, label: TrainResult(["warm", "fresh"][j]),
+                                 lambda m: scores[m], "K_s / loss", previous="warm")
+    assert model == ["warm", "fresh"][kept] and info["chosen"] == kept and info["criterion"] == "K_s / loss"
+    assert info["candidate_scores"] == [[None if math.isinf(v) else v for v in sc] for sc in (warm, fresh)]

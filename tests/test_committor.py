@@ -111,6 +111,7 @@ def test_committor_export_matches_model(tmp_path):
     ({"learner": {"reweight_power": 0.5}}, "learner.reweight_power: the variational committor needs Boltzmann weights"),
     ({"learner": {"kind": "autoencoder"}, "bias": {"kolmogorov_lambda": 1.0}}, "bias.kolmogorov_lambda: the Kolmogorov bias acts on a committor"),
     ({"engine": {"start": ["A", "C"]}}, "engine.start: unknown state 'C'"),
+    ({"learner": {"select": "reconstruction"}}, "learner.select: 'reconstruction' ranks autoencoders, not a committor"),
 ])
 def test_committor_spec_errors(changes, message):
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -186,6 +186,8 @@ MALFORMED = [
     ("stride-above-steps", _set("engine.report_stride", 10000), ["engine.report_stride"]),
     ("cv-dim-3", _set("learner.cv_dim", 3), ["learner.cv_dim", "<= 2"]),
     ("cv-dim-0", _set("learner.cv_dim", 0), ["learner.cv_dim", ">= 1"]),
+    ("kolmogorov-2d-cv", _set("learner.cv_dim", 2), ["learner.select", "'kolmogorov' ranks 1-D CVs", "reconstruction"]),
+    ("unknown-select", _set("learner.select", "loss"), ["learner.select", "kolmogorov", "reconstruction"]),
     ("unknown-bias", _set("bias.kind", "abf"), ["bias.kind", "opes"]),
     ("bool-for-int", _set("engine.walkers", True), ["engine.walkers", "boolean"]),
     ("bool-for-float", _set("engine.dt", False), ["engine.dt", "boolean"]),

@@ -112,6 +112,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "warm_start": Field(bool, True),
         "ensemble": Field(int, 3, check=_range(1, 16)),
         "weight_decay": Field(float, 0.0, check=_range(0.0)),
+        "select": Field(str, "kolmogorov", check=_choice("kolmogorov", "reconstruction")),  # autoencoder ensemble
         "crossing_only": Field(bool, True),
         "reweight": Field(bool, True),
         "reweight_power": Field(float, 0.5, check=FRACTION),
@@ -273,6 +274,11 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if learner["method"] != "variational" and learner["kind"] != "committor":
         raise SpecError(f"learner.method: '{learner['method']}' trains a committor (learner.kind = \"committor\"), "
                         f"not a {learner['kind']}")
+    if learner["select"] == "kolmogorov" and learner["kind"] == "autoencoder" and learner["cv_dim"] != 1:
+        raise SpecError(f"learner.select: 'kolmogorov' ranks 1-D CVs; a {learner['cv_dim']}-D autoencoder CV needs "
+                        "select = \"reconstruction\"")
+    if learner["select"] == "reconstruction" and learner["kind"] != "autoencoder":
+        raise SpecError(f"learner.select: 'reconstruction' ranks autoencoders, not a {learner['kind']}")
     if learner["kind"] == "committor":
         if learner["cv_dim"] != 1:
             raise SpecError(f"learner.cv_dim: the committor learner has a 1-D CV (logit q), got {learner['cv_dim']}")

@@ -32,6 +32,7 @@ from .engines.base import Frames
 from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
 from .learn.reweight import combine_iterations
+from .learn.cv_kolmogorov import cv_and_grad_sq, cv_kolmogorov
 from .learn.committor import committor_and_grad_sq, committor_terms, feature_metric, train_committor
 from .learn.train import TrainResult, normalize_cv, reconstruction_loss, train_autoencoder
 from .models.export import cv_module, export_committor, export_cv, load_model, save_model
@@ -39,6 +40,7 @@ from .spec import learner_route
 from .systems.potentials import Potential2D
 
 Log = Callable[[str], None]
+TRUST_R2 = 0.9  # an autoencoder member's CV must agree this well with CV_k for K_s to rank it
 
 
 def _cv_edges(spec: dict[str, Any]) -> np.ndarray:
@@ -194,16 +196,20 @@ def state_features(spec: dict[str, Any]) -> list[np.ndarray]:
 
 @dataclass
 class TrainingSet:
-    """What iteration k trains on: features, positions and weights of the frames of iterations
-    `used`, the indices it fits (`pool`) and holds out (`check`), and the model it warm-starts from."""
+    """What iteration k trains on: features, positions and training weights of the frames of
+    iterations `used`, their Boltzmann weights (the same runs mixed the same way, fully
+    reweighted), the indices it fits (`pool`) and holds out (`check`), the model it warm-starts
+    from, and how many state-to-state transitions the runs it uses made."""
 
     feats: np.ndarray
     pos: np.ndarray
     weights: np.ndarray
+    boltzmann: np.ndarray
     pool: np.ndarray
     check: np.ndarray
     previous: Any
     used: list[int]
+    transitions: int
 
 
 def training_set(c: Campaign, k: int) -> TrainingSet:
@@ -220,8 +226,10 @@ def training_set(c: Campaign, k: int) -> TrainingSet:
         quality = [crossings[i] for i in used]
     data = [data[i] for i in used]
     feats = np.concatenate([flat(d, "features") for d in data])
+    log_weights = [flat(d, "log_weight") for d in data]
+    boltzmann = combine_iterations(log_weights, 1.0, quality)
     if cfg["reweight"]:
-        weights = combine_iterations([flat(d, "log_weight") for d in data], cfg["reweight_power"], quality)
+        weights = combine_iterations(log_weights, cfg["reweight_power"], quality)
     else:
         weights = np.full(len(feats), 1.0 / len(feats))
     rng = np.random.default_rng(cio.derive_seed(c.seed, k, 2_000_003))
@@ -232,7 +240,7 @@ def training_set(c: Campaign, k: int) -> TrainingSet:
         pool = np.sort(rng.choice(pool, cfg["max_samples"], replace=False))
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
     pos = np.concatenate([flat(d, "positions") for d in data])
-    return TrainingSet(feats, pos, weights, pool, check, previous, used)
+    return TrainingSet(feats, pos, weights, boltzmann, pool, check, previous, used, sum(crossings[i] for i in used))
 
 
 def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
@@ -259,21 +267,23 @@ def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any]) -> None:
 
 
 def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
-                   score: Callable[[Any], float], previous: Any) -> tuple[Any, dict[str, Any]]:
+                   score: Callable[[Any], tuple[float, ...]], criterion: str, previous: Any) -> tuple[Any, dict[str, Any]]:
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
-    the one with the lowest held-out `score`."""
+    the one with the lowest `score` (a tuple, compared in order; `criterion` names its entries)."""
     cfg = c.spec["learner"]
     results = []
     for j in range(cfg["ensemble"]):
         init = previous if j == 0 else None
         label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
         results.append(fit_member(j, init, CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), label))
-    losses = [score(r.model) for r in results]
-    best = min(range(len(results)), key=lambda j: (losses[j], j))
-    log(f"[iter {k} train] held-out losses {', '.join(f'{l:.3e}' for l in losses)}: keeping model {best + 1}")
+    scores = [score(r.model) for r in results]
+    best = min(range(len(results)), key=lambda j: (scores[j], j))
+    shown = ", ".join(" / ".join(f"{v:.3e}" for v in sc) for sc in scores)
+    log(f"[iter {k} train] {criterion}: {shown}: keeping model {best + 1}")
     r = results[best]
+    finite = [[v if math.isfinite(v) else None for v in sc] for sc in scores]
     return r.model, {"train_loss": r.train_loss, "val_loss": r.val_loss, "best_epoch": r.best_epoch,
-                     "seconds": r.seconds, "chosen": best, "candidate_losses": losses}
+                     "seconds": r.seconds, "chosen": best, "criterion": criterion, "candidate_scores": finite}
 
 
 def autoencoder_member(c: Campaign, k: int, t: TrainingSet, j: int, init: Any = None, log: Log = print, label: str = "train",
@@ -288,10 +298,43 @@ def _train_autoencoder(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: 
     def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
         return autoencoder_member(c, k, t, j, init, log, label, checkpoints, deadline)
 
-    model, info = train_ensemble(c, k, log, member, lambda m: reconstruction_loss(m, t.feats[t.check], t.weights[t.check]),
-                                 t.previous)
+    criterion, score = autoencoder_score(c, k, t)
+    model, info = train_ensemble(c, k, log, member, score, criterion, t.previous)
     normalize_cv(model, t.feats[t.pool], state_features(c.spec))
     return model, info
+
+
+def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callable[[Any], tuple[float, ...]]]:
+    """How iteration k's autoencoder ensemble ranks its members on t (lower is better), and the
+    name of each entry: per spec, the Kolmogorov functional K_s of the 1-D CV on t's Boltzmann-
+    weighted frames, then the held-out reconstruction loss; or the reconstruction loss alone.
+
+    K_s judges a CV only where the data sample its isolines, so it is inf (and the reconstruction
+    loss decides) until the runs used have crossed between the states convergence.min_transitions
+    x walkers times (an unbiased first run that crossed once is not enough), and for a member whose CV
+    disagrees with CV_k, the CV whose bias made the data (linear R^2 below TRUST_R2): a very
+    different CV has isolines through regions the runs never visited, where the reweighted
+    density is too low and K_s looks deceptively small."""
+    def reconstruction(m: Any) -> float:
+        return reconstruction_loss(m, t.feats[t.check], t.weights[t.check])
+
+    if c.spec["learner"]["select"] == "reconstruction":
+        return "held-out reconstruction loss", lambda m: (reconstruction(m),)
+    feat = make_featurizer(c.spec)
+    ends = torch.as_tensor(np.stack(state_features(c.spec)), dtype=torch.float32)
+    driving = eval_cv(_cv(c, k - 1), t.feats) if k > 0 else None
+    enough = max(1.0, c.spec["convergence"]["min_transitions"] * c.spec["engine"]["walkers"])
+
+    def kolmogorov(m: Any) -> tuple[float, float]:
+        with torch.no_grad():
+            s_a, s_b = m.latent(ends)[:2, 0].tolist()
+            z = m.latent(torch.as_tensor(t.feats, dtype=torch.float32)).double().numpy()
+        if t.transitions < enough or (driving is not None and _linear_r2(z, driving) < TRUST_R2):
+            return math.inf, reconstruction(m)
+        s, grad_sq = cv_and_grad_sq(m.latent, feat, t.pos)
+        return cv_kolmogorov(s, grad_sq, t.boltzmann, s_a, s_b), reconstruction(m)
+
+    return "Kolmogorov K_s / held-out reconstruction loss", kolmogorov
 
 
 def _train_committor(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
@@ -307,13 +350,13 @@ def _train_committor(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: fl
 
     k_first: float | None = None
 
-    def score(model: Any) -> float:  # held-out loss, with K in units of the first member's K
+    def score(model: Any) -> tuple[float]:  # held-out loss, with K in units of the first member's K
         nonlocal k_first
         kol, boundary = committor_terms(model, feats[check], weights[check], labels[check], sub(metric, check))
         k_first = k_first or max(kol, 1e-300)
-        return kol / k_first + cfg["boundary_weight"] * boundary
+        return (kol / k_first + cfg["boundary_weight"] * boundary,)
 
-    return train_ensemble(c, k, log, member, score, t.previous)
+    return train_ensemble(c, k, log, member, score, "held-out loss", t.previous)
 
 
 def _cv(c: Campaign, k: int) -> torch.nn.Module:

@@ -135,7 +135,8 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
                                         cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init, checkpoints, deadline)
 
     model, info = train_ensemble(c, k, log, member,
-                                 lambda m: shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]), previous)
+                                 lambda m: (shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]),),
+                                 "held-out shooting NLL", previous)
     save_trained(c, k, model, {**info, "samples": len(pool)})
 
 
