@@ -12,7 +12,6 @@ guard every seed, and the median for the width, so that a regression fails loudl
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def test_mueller_brown_default_campaigns(tmp_path):
     for r in runs:
         assert r["converged"] and r["iterations"] <= 6 and r["total_steps"] <= 2_000_000, r
         assert r["fes_rmse_exact"] <= 0.5 and r["committor_r2"] >= max(0.97, line["r2"]), r
-    assert statistics.median(r["committor_width"] for r in runs) <= 0.06, runs
+        assert r["committor_width"] <= 0.06, r
 
 
 def test_wolfe_quapp_default_campaigns(tmp_path):
