@@ -5,9 +5,7 @@ routes add about 10 (variational) and 20 (shooting) minutes).
 
 The issue's targets per Mueller-Brown seed are: converged in <= 6 iterations and <= 2e6
 walker steps, FES RMSE <= 0.5 kT (F - Fmin <= 8 kT), committor R^2 >= 0.97 and at least that
-of -x + 0.5 y, width <= 0.06. Every seed reaches all of them except the width, which one seed
-misses (0.066; see README, Benchmarks, for how much of it is training noise): these tests
-guard every seed, and the median for the width, so that a regression fails loudly.
+of -x + 0.5 y, width <= 0.06; the test asserts all of them on every seed.
 """
 
 from __future__ import annotations
