@@ -10,6 +10,8 @@ with equality when s is a monotone function of q. K_s does not change under mono
 so autoencoders with different bottleneck scales compare fairly, and a lower K_s means a CV whose
 isolines lie closer to the committor's where it matters, across the barrier (G is smallest there).
 The integral is estimated with bins of equal sample count between the states' CV values.
+|grad_x s|^2 is taken in the positions' own metric, which is the dynamics' when all coordinates
+diffuse alike (overdamped Langevin with one friction, as for the 2-D potentials).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def cv_and_grad_sq(cv: Callable[[torch.Tensor], torch.Tensor], featurizer: torch
 
 def cv_kolmogorov(s: np.ndarray, grad_sq: np.ndarray, weights: np.ndarray, s_a: float, s_b: float) -> float:
     """K_s of a CV with values s, |grad_x s|^2 and Boltzmann weights (summing to 1) at samples, and
-    values s_a, s_b at the two states; inf when fewer than MIN_FRAMES_PER_BIN * 5 samples lie between."""
+    values s_a, s_b at the two states; inf when fewer than MIN_FRAMES_PER_BIN * 5 samples lie between
+    or a bin has no weight."""
     lo, hi = min(s_a, s_b), max(s_a, s_b)
     inside = (s > lo) & (s < hi)
     bins = min(MAX_BINS, int(inside.sum()) // MIN_FRAMES_PER_BIN)
