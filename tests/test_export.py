@@ -30,7 +30,7 @@ def learner_cfg(cv_dim: int = 1, **over) -> dict:
                    "states": {"A": {"center": STATE_A.tolist(), "radius": 0.15},
                               "B": {"center": STATE_B.tolist(), "radius": 0.15}}},
         "learner": {"cv_dim": cv_dim, "hidden": [16, 8], "epochs": 15, "batch_size": 64, "patience": 100,
-                    "learning_rate": 3e-3, **over},
+                    "learning_rate": 3e-3, "select": "kolmogorov" if cv_dim == 1 else "reconstruction", **over},
     }
     return validate(raw)["learner"]
 

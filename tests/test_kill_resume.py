@@ -107,7 +107,7 @@ def test_campaign_survives_repeated_sigkill(tmp_path):
         lines = len(log.read_text().splitlines())
         proc = start_run(run_dir, log, extra)
         # "time": soon after the first line of work; "analyze": soon after training ends (analysis is short)
-        if how != "write" and wait_for_line(proc, log, "] held-out losses" if how == "analyze" else "[", lines):
+        if how != "write" and wait_for_line(proc, log, ": keeping model" if how == "analyze" else "[", lines):
             time.sleep(rng.uniform(0.0, 0.3 if how == "analyze" else 0.8))
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=600)
