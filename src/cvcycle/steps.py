@@ -326,12 +326,13 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
     enough = max(1.0, c.spec["convergence"]["min_transitions"] * c.spec["engine"]["walkers"])
 
     def kolmogorov(m: Any) -> tuple[float, float]:
-        with torch.no_grad():
-            s_a, s_b = m.latent(ends)[:2, 0].tolist()
-            z = m.latent(torch.as_tensor(t.feats, dtype=torch.float32)).double().numpy()
-        if t.transitions < enough or (driving is not None and _linear_r2(z, driving) < TRUST_R2):
+        if t.transitions < enough:
             return math.inf, reconstruction(m)
         s, grad_sq = cv_and_grad_sq(m.latent, feat, t.pos)
+        if driving is not None and _linear_r2(s, driving) < TRUST_R2:
+            return math.inf, reconstruction(m)
+        with torch.no_grad():
+            s_a, s_b = m.latent(ends)[:2, 0].tolist()
         return cv_kolmogorov(s, grad_sq, t.boltzmann, s_a, s_b), reconstruction(m)
 
     return "Kolmogorov K_s / held-out reconstruction loss", kolmogorov
