@@ -125,7 +125,8 @@ def test_corrupted_simulation_checkpoint_falls_back_to_the_previous_one(tmp_path
 
 
 def test_corrupted_training_checkpoint_falls_back_and_training_resumes_bit_for_bit(tmp_path):
-    spec = tiny_spec(learner={"epochs": 8, "checkpoint_epochs": 2, "patience": 100})
+    # one process, so that member 1 has finished when member 2 starts
+    spec = tiny_spec(learner={"epochs": 8, "checkpoint_epochs": 2, "patience": 100}, resources={"cpus": 1})
     reference = make_campaign(tmp_path / "reference", spec)
     advance(reference, log=lambda line: None)
     path = make_campaign(tmp_path / "c", spec)
@@ -238,7 +239,7 @@ def test_ensemble_keeps_the_member_with_the_lowest_score_tuple(tmp_path, warm, f
 
     c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
     scores = {"warm": warm, "fresh": fresh}
-    model, info = train_ensemble(c, 1, lambda line: None, lambda j, init, ckpt, label: TrainResult(["warm", "fresh"][j]),
+    model, info = train_ensemble(c, 1, lambda line: None, lambda j, init, ckpt, label, log: TrainResult(["warm", "fresh"][j]),
                                  lambda m: scores[m], "K_s / loss", previous="warm")
     assert model == ["warm", "fresh"][kept] and info["chosen"] == kept and info["criterion"] == "K_s / loss"
     assert info["candidate_scores"] == [[None if math.isinf(v) else v for v in sc] for sc in (warm, fresh)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ from .engines import make_engine
 from .engines.base import Frames
 from .errors import CvcycleError, SimulationError, WalltimeReached
 from .features import make_featurizer
+from .forked import fork_map, usable_workers
 from .learn.reweight import combine_iterations
 from .learn.cv_kolmogorov import cv_and_grad_sq, cv_kolmogorov
 from .learn.committor import committor_and_grad_sq, committor_terms, feature_metric, train_committor
@@ -266,16 +268,25 @@ def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any]) -> None:
     c.update_doc(phase="analyze")
 
 
-def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str], TrainResult],
+def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str, Log], TrainResult],
                    score: Callable[[Any], tuple[float, ...]], criterion: str, previous: Any) -> tuple[Any, dict[str, Any]]:
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
-    the one with the lowest `score` (a tuple, compared in order; `criterion` names its entries)."""
+    the one with the lowest `score` (a tuple, compared in order; `criterion` names its entries).
+    With resources.cpus > 1 the members are fitted in that many processes at once: each is
+    independent and seeded, so the results are the same bits; a member whose process was killed
+    is fitted here, resuming from the checkpoints that process left."""
     cfg = c.spec["learner"]
-    results = []
-    for j in range(cfg["ensemble"]):
+
+    def fit(j: int, log: Log) -> TrainResult:
         init = previous if j == 0 else None
         label = f"iter {k} train {j + 1}/{cfg['ensemble']}{' (warm)' if init is not None else ''}"
-        results.append(fit_member(j, init, CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), label))
+        return fit_member(j, init, CheckpointSeries(c.iter_dir(k) / "train", f"member-{j}"), label, log)
+
+    workers = min(usable_workers(c.spec["resources"]["cpus"]), cfg["ensemble"])
+    if workers > 1:
+        log(f"[iter {k} train] fitting {cfg['ensemble']} members in {workers} processes")
+    forked = fork_map([partial(fit, j) for j in range(cfg["ensemble"])], workers, log)
+    results = [r if r is not None else fit(j, log) for j, r in enumerate(forked)]
     scores = [score(r.model) for r in results]
     best = min(range(len(results)), key=lambda j: (scores[j], j))
     shown = ", ".join(" / ".join(f"{v:.3e}" for v in sc) for sc in scores)
@@ -295,7 +306,7 @@ def autoencoder_member(c: Campaign, k: int, t: TrainingSet, j: int, init: Any = 
 
 
 def _train_autoencoder(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
-    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str, log: Log) -> TrainResult:
         return autoencoder_member(c, k, t, j, init, log, label, checkpoints, deadline)
 
     criterion, score = autoencoder_score(c, k, t)
@@ -345,7 +356,7 @@ def _train_committor(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: fl
     metric = feature_metric(make_featurizer(spec), t.pos)
     sub = lambda a, idx: None if a is None else a[idx]  # noqa: E731
 
-    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str, log: Log) -> TrainResult:
         return train_committor(feats[pool], weights[pool], labels[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j),
                                sub(metric, pool), log, label, init, checkpoints, deadline)
 

@@ -130,7 +130,7 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
         f"({int(s['n_a'][pool].sum() + s['n_b'][pool].sum())} outcomes) from iterations 0..{k}")
     previous = load_model(c.iter_dir(k - 1) / "model.npz") if k > 0 and cfg["warm_start"] else None
 
-    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str) -> TrainResult:
+    def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str, log: Log) -> TrainResult:
         return train_committor_shooting(s["features"][pool], s["n_a"][pool], s["n_b"][pool], cfg,
                                         cio.derive_seed(c.seed, k, 3_000_017 + j), log, label, init, checkpoints, deadline)
 
