@@ -77,6 +77,14 @@ def test_a_killed_worker_yields_none_for_the_caller_to_rerun(tmp_path):
     assert fork_map([slow, slow], 1, print) == [None, None]  # one worker: the caller runs them
 
 
+def test_no_workers_inside_a_daemonic_pool_worker():
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(usable_workers, (2,)) == 0
+    assert usable_workers(2) == 2 and usable_workers(1) == 1
+
+
 def test_workers_die_with_their_parent(tmp_path):
     script = f"""
 import os, time

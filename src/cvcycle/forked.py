@@ -5,7 +5,8 @@ An exception a task raises (an error, a walltime stop) is raised again in the pa
 workers still running have ended; a task whose worker ended without a word (killed) yields None
 for the caller to run in its own process. Either way no further task is started. Workers run one
 torch thread each and die with their parent (Linux PR_SET_PDEATHSIG), so a killed run leaves no
-writers behind. Forking is used on Linux only.
+writers behind. Forking is used on Linux only, and not inside a daemonic multiprocessing worker
+(a multiprocessing.Pool's), which may not have children.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ _LINE, _RESULT, _RAISED = b"L", b"R", b"E"
 
 def usable_workers(requested: int) -> int:
     """How many workers to fork for `requested` cores: no more than this process may run on,
-    and none (0) where forking is not used."""
-    if not sys.platform.startswith("linux"):
+    and none (0) off Linux or inside a daemonic multiprocessing worker, which may not fork."""
+    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
         return 0
     return min(requested, len(os.sched_getaffinity(0)))
 
