@@ -3,7 +3,8 @@
     python benchmarks/campaigns.py                       # every 2-D spec, 3 seeds, 2 processes
     python benchmarks/campaigns.py --specs workflows/mueller-brown-autoencoder.toml --seeds 1
 
-Each campaign runs in its own process (one torch thread), from scratch, in --out. Reported:
+Each campaign runs in its own process, from scratch, in --out, on its spec's resources.cpus
+(torch threads, and processes that train the ensemble's members at once). Reported:
 wall time per campaign, iterations and walker steps to convergence, the reweighted FES RMSE
 against F = V over F - Fmin <= 8 kT, and the committor quality of the final CV (R^2 and
 histogram width at q ~ 0.5) next to straight-line CVs and the exact committor on the same grid.
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append((s, campaign_summary(path), seconds))
             print(f"done: {Path(s).stem} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"\nCampaigns ({args.jobs} at a time on this machine, 1 torch thread each)\n")
+    print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus)\n")
     print("| spec | seed | status | iterations | walker steps | wall time (s) | FES RMSE (kT) | CV committor R² | CV width "
           "| q RMSE | k_AB / exact |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

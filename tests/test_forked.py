@@ -17,7 +17,7 @@ import torch
 from cvcycle import io as cio
 from cvcycle.campaign import Campaign
 from cvcycle.errors import SimulationError
-from cvcycle.forked import fork_map, usable_workers
+from cvcycle.forked import WorkerTraceback, fork_map, usable_workers
 from test_campaign import make_campaign, tiny_spec
 
 pytestmark = pytest.mark.skipif(usable_workers(2) < 2, reason="needs Linux and two usable cores")
@@ -39,23 +39,26 @@ def test_results_and_log_lines_come_back_from_worker_processes():
     assert sorted(lines) == sorted(f"task {i} in pid {pid}" for i, pid, *_ in results)
 
 
+def _touching(path: Path, value: str, delay: float = 0.0):
+    """A task that waits `delay` s, creates `path` and returns `value`."""
+    def task(log):
+        time.sleep(delay)
+        path.touch()
+        return value
+    return task
+
+
 def test_an_error_is_raised_in_the_parent_after_the_running_tasks_and_no_further_task_starts(tmp_path):
     def fails(log):
         log("about to fail")
         raise SimulationError("NaN at step 7")
 
-    def slow(log):
-        time.sleep(1.0)
-        (tmp_path / "slow finished").touch()
-        return "slow"
-
-    def marks(log):
-        (tmp_path / "started").touch()
-        return "late"
-
+    late = _touching(tmp_path / "started", "late")
     lines: list[str] = []
-    with pytest.raises(SimulationError, match="NaN at step 7"):
-        fork_map([fails, slow, marks, marks], 2, lines.append)
+    with pytest.raises(SimulationError, match="NaN at step 7") as raised:
+        fork_map([fails, _touching(tmp_path / "slow finished", "slow", 1.0), late, late], 2, lines.append)
+    assert isinstance(raised.value.__cause__, WorkerTraceback)
+    assert "in fails" in str(raised.value.__cause__)  # the worker's traceback, for debugging
     assert lines == ["about to fail"]
     assert (tmp_path / "slow finished").exists() and not (tmp_path / "started").exists()
 
@@ -64,15 +67,8 @@ def test_a_killed_worker_yields_none_for_the_caller_to_rerun(tmp_path):
     def killed(log):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    def slow(log):
-        time.sleep(1.0)
-        return "slow"
-
-    def marks(log):
-        (tmp_path / "started").touch()
-        return "late"
-
-    assert fork_map([killed, slow, marks], 2, print) == [None, "slow", None]
+    slow = _touching(tmp_path / "slow finished", "slow", 1.0)
+    assert fork_map([killed, slow, _touching(tmp_path / "started", "late")], 2, print) == [None, "slow", None]
     assert not (tmp_path / "started").exists()
     assert fork_map([slow, slow], 1, print) == [None, None]  # one worker: the caller runs them
 

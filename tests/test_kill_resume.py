@@ -31,6 +31,7 @@ SPEC = {
     "analysis": {"grid_bins": 40, "plots": True},
     "budget": {"max_iterations": 4},
     "convergence": {"min_iterations": 4},
+    "resources": {"cpus": 2},  # the members train in two forked processes, which the kills hit too
 }
 KILLS = 26  # then the run may finish; at least 20 must have hit work in progress
 SITECUSTOMIZE = '''

@@ -17,6 +17,7 @@ import os
 import pickle
 import signal
 import sys
+import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Sequence, TypeVar
 
@@ -26,6 +27,10 @@ T = TypeVar("T")
 Log = Callable[[str], None]
 _PR_SET_PDEATHSIG = 1
 _LINE, _RESULT, _RAISED = b"L", b"R", b"E"
+
+
+class WorkerTraceback(Exception):
+    """The traceback, as text, of an exception raised in a worker: the cause of its re-raise."""
 
 
 def usable_workers(requested: int) -> int:
@@ -75,7 +80,9 @@ def fork_map(tasks: Sequence[Callable[[Log], T]], workers: int, log: Log) -> lis
                 if tag == _LINE:
                     log(body.decode())
                 elif tag == _RAISED:
-                    raised[i] = pickle.loads(body)
+                    exc, trace = pickle.loads(body)
+                    exc.__cause__ = WorkerTraceback(f"in worker {process.pid}:\n{trace}")
+                    raised[i] = exc
                 else:
                     results[i] = pickle.loads(body)
                     returned.add(i)
@@ -101,7 +108,7 @@ def _work(task: Callable[[Log], T], send: Connection, parent: int) -> None:
         send.send_bytes(_RESULT + pickle.dumps(result))  # plain pickle: tensors by value, not by shared memory
     except BaseException as exc:  # noqa: BLE001 - raised again in the parent
         try:
-            send.send_bytes(_RAISED + pickle.dumps(exc))
+            send.send_bytes(_RAISED + pickle.dumps((exc, traceback.format_exc())))
         except Exception:  # noqa: BLE001 - unpicklable: the parent reruns the task and meets it there
             pass
     finally:
