@@ -57,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     states = steps.state_features(c.spec)
 
     criterion, score = steps.autoencoder_score(c, k, t)
+    columns = criterion.split(" / ")
     print(f"\n{c.id}: iteration {k}, {len(t.pool)} training frames from iterations {t.used}\n")
-    print(f"| member | start | {' | '.join(criterion.split(' / '))} | committor R² | width |")
-    print("|---|---|" + "---|" * (len(criterion.split(" / ")) + 2))
+    print(f"| member | start | {' | '.join(columns)} | committor R² | width |")
+    print("|---|---|" + "---|" * (len(columns) + 2))
     rows = []
     for j in range(args.members):
         init = t.previous if j == 0 else None
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = " | ".join(f"{v:.4e}" for v in scores)
         print(f"| {j} | {'warm' if init is not None else 'fresh'} | {shown} | {m['r2']:.4f} | {m['width']:.3f} |", flush=True)
     r2, width = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    print(f"| all {len(rows)} | |{' |' * len(criterion.split(' / '))} {r2.mean():.4f} ± {r2.std(ddof=1) if len(rows) > 1 else 0:.4f} "
+    print(f"| all {len(rows)} | |{' |' * len(columns)} {r2.mean():.4f} ± {r2.std(ddof=1) if len(rows) > 1 else 0:.4f} "
           f"| {width.mean():.3f} ± {width.std(ddof=1) if len(rows) > 1 else 0:.3f} |")
     refs = straight_line_quality(c.spec)
     print("\nReferences (R² / width): " + ", ".join(f"{name} {m['r2']:.4f} / {m['width']:.3f}" for name, m in refs.items()))

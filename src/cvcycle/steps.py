@@ -331,14 +331,14 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
 
     if c.spec["learner"]["select"] == "reconstruction":
         return "held-out reconstruction loss", lambda m: (reconstruction(m),)
+    criterion = "Kolmogorov K_s / held-out reconstruction loss"
+    if t.transitions < max(1.0, c.spec["convergence"]["min_transitions"] * c.spec["engine"]["walkers"]):
+        return criterion, lambda m: (math.inf, reconstruction(m))
     feat = make_featurizer(c.spec)
     ends = torch.as_tensor(np.stack(state_features(c.spec)), dtype=torch.float32)
     driving = eval_cv(_cv(c, k - 1), t.feats) if k > 0 else None
-    enough = max(1.0, c.spec["convergence"]["min_transitions"] * c.spec["engine"]["walkers"])
 
     def kolmogorov(m: Any) -> tuple[float, float]:
-        if t.transitions < enough:
-            return math.inf, reconstruction(m)
         s, grad_sq = cv_and_grad_sq(m.latent, feat, t.pos)
         if driving is not None and _linear_r2(s, driving) < TRUST_R2:
             return math.inf, reconstruction(m)
@@ -346,7 +346,7 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
             s_a, s_b = m.latent(ends)[:2, 0].tolist()
         return cv_kolmogorov(s, grad_sq, t.boltzmann, s_a, s_b), reconstruction(m)
 
-    return "Kolmogorov K_s / held-out reconstruction loss", kolmogorov
+    return criterion, kolmogorov
 
 
 def _train_committor(c: Campaign, k: int, t: TrainingSet, log: Log, deadline: float | None) -> tuple[Any, dict[str, Any]]:
