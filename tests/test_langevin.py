@@ -21,8 +21,7 @@ from cvcycle.bias.methods import WellTemperedMetad
 from cvcycle.engines.langevin import LangevinEngine
 from cvcycle.errors import SimulationError
 from cvcycle.features.coordinates import Coordinates
-from cvcycle.io import derive_seed
-from cvcycle.systems.potentials import Potential2D
+from cvcycle.systems.model2d import ModelPotential2D
 
 KT = 1.0
 EDGES = np.linspace(-2.0, 2.0, 41)  # bin width 0.1
@@ -30,7 +29,8 @@ EDGES = np.linspace(-2.0, 2.0, 41)  # bin width 0.1
 
 def make_engine(potential="double-well", scale=1.0, n=1000, dt=0.01, integrator="overdamped",
                 mass=1.0, kT=KT, friction=1.0) -> LangevinEngine:
-    return LangevinEngine(Potential2D(potential, scale), Coordinates(["x", "y"]), kT=kT, dt=dt,
+    states = {"A": {"center": [-1.0, 0.0], "radius": 0.3}, "B": {"center": [1.0, 0.0], "radius": 0.3}}
+    return LangevinEngine(ModelPotential2D(potential, scale, kT, states), Coordinates(["x", "y"]), dt=dt,
                           friction=friction, n_walkers=n, integrator=integrator, mass=mass, threads=1)
 
 
@@ -92,14 +92,15 @@ def test_overdamped_samples_boltzmann_distribution():
     eng = make_engine(n=n, dt=0.01)
     eng.set_positions(np.tile([1.0, 0.0], (n, 1)))
     # burn-in: 15 time units (the hopping time over the 1 kT barrier is ~3 time units)
-    eng.run(1500, 1500, seed=derive_seed(11, 0, 0))
-    frames = eng.run(3000, 10, seed=derive_seed(11, 0, 1), first_step=1500)
-    assert frames.positions.shape == (300, n, 2)
-    np.testing.assert_array_equal(frames.step, 1500 + 10 * np.arange(300))
-    check_boltzmann_double_well(frames.positions)
+    eng.run(1500, 1500, stream=(11, 0, 0))
+    frames = eng.run(3000, 10, stream=(11, 0, 1))
+    assert frames.positions.shape == (300, n, 1, 2)
+    np.testing.assert_array_equal(frames.step, 1500 + 10 * np.arange(300))  # the global step continues
+    pos = frames.positions[:, :, 0]
+    check_boltzmann_double_well(pos)
     # features of Coordinates(["x", "y"]) are the positions themselves, and V is reported
-    np.testing.assert_array_equal(frames.features, frames.positions)
-    x, y = frames.positions[..., 0], frames.positions[..., 1]
+    np.testing.assert_array_equal(frames.features, pos)
+    x, y = pos[..., 0], pos[..., 1]
     np.testing.assert_allclose(frames.potential, (x * x - 1) ** 2 + y * y, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(frames.log_weight, 0.0)
 
@@ -111,12 +112,12 @@ def test_underdamped_baoab_samples_boltzmann_and_maxwell():
     # configurations exactly and its kinetic-temperature error is O((omega dt)^2) < 0.5 %.
     eng = make_engine(n=n, dt=0.05, integrator="underdamped", mass=mass, friction=2.0)
     eng.set_positions(np.tile([1.0, 0.0], (n, 1)))
-    eng.run(400, 400, seed=derive_seed(12, 0, 0))  # 20 time units burn-in
+    eng.run(400, 400, stream=(12, 0, 0))  # 20 time units burn-in
     pos, vel = [], []
     for seg in range(1, 401):  # 10 steps each: velocities are only accessible through the state
-        fr = eng.run(10, 10, seed=derive_seed(12, 0, seg))
-        pos.append(fr.positions[0])
-        vel.append(eng.state_dict()["velocities"])
+        fr = eng.run(10, 10, stream=(12, 0, seg))
+        pos.append(fr.positions[0, :, 0])
+        vel.append(eng.state_dict()["velocities"][:, 0])
     pos, vel = np.stack(pos), np.stack(vel)
     check_boltzmann_double_well(pos)
     # <v^2> per component = kT / m
@@ -138,17 +139,17 @@ def test_segmented_run_with_reload_is_bit_identical(integrator):
 
     ref = engine()
     ref.set_positions(start)
-    f0 = ref.run(100, 10, derive_seed(seed, 0, 0), first_step=0)
-    f1 = ref.run(100, 10, derive_seed(seed, 0, 1), first_step=100)
+    f0 = ref.run(100, 10, stream=(seed, 0, 0))
+    f1 = ref.run(100, 10, stream=(seed, 0, 1))
 
     first = engine()
     first.set_positions(start)
-    g0 = first.run(100, 10, derive_seed(seed, 0, 0), first_step=0)
+    g0 = first.run(100, 10, stream=(seed, 0, 0))
     state = {k: v.copy() for k, v in first.state_dict().items()}
     del first
     fresh = engine()
     fresh.load_state_dict(state)
-    g1 = fresh.run(100, 10, derive_seed(seed, 0, 1), first_step=100)
+    g1 = fresh.run(100, 10, stream=(seed, 0, 1))
 
     for a, b in ((f0, g0), (f1, g1)):
         for key, val in a.as_dict().items():
@@ -158,7 +159,7 @@ def test_segmented_run_with_reload_is_bit_identical(integrator):
     # the random stream really is seeded: another seed gives another trajectory
     other = engine()
     other.load_state_dict(state)
-    h1 = other.run(100, 10, derive_seed(seed, 0, 2), first_step=100)
+    h1 = other.run(100, 10, stream=(seed, 0, 2))
     assert not np.array_equal(h1.positions[-1], g1.positions[-1])
 
 
@@ -178,18 +179,18 @@ def test_segmented_biased_run_with_reload_is_bit_identical():
     start = np.tile([-0.558, 1.442], (n, 1))
     ref, ref_hook = setup()
     ref.set_positions(start)
-    ref.run(60, 10, derive_seed(seed, 1, 0), ref_hook, first_step=0)
-    f1 = ref.run(60, 10, derive_seed(seed, 1, 1), ref_hook, first_step=60)
+    ref.run(60, 10, ref_hook, stream=(seed, 1, 0))
+    f1 = ref.run(60, 10, ref_hook, stream=(seed, 1, 1))
 
     a, a_hook = setup()
     a.set_positions(start)
-    a.run(60, 10, derive_seed(seed, 1, 0), a_hook, first_step=0)
+    a.run(60, 10, a_hook, stream=(seed, 1, 0))
     eng_state = a.state_dict()
     bias_state = {k: v.numpy().copy() for k, v in a_hook.bias.state_dict().items()}
     b, b_hook = setup()
     b.load_state_dict(eng_state)
     b_hook.bias.load_state_dict({k: torch.from_numpy(v) for k, v in bias_state.items()})
-    g1 = b.run(60, 10, derive_seed(seed, 1, 1), b_hook, first_step=60)
+    g1 = b.run(60, 10, b_hook, stream=(seed, 1, 1))
 
     assert ref_hook.bias.depositions == b_hook.bias.depositions == 12
     for key, val in f1.as_dict().items():
@@ -215,7 +216,7 @@ def test_huge_time_step_raises_simulation_error_with_step_and_walker(integrator)
     eng = make_engine("mueller-brown", scale=1.0, n=16, dt=1.0, integrator=integrator)
     eng.set_positions(np.random.default_rng(3).normal([-0.558, 1.442], 0.05, size=(16, 2)))
     with pytest.raises(SimulationError) as info:
-        eng.run(100, 10, seed=1)
+        eng.run(100, 10, stream=(1,))
     msg = str(info.value)
     m = re.search(r"step (\d+), walker (\d+)", msg)
     assert m is not None, msg
@@ -229,7 +230,8 @@ def test_divergence_reports_the_walker_that_diverged():
     pos = np.tile([-0.558, 1.442], (n, 1))
     pos[7] = [3.0, 3.0]  # the repulsive 15 exp(0.7 dx^2 + ...) term: |F| ~ 1e10 there
     eng.set_positions(pos)
+    eng.step = 1000
     with pytest.raises(SimulationError, match=r"walker 7\b") as info:
-        eng.run(50, 10, seed=5, first_step=1000)
+        eng.run(50, 10, stream=(5,))
     step = int(re.search(r"step (\d+)", str(info.value)).group(1))
-    assert 1001 <= step <= 1003  # steps are counted from first_step; it blows up within a few
+    assert 1001 <= step <= 1003  # steps continue the engine's global counter; it blows up within a few

@@ -244,13 +244,25 @@ def test_boltzmann_bin_free_energy_on_mueller_brown():
 
 
 def test_count_transitions_counts_state_changes_per_walker():
-    from cvcycle.analysis.reference import count_transitions
+    from cvcycle.systems.model2d import ModelPotential2D
 
     states = {"A": {"center": [0.0, 0.0], "radius": 0.5}, "B": {"center": [2.0, 0.0], "radius": 0.5}}
+    count_transitions = ModelPotential2D("double-well", 1.0, 1.0, states).count_transitions
     a, b, mid = [0.0, 0.0], [2.0, 0.0], [1.0, 0.0]
     # walker 0: A -> mid -> B -> mid -> A (2 transitions); walker 1: stays in A and between (0)
     w0 = [a, mid, b, mid, a]
     w1 = [a, mid, a, mid, mid]
-    positions = np.array([w0, w1]).transpose(1, 0, 2)  # (frames, walkers, 2)
-    assert count_transitions(positions, states) == 2
-    assert count_transitions(positions[:3], states) == 1
+    positions = np.array([w0, w1]).transpose(1, 0, 2)[:, :, None, :]  # (frames, walkers, 1 particle, 2)
+    assert count_transitions(positions) == 2
+    assert count_transitions(positions[:3]) == 1
+
+
+def test_transitions_are_counted_between_the_first_state_and_the_others():
+    from cvcycle.systems.model2d import ModelPotential2D
+
+    states = {"A": {"center": [0.0, 0.0], "radius": 0.5}, "B": {"center": [2.0, 0.0], "radius": 0.5},
+              "C": {"center": [2.0, 2.0], "radius": 0.5}}
+    a, b, c, mid = [0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [1.0, 1.0]
+    # A -> B -> C -> B -> A: two crossings of the A / not-A boundary; B <-> C hops do not count
+    path = np.array([[a, mid, b, c, b, c, mid, a]]).transpose(1, 0, 2)[:, :, None, :]
+    assert ModelPotential2D("double-well", 1.0, 1.0, states).count_transitions(path) == 2

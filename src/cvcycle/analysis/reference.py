@@ -43,21 +43,6 @@ def in_states(points: np.ndarray, states: dict[str, dict]) -> dict[str, np.ndarr
     return {name: np.linalg.norm(points - np.asarray(s["center"]), axis=1) <= s["radius"] for name, s in states.items()}
 
 
-def count_transitions(positions: np.ndarray, states: dict[str, dict]) -> int:
-    """State-to-state transitions summed over walkers; positions (frames, walkers, 2). A walker's
-    path is reduced to the sequence of states it was seen in; each change of state counts once."""
-    masks = in_states(positions.reshape(-1, 2), states)
-    label = np.full(positions.shape[0] * positions.shape[1], -1)
-    for j, m in enumerate(masks.values()):
-        label[m] = j
-    label = label.reshape(positions.shape[:2])
-    total = 0
-    for walker in label.T:
-        seen = walker[walker >= 0]
-        total += int(np.count_nonzero(np.diff(seen)))
-    return total
-
-
 def exact_reference(potential: Potential2D, kT: float, states: dict[str, dict], bins: int = 301,
                     a: str = "A", b: str = "B") -> GridReference:
     """Free energy (kT) and committor q_{A->B} on a bins x bins grid over the potential's box."""

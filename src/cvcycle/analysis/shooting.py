@@ -11,19 +11,20 @@ from typing import Callable
 
 import numpy as np
 
-from .. import io as cio
 from ..engines.base import Engine
+from ..systems.model2d import plane
 from .reference import in_states
 
 Classify = Callable[[np.ndarray], np.ndarray]
 
 
 def state_classifier(states: dict[str, dict]) -> Classify:
-    """positions (n, 2) -> 0 inside the first state (A), 1 inside the second (B), -1 elsewhere."""
+    """Points of a 2-D model potential, (n, 2) or (n, 1, 2) -> 0 inside the first state (A), 1
+    inside the second (B), -1 elsewhere (a System's classify_ab does this for any system)."""
     masks_of = lambda pos: list(in_states(pos, states).values())[:2]  # noqa: E731
 
     def classify(positions: np.ndarray) -> np.ndarray:
-        in_a, in_b = masks_of(positions)
+        in_a, in_b = masks_of(plane(positions))
         return np.where(in_a, 0, np.where(in_b, 1, -1))
 
     return classify
@@ -39,10 +40,11 @@ def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, se
     than that can be missed (harmless when states are basins)."""
     starts = np.repeat(np.asarray(points, dtype=np.float64), shots, axis=0)
     engine.set_positions(starts)
+    engine.seed = seed
     outcome = np.full(len(starts), -1)
     steps = 0
     for chunk in range(math.ceil(max_steps / stride)):
-        engine.run(stride, stride, cio.derive_seed(seed, chunk))
+        engine.run(stride, stride, stream=(chunk,))
         steps += stride * int((outcome < 0).sum())
         state = classify(engine.state_dict()["positions"])
         newly = (outcome < 0) & (state >= 0)

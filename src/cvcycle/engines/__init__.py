@@ -6,17 +6,21 @@ import importlib
 from typing import Any
 
 from ..errors import EngineUnavailable
+from ..systems import System, make_system
 from .base import Engine
 
 _ENGINES = {"langevin": ("cvcycle.engines.langevin", "LangevinEngine", None)}
 
 
-def make_engine(spec: dict[str, Any]) -> Engine:
-    """Build the engine named by spec['engine']['name'], importing its module lazily."""
+def make_engine(spec: dict[str, Any], system: System | None = None, walkers: int | None = None) -> Engine:
+    """Build the engine named by spec['engine']['name'] (its module imported lazily) for the
+    spec's system (or `system`), with spec['engine']['walkers'] walkers (or `walkers`)."""
+    if walkers is not None:
+        spec = {**spec, "engine": {**spec["engine"], "walkers": walkers}}
     name = spec["engine"]["name"]
     if name not in _ENGINES:
         raise EngineUnavailable(f"engine.name: the '{name}' engine is not available in this version of cvcycle")
     module, cls, package = _ENGINES[name]
     if package is not None and importlib.util.find_spec(package) is None:
         raise EngineUnavailable(f"engine.name = '{name}' needs the Python package '{package}', which is not installed")
-    return getattr(importlib.import_module(module), cls).from_spec(spec)
+    return getattr(importlib.import_module(module), cls).from_spec(spec, system or make_system(spec))

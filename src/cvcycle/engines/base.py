@@ -1,19 +1,27 @@
 """The engine contract: the only thing the campaign loop knows about a simulation engine.
 
-An engine is set up from a validated spec, holds the state of all its walkers, runs N steps
-under an optional bias hook, reports frames every `report_stride` steps, and saves/restores its
-state as plain arrays (no pickles). The bias acts on features of the positions; its forces come
-from autograd through bias(CV(features(positions))), which every engine evaluates the same way.
+An engine advances many walkers of one system (see systems.base.System) together. Positions
+are (walkers, N, d) for N particles in d = 2 or 3 dimensions, with the system's masses and
+optional periodic box. The engine owns its seed and a global step counter that continues across
+runs and iterations and is part of its saved state, so an engine that draws noise from
+(seed, step, particle) never repeats it. The bias is handed over as an object (`BiasHook`) that
+the engine applies its own way (the torch engine calls it in Python; an OpenMM or HOOMD-blue
+engine may wrap it in a force of its own), every step or every `bias_stride` steps; its forces
+are those of bias(CV(features(positions))), by autograd or an equivalent. State is saved and
+restored as plain arrays (opaque engine blobs as uint8 arrays, never pickles); the class flag
+`deterministic_restart` says whether a restored engine continues bit for bit.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+
+from ..systems.base import System
 
 
 class BiasHook(Protocol):
@@ -23,7 +31,8 @@ class BiasHook(Protocol):
         """Bias energy per walker (n,) and CV values (n, d); differentiable in `features`."""
 
     def observe(self, step: int, cv: torch.Tensor) -> bool:
-        """Called after every step with detached CV values; True when the bias changed."""
+        """Called at every bias evaluation with the global step and detached CV values; True when
+        the bias changed (a deposition)."""
 
     def offset(self) -> float:
         """Reweighting offset c(t) in energy units: weight = exp((V(s, t) - c(t)) / kT)."""
@@ -31,7 +40,8 @@ class BiasHook(Protocol):
 
 @dataclass
 class Frames:
-    """Reported frames, arrays shaped (n_frames, n_walkers, ...)."""
+    """Reported frames, arrays shaped (n_frames, n_walkers, ...): the global step, positions
+    (.., N, d), features, potential and bias energy, CV and log weight (V - c(t)) / kT."""
 
     step: np.ndarray
     positions: np.ndarray
@@ -52,22 +62,47 @@ class Frames:
 class Engine(ABC):
     """Many walkers of one system, advanced together."""
 
-    kT: float
+    deterministic_restart: ClassVar[bool]  # a restored state continues bit for bit
+
+    system: System
+    featurizer: torch.nn.Module
     n_walkers: int
-    feature_names: list[str]
+    seed: int          # the engine's own random seed
+    step: int          # global step counter: continues across runs, saved with the state
+    device: torch.device
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: dict[str, Any], system: System) -> "Engine":
+        """Set up from a validated spec and its system (walkers, time step, seed, threads)."""
+
+    @property
+    def kT(self) -> float:
+        return self.system.kT
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.featurizer.names)
 
     @abstractmethod
-    def set_positions(self, positions: np.ndarray) -> None:
-        """Place the walkers (velocities, where the integrator has them, are reset)."""
+    def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
+        """Place the walkers, positions (walkers, N, d); velocities likewise, or zero."""
 
     @abstractmethod
-    def run(self, n_steps: int, report_stride: int, seed: int, hook: BiasHook | None = None,
-            first_step: int = 0) -> Frames:
-        """Advance `n_steps`; the random stream is a pure function of `seed`."""
+    def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
+            stream: tuple[int, ...] | None = None) -> Frames:
+        """Advance `n_steps` from the global step `self.step`, reporting a frame every
+        `report_stride` steps (at the start of each stride) and evaluating the bias every
+        `bias_stride` steps. The random stream is a pure function of (seed, stream) when a stream
+        key is given, else of (seed, step)."""
+
+    @abstractmethod
+    def forces(self, bias: BiasHook | None = None) -> np.ndarray:
+        """Forces (walkers, N, d) at the current positions, of the potential plus `bias`."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Everything needed to continue exactly (positions, velocities, ...)."""
+        """Everything needed to continue (positions, velocities, step, ...), as arrays."""
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

@@ -23,16 +23,21 @@ from ..models.committor import CommittorNet
 from .train import TrainResult, fit, initialize
 
 
-def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray) -> np.ndarray | None:
-    """M = J J^T per frame, (n, f, f), for features of positions (n, ...); None when the features
-    are a selection of the coordinates themselves (M = identity)."""
+def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
+                   inverse_mass: np.ndarray | None = None) -> np.ndarray | None:
+    """M = J D J^T per frame, (n, f, f), for features of positions (n, N, d), with D the
+    dynamics' diffusion metric: the identity, or `inverse_mass` (N,) per particle; None when the
+    features are the coordinates themselves and D is the identity (M = identity)."""
     x = torch.as_tensor(positions, dtype=torch.float64)
     f = featurizer(x[:1])
-    if f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
+    if inverse_mass is None and f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
         return None
     jac = torch.func.vmap(torch.func.jacrev(lambda p: featurizer(p[None])[0]))(x)  # (n, f, *pos)
-    jac = jac.reshape(len(x), jac.shape[1], -1)
-    return (jac @ jac.transpose(1, 2)).numpy()
+    if inverse_mass is None:
+        jac = jac.reshape(len(x), jac.shape[1], -1)
+        return (jac @ jac.transpose(1, 2)).numpy()
+    weighted = (jac * torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]).reshape(len(x), jac.shape[1], -1)
+    return (weighted @ jac.reshape(len(x), jac.shape[1], -1).transpose(1, 2)).numpy()
 
 
 def _q_and_grad_sq(model: CommittorNet, x: torch.Tensor, metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

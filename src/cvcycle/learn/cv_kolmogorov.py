@@ -10,8 +10,9 @@ with equality when s is a monotone function of q. K_s does not change under mono
 so autoencoders with different bottleneck scales compare fairly, and a lower K_s means a CV whose
 isolines lie closer to the committor's where it matters, across the barrier (G is smallest there).
 The integral is estimated with bins of equal sample count between the states' CV values.
-|grad_x s|^2 is taken in the positions' own metric, which is the dynamics' when all coordinates
-diffuse alike (overdamped Langevin with one friction, as for the 2-D potentials).
+|grad_x s|^2 is taken in the dynamics' metric: the positions' own when all coordinates diffuse
+alike (overdamped Langevin with one friction, as for the 2-D potentials), else weighted by each
+particle's inverse mass (underdamped Langevin with friction gamma: D_i = kT / (m_i gamma)).
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ MAX_BINS = 100
 
 
 def cv_and_grad_sq(cv: Callable[[torch.Tensor], torch.Tensor], featurizer: torch.nn.Module, positions: np.ndarray,
-                   chunk: int = 20000) -> tuple[np.ndarray, np.ndarray]:
-    """A scalar CV of features and |grad_x s|^2 with respect to the positions, at frames (n, ...)."""
+                   chunk: int = 20000, inverse_mass: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A scalar CV of features and |grad_x s|^2 with respect to the positions (n, N, d), at
+    frames (n, ...); with `inverse_mass` (N,), sum_i |grad_i s|^2 / m_i."""
     s_out, g_out = [], []
     for start in range(0, len(positions), chunk):
         x = torch.as_tensor(positions[start:start + chunk], dtype=torch.float64).requires_grad_(True)
         s = cv(featurizer(x).float())[:, 0]
         (g,) = torch.autograd.grad(s.sum(), x)
+        if inverse_mass is not None:
+            g = g * torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None].sqrt()
         s_out.append(s.detach().double().numpy())
         g_out.append((g * g).reshape(len(x), -1).sum(1).numpy())
     return np.concatenate(s_out), np.concatenate(g_out)

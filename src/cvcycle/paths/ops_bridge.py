@@ -49,6 +49,7 @@ class BridgeEngine(paths.engines.DynamicsEngine):
         descriptor = paths.engines.SnapshotDescriptor.construct(Snapshot, {"n_atoms": 1, "n_spatial": 2})
         super().__init__(options={"n_frames_max": int(max_frames)}, descriptor=descriptor)
         self.engine, self.stride, self.seed = engine, int(stride), int(seed)
+        engine.seed = self.seed
         self.velocity_key = "velocities" if getattr(engine, "integrator", "overdamped") == "underdamped" else "noise"
         self.frames = 0  # frames generated so far: the counter of the per-frame seeds
         self.halves: list[np.ndarray] = []
@@ -56,17 +57,19 @@ class BridgeEngine(paths.engines.DynamicsEngine):
     @property
     def current_snapshot(self) -> Snapshot:
         state = self.engine.state_dict()
-        return Snapshot(coordinates=state["positions"].copy(), velocities=state[self.velocity_key].copy(), engine=self)
+        return Snapshot(coordinates=state["positions"].reshape(1, 2).copy(), velocities=state[self.velocity_key].reshape(1, 2).copy(),
+                        engine=self)
 
     @current_snapshot.setter
     def current_snapshot(self, snap: Snapshot) -> None:
         state = {k: np.zeros((1, 2)) for k in ("positions", "velocities", "noise")}
+        state["step"] = np.array(self.engine.step)
         state["positions"] = np.array(snap.coordinates, dtype=np.float64).reshape(1, 2)
         state[self.velocity_key] = np.array(snap.velocities, dtype=np.float64).reshape(1, 2)
         self.engine.load_state_dict(state)
 
     def generate_next_frame(self) -> Snapshot:
-        self.engine.run(self.stride, self.stride, cio.derive_seed(self.seed, self.frames))
+        self.engine.run(self.stride, self.stride, stream=(self.frames,))
         self.frames += 1
         return self.current_snapshot
 

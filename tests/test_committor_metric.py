@@ -1,0 +1,80 @@
+"""|grad_x q|^2 of the committor through non-Cartesian features equals autograd through the
+positions: the metric J D J^T of `feature_metric` (D = identity or the inverse masses) is what
+turns feature gradients into position gradients. With Cartesian features the metric is the
+identity, so only features that mix the coordinates can catch a dropped or wrong metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cvcycle.features.particles import CoordinationMoments, CoordinationNumbers
+from cvcycle.learn.committor import committor_and_grad_sq, committor_terms, feature_metric
+from cvcycle.learn.cv_kolmogorov import cv_and_grad_sq
+from cvcycle.models.committor import CommittorNet
+from cvcycle.systems.lj7 import MINIMA
+
+
+def _frames(n: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.stack([MINIMA[name] for name in ("C0", "C1", "C2", "C3")])
+    return base[rng.integers(0, 4, n)] + 0.08 * rng.standard_normal((n, 7, 2))
+
+
+def _model(n_features: int) -> CommittorNet:
+    torch.manual_seed(3)
+    model = CommittorNet(n_features, [8, 8], "tanh")
+    with torch.no_grad():  # weights large enough that q varies between 0.05 and 0.95 on the frames
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def _autograd_grad_sq(model: CommittorNet, featurizer: torch.nn.Module, pos: np.ndarray,
+                      inverse_mass: np.ndarray | None) -> np.ndarray:
+    x = torch.as_tensor(pos, dtype=torch.float64).requires_grad_(True)
+    q = model.committor(featurizer(x).float())
+    (g,) = torch.autograd.grad(q.sum(), x)
+    g2 = (g * g).sum(-1)  # (n, N)
+    if inverse_mass is not None:
+        g2 = g2 * torch.as_tensor(inverse_mass)
+    return g2.sum(-1).numpy()
+
+
+@pytest.mark.parametrize("featurizer", [CoordinationMoments(7), CoordinationNumbers(7)], ids=["moments", "coordination"])
+@pytest.mark.parametrize("inverse_mass", [None, np.array([1.0, 0.5, 0.25, 1.0, 2.0, 1.0, 0.5])], ids=["unit", "masses"])
+def test_grad_sq_through_the_feature_metric_matches_autograd_through_positions(featurizer, inverse_mass):
+    pos = _frames()
+    with torch.no_grad():
+        feats = featurizer(torch.as_tensor(pos)).numpy()
+    model = _model(feats.shape[1])
+    metric = feature_metric(featurizer, pos, inverse_mass)
+    assert metric is not None and metric.shape == (len(pos), feats.shape[1], feats.shape[1])
+    q, g2 = committor_and_grad_sq(model, feats, metric)
+    expected = _autograd_grad_sq(model, featurizer, pos, inverse_mass)
+    assert np.ptp(q) > 0.2  # the committor is not flat on these frames
+    np.testing.assert_allclose(g2, expected, rtol=2e-4, atol=1e-7 * expected.max())
+    # without the metric (|grad_features q|^2) the numbers are different: the test can fail
+    _, plain = committor_and_grad_sq(model, feats, None)
+    assert np.max(np.abs(plain - expected) / expected.max()) > 0.05
+
+    # the training loss uses the same metric: its Kolmogorov term is the weighted mean of g2
+    w = np.linspace(0.5, 1.5, len(pos))
+    kol, _ = committor_terms(model, feats, w, np.full(len(pos), -1), metric)
+    assert kol == pytest.approx(float(np.mean(w / w.mean() * expected)), rel=2e-4)
+
+
+def test_cv_grad_sq_of_k_s_is_mass_weighted():
+    """K_s takes |grad_x s|^2 in the same metric: sum_i |grad_i s|^2 / m_i."""
+    featurizer, pos = CoordinationMoments(7), _frames(seed=1)
+    model = _model(2)
+    inverse_mass = np.array([1.0, 0.5, 0.25, 1.0, 2.0, 1.0, 0.5])
+    cv = lambda f: model(f)  # noqa: E731  logit q as a CV
+    s, g2 = cv_and_grad_sq(cv, featurizer, pos, inverse_mass=inverse_mass)
+    x = torch.as_tensor(pos).requires_grad_(True)
+    (g,) = torch.autograd.grad(model(featurizer(x).float())[:, 0].sum(), x)
+    expected = ((g * g).sum(-1) * torch.as_tensor(inverse_mass)).sum(-1).numpy()
+    np.testing.assert_allclose(g2, expected, rtol=1e-6)
+    _, unweighted = cv_and_grad_sq(cv, featurizer, pos)
+    assert not np.allclose(unweighted, expected, rtol=1e-2)
