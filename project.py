@@ -5,7 +5,7 @@
     python project.py submit         # SLURM jobs from templates/script.sh
     python project.py status -d      # iteration, phase, status per campaign
 
-All the work happens in cvcycle.steps.advance(job directory); this file only maps jobs to it.
+All the work happens in cvcycle.loop.advance(job directory); this file only maps jobs to it.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def slurm(job):
                                "memory": _resource("memory_gb"), "walltime": _resource("walltime_hours")})
 def advance(job):
     """Cycle simulate -> train -> analyze until converged, out of budget or out of walltime."""
-    from cvcycle.steps import advance as advance_campaign
+    from cvcycle.loop import advance as advance_campaign
 
     walltime = os.environ.get("CVCYCLE_WALLTIME_SECONDS")
     try:

@@ -27,7 +27,7 @@ def run_one(spec_path: str, seed: int, out: str) -> tuple[str, float]:
 
     from cvcycle import io as cio
     from cvcycle.spec import load_spec, validate
-    from cvcycle.steps import advance
+    from cvcycle.loop import advance
 
     torch.set_num_threads(1)
     spec = load_spec(spec_path)

@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cvcycle import steps
+    from cvcycle.routes.autoencoder import autoencoder_member, autoencoder_score
+    from cvcycle.routes.data import state_features, training_set
+    from cvcycle.routes.evaluate import campaign_reference
+    from cvcycle.routes.fit import eval_cv
     from cvcycle.analysis.benchmark import straight_line_quality
     from cvcycle.analysis.quality import cv_committor_quality
     from cvcycle.campaign import Campaign
@@ -50,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     k = history[-1]["iteration"] if args.iteration is None else args.iteration
     if not (c.iter_dir(k) / "model.npz").is_file():
         parser.error(f"{c.path}: iteration {k} has not been trained (trained: 0..{history[-1]['iteration']})")
-    t = steps.training_set(c, k)
-    ref = steps.campaign_reference(c)
+    t = training_set(c, k)
+    ref = campaign_reference(c)
     q, F = ref.committor.ravel(), ref.free_energy.ravel()
-    grid_features = make_featurizer(c.spec)(torch.as_tensor(ref.points)).detach().numpy()
-    states = steps.state_features(c.spec)
+    grid_features = make_featurizer(c.spec)(torch.as_tensor(ref.points)[:, None, :]).detach().numpy()
+    states = state_features(c.spec, t.pos, t.feats)
 
-    criterion, score = steps.autoencoder_score(c, k, t)
+    criterion, score = autoencoder_score(c, k, t)
     columns = criterion.split(" / ")
     print(f"\n{c.id}: iteration {k}, {len(t.pool)} training frames from iterations {t.used}\n")
     print(f"| member | start | {' | '.join(columns)} | committor R² | width |")
@@ -64,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for j in range(args.members):
         init = t.previous if j == 0 else None
-        r = steps.autoencoder_member(c, k, t, j, init, log=lambda s: None)
+        r = autoencoder_member(c, k, t, j, init, log=lambda s: None)
         scores = score(r.model)
         normalize_cv(r.model, t.feats[t.pool], states)
-        m = cv_committor_quality(steps.eval_cv(cv_module(r.model).eval(), grid_features)[:, 0], q, F)
+        m = cv_committor_quality(eval_cv(cv_module(r.model).eval(), grid_features)[:, 0], q, F)
         rows.append((scores, m["r2"], m["width"]))
         shown = " | ".join(f"{v:.4e}" for v in scores)
         print(f"| {j} | {'warm' if init is not None else 'fresh'} | {shown} | {m['r2']:.4f} | {m['width']:.3f} |", flush=True)

@@ -135,6 +135,8 @@ SPEC_CASES = [
     SpecCase("not-utf8", "validate", ("spec.toml: not valid TOML: not UTF-8",), text=b"\xff\xfe[campaign]\n"),
     SpecCase("missing-spec-file", "init", ("spec file not found: missing.toml",), path="missing.toml"),
     SpecCase("spec-is-a-directory", "validate", ("cannot read spec file", "Is a directory"), path="."),
+    SpecCase("other-schema-version", "init", ("spec.toml: campaign.schema: must be 2", "got 1"),
+             "seed = 0\n", "seed = 0\nschema = 1\n"),
 ]
 
 
@@ -187,8 +189,8 @@ def tamper_array(rel: str) -> Callable[[Path], None]:
     def f(job: Path) -> None:
         with np.load(job / rel) as archive:
             arrays = {k: archive[k] for k in archive.files}
-        arrays["positions"] = arrays["positions"].copy()
-        arrays["positions"].flat[0] += 1.0
+        arrays["features"] = arrays["features"].copy()
+        arrays["features"].flat[0] += 1.0
         np.savez(job / rel, **arrays)
     return f
 
@@ -243,6 +245,24 @@ def edit_spec_and_rehash(job: Path) -> None:
     job.rename(job.parent / calc_id(cio.read_json(job / SP)))
 
 
+def set_schema(version: int | None) -> Callable[[Path], None]:
+    """A state point of another spec schema version (None: without one, as cvcycle wrote it before versions)."""
+    def f(job: Path) -> None:
+        sp = cio.read_json(job / SP)
+        sp["spec"]["campaign"].pop("schema")
+        if version is not None:
+            sp["spec"]["campaign"]["schema"] = version
+        cio.write_json(job / SP, sp)
+    return f
+
+
+def rehash(job: Path) -> None:
+    """Move the job to the id of its (edited) state point, as the cvcycle that wrote it would have."""
+    from signac.job import calc_id
+
+    job.rename(job.parent / calc_id(cio.read_json(job / SP)))
+
+
 def twin_job(job: Path) -> None:
     shutil.copytree(job, job.parent / (job.name[:4] + "f" * (len(job.name) - 4)))
 
@@ -276,6 +296,13 @@ WORKSPACE_CASES = [
     WorkspaceCase("run-statepoint-invalid-spec", edit_spec_and_rehash, RUN, ("engine.steps: must be >= 1, got -1",)),
     WorkspaceCase("run-statepoint-missing", rm(SP), RUN, (SP,)),
     WorkspaceCase("run-statepoint-edited-in-place", edit_spec, RUN, (SP,)),
+    WorkspaceCase("show-statepoint-without-schema-version", set_schema(None), SHOW,
+                  (f"{{job}}/{SP}: campaign spec of schema version 1", "this cvcycle reads schema version 2",
+                   "python project.py init SPEC.toml")),
+    WorkspaceCase("show-statepoint-newer-schema-version", set_schema(99), SHOW_JSON,
+                  (f"{{job}}/{SP}: campaign spec of schema version 99 (made by a newer cvcycle)",)),
+    WorkspaceCase("run-statepoint-without-schema-version", chain(set_schema(None), rehash), RUN,
+                  (SP, "schema version 1", "reads schema version 2", "python project.py init SPEC.toml")),
     WorkspaceCase("run-not-a-signac-project", rm("../../.signac"), RUN, ("no signac project here",)),
     # --- the job document ---
     WorkspaceCase("show-document-truncated", truncate(DOC), SHOW, ("corrupted JSON file", f"{{job}}/{DOC}")),
@@ -324,8 +351,8 @@ WORKSPACE_CASES = [
                   RUN, ("checksum mismatch", "{job}/iter-001/samples.npz"), resumed=True),
     # --- non-finite simulation state ---
     WorkspaceCase("run-nan-in-current-checkpoint",
-                  chain(resume("simulate"), rm("iter-002/samples.npz", "iter-002/sim/checkpoint-0002.npz",
-                                               "iter-002/sim/segment-0001.npz"),
+                  chain(resume("simulate"), rm("iter-002/samples.npz", "iter-002/trajectory.npz",
+                                               "iter-002/sim/checkpoint-0002.npz"),
                         nan_positions("iter-002/sim/checkpoint-0001.npz")), RUN,
                   ("iteration 2", "finite", "iter-002/sim/checkpoint-0001.npz"), resumed=True),
     WorkspaceCase("run-nan-in-previous-final-checkpoint",

@@ -1,4 +1,4 @@
-"""Campaign loop through cvcycle.steps (no signac-flow): both biases end to end, and an
+"""Campaign loop through cvcycle.loop (no signac-flow): both biases end to end, and an
 interrupted campaign that resumes to results identical to an uninterrupted one."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from cvcycle import io as cio
 from cvcycle.campaign import Campaign
 from cvcycle.errors import SimulationError, WorkspaceError
 from cvcycle.spec import load_spec, validate
-from cvcycle.steps import advance
+from cvcycle.loop import advance
 from digests import campaign_digests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +44,16 @@ def test_campaign_runs_with_each_bias(tmp_path, kind):
     assert doc["status"] in ("converged", "budget")
     assert len(doc["history"]) == 3
     assert doc["total_steps"] == 8 * (200 + 600 + 600)
+    steps_before = 200
     for k in (1, 2):
         s = cio.read_npz(path / f"iter-{k:03d}" / "samples.npz")
-        assert s["positions"].shape == (60, 8, 2)
+        traj = cio.read_npz(path / f"iter-{k:03d}" / "trajectory.npz")
+        assert traj["positions"].shape == (60, 8, 1, 2)  # frames, walkers, particles, dimensions
+        np.testing.assert_array_equal(traj["frame"], np.arange(60))  # position_stride 1: every frame
+        assert "positions" not in s and s["state"].shape == (60, 8)  # positions are stored once
+        assert not list((path / f"iter-{k:03d}" / "sim").glob("segment-*"))  # joined, then removed
+        np.testing.assert_array_equal(s["step"], steps_before + 10 * np.arange(60))  # the global step continues
+        steps_before += 600
         assert np.isfinite(s["log_weight"]).all()
         assert np.ptp(s["bias"]) > 0.1  # the bias acted
         offset = s["bias"] / 1.0 - s["log_weight"]  # kT = 1: log w = V - c(t)
@@ -235,7 +242,7 @@ def test_training_spread_benchmark_retrains_the_campaigns_own_cv(tmp_path, capsy
 ])
 def test_ensemble_keeps_the_member_with_the_lowest_score_tuple(tmp_path, warm, fresh, kept):
     from cvcycle.learn.train import TrainResult
-    from cvcycle.steps import train_ensemble
+    from cvcycle.routes.fit import train_ensemble
 
     c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
     scores = {"warm": warm, "fresh": fresh}

@@ -144,7 +144,7 @@ def test_small_committor_campaign_through_project(tmp_path):
     assert q_model(a).item() < 0.15 and q_model(b).item() > 0.85  # after two short iterations
     q = q_model(torch.rand(200, 2) * 2 - 0.5)
     assert q.shape == (200,) and ((q >= 0) & (q <= 1)).all()
-    start = cio.read_npz(job / "iter-000" / "samples.npz")["positions"][0]
+    start = cio.read_npz(job / "iter-000" / "trajectory.npz")["positions"][0]
     side = state_classifier(load_spec(tmp_path / "spec.toml")["system"]["states"])(start)
     assert (side[0::2] == 0).all() and (side[1::2] == 1).all()  # walkers alternate between A and B
     metrics = cio.read_json(job / "iter-001" / "metrics.json")

@@ -113,7 +113,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_an_ensemble_fitted_in_two_processes_equals_one_fitted_in_one(tmp_path):
-    from cvcycle.steps import advance
+    from cvcycle.loop import advance
 
     trained = {}
     for cpus in (1, 2):

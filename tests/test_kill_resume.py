@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from cvcycle.campaign import Campaign
+from cvcycle.routes import route_for
 from digests import campaign_digests
 from test_cli import PROJECT, env, write_spec
 
@@ -51,7 +52,8 @@ if _target:
 def finished_outputs(job: Path) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of the outputs of every phase that the job document records as done."""
     stats = {}
-    for _, _, f in Campaign(job).finished_files():
+    c = Campaign(job)
+    for _, _, f in c.finished_files(route_for(c.spec).files):
         st = f.stat()
         stats[str(f.relative_to(job))] = (st.st_ino, st.st_mtime_ns)
     return stats

@@ -15,11 +15,11 @@ from cvcycle import io as cio
 from cvcycle.analysis.reference import reference_from_spec
 from cvcycle.analysis.shooting import committed_fraction, shoot, state_classifier
 from cvcycle.campaign import Campaign
-from cvcycle.committor_test import _candidate_frames
+from cvcycle.analysis.committor_histogram import _candidate_frames
 from cvcycle.engines import make_engine
 from cvcycle.models.export import cv_module, load_model
 from cvcycle.spec import validate
-from cvcycle.steps import advance
+from cvcycle.loop import advance
 from test_campaign import make_campaign, tiny_spec
 from test_cli import env
 

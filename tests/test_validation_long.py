@@ -54,7 +54,7 @@ def test_mueller_brown_committor_campaigns(tmp_path, spec_name):
     if "tps" in spec_name:
         pytest.importorskip("openpathsampling", reason="the TPS route needs openpathsampling (pip install -e '.[paths]')")
     from cvcycle.campaign import Campaign
-    from cvcycle.committor_test import committor_histogram
+    from cvcycle.analysis.committor_histogram import committor_histogram
 
     runs = run_seeds(spec_name, tmp_path)
     for r in runs:

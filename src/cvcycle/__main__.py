@@ -28,7 +28,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _committor_test(args: argparse.Namespace) -> None:
-    from .committor_test import committor_histogram
+    from .analysis.committor_histogram import committor_histogram
     from .show import find_campaign
 
     c = find_campaign(args.job)

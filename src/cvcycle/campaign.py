@@ -17,19 +17,39 @@ from typing import Any
 
 from . import io as cio
 from .errors import SpecError, WorkspaceError
-from .spec import learner_route, validate
+from .spec import validate
 
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
 PHASES = ("simulate", "train", "analyze", "done")
 STATUSES = ("running", "converged", "budget")
-# what each finished phase of an iteration leaves in its folder
-PHASE_FILES = {"simulate": ("samples.npz",), "train": ("model.npz", "model.npz.json", "cv.pt"),
-               "analyze": ("metrics.json", "fes.npz")}
+PhaseFiles = dict[str, tuple[str, ...]]  # phase -> files a finished phase leaves (the route's Route.files)
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- spec schema version of a state point (see cvcycle.spec: SCHEMA_VERSION) -------------------
+def check_schema_version(statepoint: Path, spec: dict[str, Any]) -> None:
+    """Refuse a state point written under another spec schema than this cvcycle's: one
+    WorkspaceError naming the file, both versions and what to do. Nothing is migrated."""
+    from .spec import SCHEMA_VERSION
+
+    campaign = spec.get("campaign")
+    if not isinstance(campaign, dict):
+        return  # not a spec: validate names the problem
+    found = campaign.get("schema", 1)  # 1: state points from before cvcycle recorded the version
+    if type(found) is int and found == SCHEMA_VERSION:
+        return
+    made = ("written before cvcycle recorded schema versions: no campaign.schema" if "schema" not in campaign
+            else "not a version number" if type(found) is not int
+            else "made by a newer cvcycle" if found > SCHEMA_VERSION else "made by an older cvcycle")
+    raise WorkspaceError(f"{statepoint}: campaign spec of schema version {found!r} ({made}); this cvcycle reads "
+                         f"schema version {SCHEMA_VERSION} and does not convert campaigns: re-create it from its spec "
+                         "with `python project.py init SPEC.toml` (a new job id), or run it with the cvcycle version "
+                         "that made it")
+# -- end of spec schema version ----------------------------------------------------------------
 
 
 class Campaign:
@@ -43,6 +63,7 @@ class Campaign:
         raw = cio.read_json(sp)
         if not isinstance(raw, dict) or not isinstance(raw.get("spec"), dict):
             raise WorkspaceError(f"{sp}: not a cvcycle state point (expected {{\"spec\": {{...}}}})")
+        check_schema_version(sp, raw["spec"])
         try:
             self.spec = validate(raw["spec"])
         except SpecError as exc:
@@ -83,7 +104,7 @@ class Campaign:
         cio.write_json(self.path / DOCUMENT, doc)
         return doc
 
-    def check(self) -> None:
+    def check(self, phase_files: PhaseFiles) -> None:
         """Raise WorkspaceError naming the first inconsistency between the job document and the
         files on disk: a document that is not a progress record (or is gone while iterations have
         finished), an unknown phase or status, or a missing iteration folder or file of a phase the
@@ -108,30 +129,21 @@ class Campaign:
         if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("iteration"), int)
                                                     for h in history):
             raise WorkspaceError(f"{doc_path}: history must be a list of per-iteration metrics")
-        for i, finished, path in self.finished_files():
+        for i, finished, path in self.finished_files(phase_files):
             if not path.parent.is_dir():
                 raise WorkspaceError(f"missing iteration folder {path.parent} (the job document is at iteration {k}, "
                                      f"phase {phase})")
             if not path.is_file():
                 raise WorkspaceError(f"missing file {path} (iteration {i} finished its {finished} phase)")
 
-    def phase_files(self, phase: str) -> tuple[str, ...]:
-        """The files a finished phase leaves in its iteration folder."""
-        route = learner_route(self.spec)
-        if route == "shooting":
-            return {"simulate": ("shots.npz",), "train": PHASE_FILES["train"] + ("committor.pt",),
-                    "analyze": ("metrics.json",)}[phase]
-        extra = ("committor.pt",) if phase == "train" and route == "variational" else ()
-        return PHASE_FILES[phase] + extra
-
-    def finished_files(self) -> list[tuple[int, str, Path]]:
+    def finished_files(self, phase_files: PhaseFiles) -> list[tuple[int, str, Path]]:
         """(iteration, phase, file) for every file left by a phase the job document records as finished."""
         doc = self.progress()
         k, phase = doc["iteration"], doc["phase"]
         out = []
         for i in range(k + 1):
             for finished in PHASES[:-1] if i < k else PHASES[:PHASES.index(phase)]:
-                out += [(i, finished, self.iter_dir(i) / name) for name in self.phase_files(finished)]
+                out += [(i, finished, self.iter_dir(i) / name) for name in phase_files[finished]]
         return out
 
     def last_checkpoint(self) -> str | None:

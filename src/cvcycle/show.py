@@ -15,11 +15,8 @@ from . import io as cio
 from .campaign import STATEPOINT, Campaign
 from .errors import WorkspaceError
 from .scheduler import slurm_state
-from .spec import learner_route
+from .routes import route_for
 
-METRIC_KEYS = {"autoencoder": ("cv_r2", "fes_change", "fes_rmse_exact", "committor_r2"),
-               "variational": ("q_change", "fes_change", "fes_rmse_exact", "committor_rmse"),
-               "shooting": ("q_change", "acceptance", "committor_r2", "committor_rmse")}
 
 
 def find_campaign(ref: str, workspace: str | Path = "workspace") -> Campaign:
@@ -91,16 +88,17 @@ def _finite(v: Any) -> Any:
 
 def summary(c: Campaign) -> dict[str, Any]:
     """Everything `show` reports, as a JSON-ready dict."""
-    c.check()
+    route = route_for(c.spec)
+    c.check(route.files)
     doc = c.progress()
     history = sorted(doc["history"], key=lambda h: h["iteration"])
     plots = {"convergence": str(c.path / "convergence.png") if (c.path / "convergence.png").is_file() else None,
              "fes_xy": _newest(c, "fes_xy.png"), "fes_cv": _newest(c, "fes_cv.png")}
     cv_model, fes = _newest(c, "cv.pt"), _newest(c, "fes.npz")
-    committor_model = _newest(c, "committor.pt") if c.spec["learner"]["kind"] == "committor" else None
+    committor_model = _newest(c, "committor.pt") if route.logit_q else None
     for path in (cv_model, committor_model, fes):
         _verify(path)
-    keys = METRIC_KEYS[learner_route(c.spec)]
+    keys = route.metric_keys
     return _finite({
         "id": c.id,
         "path": str(c.path),

@@ -21,17 +21,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import io as cio
-from .analysis.reference import in_states, reference_from_spec
-from .analysis.shooting import committed_fraction, shoot, state_classifier
-from .campaign import Campaign
-from .engines import make_engine
-from .features import make_featurizer
-from .errors import WorkspaceError
-from .learn.reweight import combine_iterations
-from .models.export import cv_module, load_model
-from .spec import learner_route
-from .steps import flat, load_samples
+from .. import io as cio
+from .reference import reference_from_spec
+from .shooting import committed_fraction, shoot
+from ..campaign import Campaign
+from ..engines import make_engine
+from ..errors import WorkspaceError
+from ..features import make_featurizer
+from ..learn.reweight import combine_iterations
+from ..models.export import cv_module, load_model
+from ..routes import route_for
+from ..routes.data import flat, flat_positions, load_samples
+from ..systems import make_system
+from ..systems.model2d import plane
 
 
 def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
@@ -49,18 +51,18 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     k = max(h["iteration"] for h in history)
     cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
     pos, feats, weights = _candidate_frames(c, k)
-    outside = ~np.any(list(in_states(pos, spec["system"]["states"]).values()), axis=0)
+    system = make_system(spec)
+    outside = system.classify(pos) < 0
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:
         raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
     with torch.no_grad():
         s = cv(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()[:, 0]
     rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
-    classify = state_classifier(spec["system"]["states"])
-
     def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
-        engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": len(starts) * n_shots}})
-        return committed_fraction(shoot(engine, starts, n_shots, classify, cio.derive_seed(c.seed, seed, stage), max_steps)[0])
+        engine = make_engine(spec, system, walkers=len(starts) * n_shots)
+        return committed_fraction(shoot(engine, starts, n_shots, system.classify_ab, cio.derive_seed(c.seed, seed, stage),
+                                        max_steps)[0])
 
     def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
         bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)
@@ -73,7 +75,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
     frames, scans, s_star = np.arange(len(s)), [], None
     shell = None
-    committor = spec["learner"]["kind"] == "committor"
+    committor = route_for(spec).logit_q
     if committor:  # test points: logit q_pred within logit(0.45) .. logit(0.55)
         s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
         if len(shell) < points:
@@ -103,9 +105,9 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
                               "scans": scans,
                               "p_B": p_test.tolist(), "p_B_mean": float(np.nanmean(p_test)),
                               "p_B_std": float(np.nanstd(p_test)), "binomial_std": float(0.5 / np.sqrt(shots))}
-    if spec["system"]["potential"] in ("mueller-brown", "wolfe-quapp", "double-well"):
+    if system.has_exact_reference:
         ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1)
-        q = ref.interpolate_committor(pos[chosen])
+        q = ref.interpolate_committor(plane(pos[chosen]))
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
     cio.write_json(c.path / "committor_test.json", result)
@@ -114,7 +116,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
                   weights=weights[shell] / weights[shell].sum(), cv=s[shell])
     where = "predicted q in [0.45, 0.55]" if committor else f"CV_{k + 1} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
-        from .analysis.plots import plot_committor_histogram
+        from .plots import plot_committor_histogram
 
         plot_committor_histogram(c.path / "committor_test.png", p_test, result.get("exact_q"), shots,
                                  where)
@@ -129,18 +131,19 @@ def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     """Positions, features and weights of the frames to test from: the Boltzmann-reweighted frames
     of a biased-simulation campaign, or for a path-sampling campaign the frames of every accepted
     transition path and every shooting point (equal weights)."""
-    if learner_route(c.spec) == "shooting":
-        from .paths import accepted_paths
+    if route_for(c.spec).name == "shooting":
+        from ..paths import accepted_paths
 
         paths = [p for i in range(k + 1) for p in accepted_paths(c.iter_dir(i) / "tps")]
         shots = [cio.read_npz(c.iter_dir(i) / "shots.npz")["points"] for i in range(k + 1)]
-        pos = np.concatenate(paths + shots)
+        pos = np.concatenate(paths + shots)[:, None, :]  # one particle in 2-D
         with torch.no_grad():
             feats = make_featurizer(c.spec)(torch.as_tensor(pos)).numpy()
         return pos, feats, np.full(len(pos), 1.0 / len(pos))
     data = [load_samples(c, i) for i in range(k + 1)]
-    return (np.concatenate([flat(d, "positions") for d in data]), np.concatenate([flat(d, "features") for d in data]),
-            combine_iterations([flat(d, "log_weight") for d in data]))
+    pos, rows = flat_positions(c, list(range(k + 1)), data)  # the frames whose positions are stored
+    return (pos, np.concatenate([flat(d, "features") for d in data])[rows],
+            combine_iterations([flat(d, "log_weight") for d in data])[rows])
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:

@@ -1,4 +1,4 @@
-"""Committor campaigns by transition path sampling: the phases of `learner.method = "shooting"`.
+"""Route `shooting`: committor campaigns by transition path sampling (`learner.method = "shooting"`).
 
 iteration k:  shoot (two-way shooting TPS through openpathsampling; shooting points drawn with a
               Gaussian weight in logit q of the current committor, uniformly for k = 0; then
@@ -17,25 +17,27 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import io as cio
-from .analysis.quality import committor_rmse, cv_committor_quality
-from .analysis.rates import grid_tpt_rate
-from .analysis.shooting import shoot, state_classifier
-from .campaign import Campaign
-from .checkpoints import CheckpointSeries
-from .engines import make_engine
-from .features import make_featurizer
-from .learn.committor import shooting_nll, train_committor_shooting
-from .learn.train import TrainResult
-from .models.export import load_model
-from .steps import (campaign_reference, diffusion_coefficient, finish_iteration, q_change_rms, save_trained, sigmoid,
-                    train_ensemble)
+from .. import io as cio
+from ..analysis.quality import committor_rmse, cv_committor_quality
+from ..analysis.rates import grid_tpt_rate
+from ..analysis.shooting import shoot
+from ..campaign import Campaign
+from ..checkpoints import CheckpointSeries
+from ..engines import make_engine
+from ..features import make_featurizer
+from ..learn.committor import shooting_nll, train_committor_shooting
+from ..learn.train import TrainResult
+from ..models.export import load_model
+from ..systems import make_system
+from .base import BIASED_FILES, Analysis, Route
+from .evaluate import campaign_reference, diffusion_coefficient, fmt, q_change_rms, sigmoid
+from .fit import save_trained, train_ensemble
 
 Log = Callable[[str], None]
 
 
 def _hot_run(c: Campaign, log: Log) -> np.ndarray:
-    """Positions (frames, walkers, 2) of the high-temperature run from A that supplies the first path."""
+    """Points (frames, walkers, 2) of the high-temperature run from A that supplies the first path."""
     path = c.iter_dir(0) / "hot_run.npz"
     if path.is_file():
         return cio.read_npz(path)["positions"]
@@ -45,11 +47,12 @@ def _hot_run(c: Campaign, log: Log) -> np.ndarray:
     center = np.asarray(spec["system"]["states"][list(spec["system"]["states"])[0]]["center"])
     engine.set_positions(np.repeat(center[None], spec["engine"]["walkers"], axis=0))
     t0 = time.perf_counter()
-    frames = engine.run(p["initial_steps"], p["stride"], cio.derive_seed(c.seed, 0, 6_000_007))
-    cio.write_npz(path, positions=frames.positions)
+    frames = engine.run(p["initial_steps"], p["stride"], stream=(0, 6_000_007))
+    positions = frames.positions.reshape(*frames.positions.shape[:2], 2)
+    cio.write_npz(path, positions=positions)
     log(f"[iter 0 shoot] high-temperature run (kT = {p['initial_temperature']}): {spec['engine']['walkers']} walkers x "
         f"{p['initial_steps']} steps in {time.perf_counter() - t0:.1f} s")
-    return frames.positions
+    return positions
 
 
 def _logit_q(c: Campaign, k: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -75,8 +78,8 @@ def steps_through(c: Campaign, k: int) -> int:
 def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
     """Two-way shooting TPS for iteration k; resumes at the last finished chunk of moves. With a
     `deadline`, stop after a chunk when the next one would likely overrun it."""
-    from .paths import initial_path, run_tps
-    from .paths.records import chunk_path
+    from ..paths import initial_path, run_tps
+    from ..paths.records import chunk_path
 
     spec, p = c.spec, c.spec["paths"]
     if k == 0:
@@ -96,8 +99,9 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     n = len(records) * p["extra_shots"]
     extra, cost = np.zeros((len(records), 0), dtype=np.int64), 0
     if n:
-        engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": n}})
-        extra, cost = shoot(engine, records.points, p["extra_shots"], state_classifier(spec["system"]["states"]),
+        system = make_system(spec)
+        engine = make_engine(spec, system, walkers=n)
+        extra, cost = shoot(engine, records.points, p["extra_shots"], system.classify_ab,
                             cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
         log(f"[iter {k} shoot] {p['extra_shots']} more trajectories from each of the {len(records)} shooting points "
             f"({n} walkers, {cost / n:.0f} steps per trajectory until it committed)")
@@ -137,10 +141,10 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
     model, info = train_ensemble(c, k, log, member,
                                  lambda m: (shooting_nll(m, s["features"][check], s["n_a"][check], s["n_b"][check]),),
                                  "held-out shooting NLL", previous)
-    save_trained(c, k, model, {**info, "samples": len(pool)})
+    save_trained(c, k, model, {**info, "samples": len(pool)}, committor=True)
 
 
-def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> dict[str, Any]:
+def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> Analysis:
     """Metrics and plots after training q_{k+1}; decide convergence."""
     spec, conv = c.spec, c.spec["convergence"]
     shots = cio.read_npz(c.iter_dir(k) / "shots.npz")
@@ -169,14 +173,17 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["converged"] = all(metrics["checks"].values())
     cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
     if spec["analysis"]["plots"]:
-        from .analysis.plots import plot_shooting
+        from ..analysis.plots import plot_shooting
 
         plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, q_grid, ref.committor, s["points"],
                       s["n_b"] / (s["n_a"] + s["n_b"]), spec["system"]["states"],
                       f"iteration {k}: {len(s['points'])} shooting points")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    status = finish_iteration(c, k, metrics, metrics["total_steps"] * (k + 2) // (k + 1))  # next iteration like the mean
-    log(f"[iter {k} analyze] {metrics['moves']} moves, acceptance {metrics['acceptance']:.2f}, committor change "
-        f"{fmt(metrics['q_change'])}, RMSE vs exact {metrics['committor_rmse']:.4f}, R2 {quality['r2']:.4f} width "
-        f"{quality['width']:.4f} -> {status}")
-    return metrics
+    return Analysis(metrics, metrics["total_steps"] * (k + 2) // (k + 1),  # the next iteration like the mean
+                    f"{metrics['moves']} moves, acceptance {metrics['acceptance']:.2f}, committor change "
+                    f"{fmt(metrics['q_change'])}, RMSE vs exact {metrics['committor_rmse']:.4f}, R2 {quality['r2']:.4f} width "
+                    f"{quality['width']:.4f}")
+
+
+ROUTE = Route("shooting", simulate, train, analyze,
+              {"simulate": ("shots.npz",), "train": BIASED_FILES["train"] + ("committor.pt",), "analyze": ("metrics.json",)},
+              metric_keys=("q_change", "acceptance", "committor_r2", "committor_rmse"), logit_q=True)

@@ -1,0 +1,79 @@
+"""The campaign loop: iteration k = simulate -> train -> analyze, with the phases of the
+campaign's learner route (cvcycle.routes), until the campaign converges or spends its budget.
+
+Each phase writes its files atomically, then advances the job document; a phase interrupted
+before that is redone from its last checkpoint (simulation segments, training epochs) on the
+next call. The loop records each analysis and decides what comes next.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .campaign import Campaign, now_iso
+from .errors import CvcycleError, WalltimeReached
+from .routes import Analysis, route_for
+
+Log = Callable[[str], None]
+
+
+def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
+    """Run phases of one campaign until it converges, spends its budget, or (with `walltime`
+    seconds) until the walltime is nearly spent: between phases when the next would likely not
+    fit, inside simulation and training at a checkpoint. Returns the job document."""
+    c = Campaign(path)
+    t_start = time.monotonic()
+    longest = 0.0
+    with c.lock():
+        route = route_for(c.spec)
+        c.check(route.files)
+        if stale := c.remove_stale_temporaries():
+            log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
+        if not c.finished:
+            c.record_run()
+        while not c.finished:
+            doc = c.progress()
+            k, phase = doc["iteration"], doc["phase"]
+            if walltime is not None and longest and time.monotonic() - t_start + 1.5 * longest > walltime:
+                log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
+                break
+            t0 = time.monotonic()
+            try:
+                result = route.phase(phase)(c, k, log, deadline=None if walltime is None else t_start + walltime)
+                if phase == "analyze":
+                    record(c, k, result, log)
+            except WalltimeReached as stop:
+                log(str(stop))
+                break
+            except CvcycleError as exc:  # kept in the document for `status -d` and `show`; nothing else changes
+                c.update_doc(last_error={"time": now_iso(), "iteration": k, "phase": phase, "message": str(exc)})
+                raise
+            longest = max(longest, time.monotonic() - t0)
+    return c.progress()
+
+
+def record(c: Campaign, k: int, analysis: Analysis, log: Log) -> str:
+    """Record iteration k's analysis in the job document, log its summary, and return the status."""
+    status = finish_iteration(c, k, analysis.metrics, analysis.next_steps)
+    log(f"[iter {k} analyze] {analysis.summary} -> {status}")
+    return status
+
+
+def finish_iteration(c: Campaign, k: int, metrics: dict[str, Any], next_steps: int) -> str:
+    """Record iteration k's metrics in the job document and move on: 'converged', 'budget' (the
+    next iteration, ending at `next_steps` total steps, would exceed the budget) or 'running'."""
+    spec = c.spec
+    history = [h for h in c.progress()["history"] if h["iteration"] != k] + [metrics]
+    budget = spec["budget"]
+    converged = bool(metrics["converged"])
+    status = "converged" if converged else (
+        "budget" if k + 1 >= budget["max_iterations"] or next_steps > budget["max_total_steps"] else "running")
+    if spec["analysis"]["plots"]:
+        from .analysis.plots import plot_convergence
+
+        plot_convergence(c.path / "convergence.png", history, spec["convergence"])
+    c.update_doc(history=history, iteration=k + 1 if status == "running" else k, phase="simulate" if status == "running" else "done",
+                 status=status, converged=converged)
+    return status

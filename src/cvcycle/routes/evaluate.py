@@ -1,0 +1,209 @@
+"""The analyze phase of the biased-simulation routes: state visits and transitions, the
+agreement of CV_{k+1} with CV_k (the route's own measure), the free energy along the new CV and
+its change, checks against the exact reference where the system has one, plots, and the
+convergence decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import io as cio
+from ..analysis.fes import aligned_rmse, fes_change, histogram_fes
+from ..analysis.quality import committor_rmse, cv_committor_quality
+from ..analysis.rates import grid_tpt_rate, tpt_rate
+from ..analysis.reference import GridReference, reference_from_spec
+from ..campaign import Campaign
+from ..features import make_featurizer
+from ..learn.committor import committor_and_grad_sq, feature_metric
+from ..systems import System, make_system
+from .base import Analysis
+from .data import (cv_edges, fes_iterations, flat, flat_positions, inverse_mass, load_samples, mixture_weights, transitions,
+                   walker_steps_through)
+from .fit import cv_of, eval_cv
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How a route compares CV_{k+1} with CV_k: `measure(metrics, s_new, s_old, latest)` records
+    its metrics (s_* on all frames so far, s_old None for k = 0; `latest` slices iteration k's
+    frames), `check(metrics, convergence)` gives its convergence checks, `text(metrics)` its log
+    words."""
+
+    measure: Callable[[dict[str, Any], np.ndarray, np.ndarray | None, slice], None]
+    check: Callable[[dict[str, Any], dict[str, Any]], dict[str, bool]]
+    text: Callable[[dict[str, Any]], str]
+
+
+def fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def q_change_rms(z_new: np.ndarray, z_old: np.ndarray) -> float:
+    """RMS change of the committor q = sigmoid(logit) between two models, over the frames where
+    either has 0.05 < q < 0.95."""
+    q_new, q_old = sigmoid(z_new), sigmoid(z_old)
+    between = ((q_new > 0.05) & (q_new < 0.95)) | ((q_old > 0.05) & (q_old < 0.95))
+    return float(np.sqrt(np.mean((q_new[between] - q_old[between]) ** 2))) if between.any() else 0.0
+
+
+def linear_r2(target: np.ndarray, source: np.ndarray) -> float:
+    """R^2 of the least-squares fit target ~ a + B source (averaged over target components)."""
+    X = np.column_stack([np.ones(len(source)), source])
+    coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+    resid = target - X @ coef
+    return float(1.0 - resid.var(axis=0).sum() / target.var(axis=0).sum())
+
+
+def diffusion_coefficient(spec: dict[str, Any]) -> float:
+    """D = kT / gamma of overdamped Langevin dynamics."""
+    return spec["system"]["temperature"] / spec["engine"]["friction"]
+
+
+def campaign_reference(c: Campaign) -> GridReference:
+    path = c.path / "reference.npz"
+    if path.exists():
+        r = cio.read_npz(path)
+        return GridReference(r["xs"], r["ys"], r["free_energy"], r["committor"])
+    ref = reference_from_spec(c.spec, bins=c.spec["analysis"]["grid_bins"] * 2 + 1)
+    cio.write_npz(path, xs=ref.xs, ys=ref.ys, free_energy=ref.free_energy, committor=ref.committor)
+    return ref
+
+
+def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None = None, *, agreement: Agreement,
+                   logit_q: bool = False) -> Analysis:
+    """Metrics, FES estimates and plots after training CV_{k+1}; decide convergence. Short and
+    idempotent, so it ignores the deadline: an interrupted analysis is simply redone. With
+    `logit_q` the CV is logit q: its committor is checked and its TPT rate estimated."""
+    spec, conv = c.spec, c.spec["convergence"]
+    system = make_system(spec)
+    d = c.iter_dir(k)
+    data = [load_samples(c, i) for i in range(k + 1)]
+    in_k = {name: flat(data[k], "state") == j for j, name in enumerate(system.states)}
+    visited = {n: bool(m.any()) for n, m in in_k.items()}
+    crossings = [transitions(s) for s in data]
+    window = spec["analysis"]["fes_window"]
+    fes_its = fes_iterations(crossings, window)
+    n_transitions = crossings[k]
+    new_cv = cv_of(c, k)
+    metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
+                               "states_visited": visited, "fes_iterations": fes_its, "transitions": n_transitions,
+                               "state_fractions": {n: float(m.mean()) for n, m in in_k.items()}}
+    feats_all = np.concatenate([flat(s, "features") for s in data])
+    s_new = eval_cv(new_cv, feats_all)
+    s_old = eval_cv(cv_of(c, k - 1), feats_all) if k else None
+    agreement.measure(metrics, s_new, s_old, slice(len(feats_all) - len(flat(data[k], "features")), None))
+
+    edges = cv_edges(spec)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    offsets = np.cumsum([0] + [len(flat(s, "features")) for s in data])
+
+    def fes_along_cv(its: list[int]) -> np.ndarray | None:
+        if not its:
+            return None
+        w = mixture_weights(data, its, crossings)
+        vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
+        return histogram_fes(vals, w, [edges])
+
+    F_cv = fes_along_cv(fes_its)
+    F_cv_prev = fes_along_cv(fes_iterations(crossings[:k], window))
+    change = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
+    metrics["fes_change"] = change if change is not None and np.isfinite(change) else None
+
+    xe = ye = F_xy = F_ref = np.zeros(0)
+    reference = system.reference_fes(spec["analysis"]["grid_bins"] // 2)
+    rmse_key = "fes_rmse_exact" if system.has_exact_reference else "fes_rmse_reference"
+    metrics[rmse_key] = None
+    if reference is not None:  # the reweighted FES on the state coordinates against the system's reference
+        xe, ye, F_ref = reference
+        F_xy = np.full((len(ye) - 1, len(xe) - 1), np.nan)
+        if fes_its:
+            z = np.concatenate([flat(data[i], "state_coordinates") for i in fes_its])
+            F_xy = histogram_fes(z, mixture_weights(data, fes_its, crossings), [xe, ye])
+        rmse, metrics["fes_coverage"] = aligned_rmse(F_xy, F_ref, F_ref <= conv["fes_cutoff"])
+        metrics[rmse_key] = rmse if np.isfinite(rmse) else None
+    metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
+    if system.has_exact_reference:
+        exact_committor_checks(c, new_cv, metrics, logit_q)
+    if logit_q and spec["engine"]["integrator"] == "overdamped":  # transition path theory
+        its = fes_its or list(range(k + 1))
+        pos, rows = flat_positions(c, its, [data[i] for i in its])
+        w = mixture_weights(data, its, crossings)[rows]
+        feats = np.concatenate([flat(data[i], "features") for i in its])[rows]
+        metric = feature_metric(make_featurizer(spec), pos, inverse_mass(spec))
+        metrics["rate_AB"] = tpt_rate(*committor_and_grad_sq(new_cv, feats, metric), w, diffusion_coefficient(spec))
+        if system.has_exact_reference:
+            ref = campaign_reference(c)
+            metrics["rate_AB_exact"] = grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, ref.committor, diffusion_coefficient(spec))
+    checks = {**agreement.check(metrics, conv),
+              "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
+              "states": all(visited.values()) or not conv["require_states"],
+              "transitions": n_transitions >= conv["min_transitions"] * spec["engine"]["walkers"],
+              "min_iterations": k + 1 >= conv["min_iterations"]}
+    metrics["checks"] = checks
+    converged = all(checks.values())
+    metrics["converged"] = converged
+
+    cio.write_npz(d / "fes.npz", x_edges=xe, y_edges=ye, F_xy=F_xy, cv_centers=centers,
+                  F_cv=F_cv if F_cv is not None else np.full(len(centers), np.nan))
+    cio.write_json(d / "metrics.json", metrics)
+    if spec["analysis"]["plots"]:
+        _plots(c, k, system, new_cv, xe, ye, F_xy, F_ref, centers, F_cv, F_cv_prev, logit_q)
+
+    exact = ""
+    if reference is not None:
+        exact = (f", FES RMSE vs {rmse_key.split('_')[-1]} {fmt(metrics[rmse_key])} kT "
+                 f"(coverage {metrics['fes_coverage']:.2f})")
+    if system.has_exact_reference:
+        exact += f", committor R2 {fmt(metrics['committor_r2'])} width {fmt(metrics['committor_width'])}"
+    return Analysis(metrics, walker_steps_through(spec, k + 1),
+                    f"{agreement.text(metrics)}, FES change {fmt(metrics['fes_change'])} kT{exact}, "
+                    f"{n_transitions} transitions between states")
+
+
+def exact_committor_checks(c: Campaign, new_cv: torch.nn.Module, metrics: dict[str, Any], logit_q: bool) -> None:
+    """The committor quality of a 1-D CV against the exact committor of a 2-D model potential, on
+    its reference grid (R^2 and histogram width; with `logit_q` the RMSE of q itself)."""
+    spec = c.spec
+    ref = campaign_reference(c)
+    if spec["learner"]["cv_dim"] == 1:
+        q_cv = eval_cv(new_cv, make_featurizer(spec)(torch.as_tensor(ref.points)[:, None, :]).detach().numpy())
+        quality = cv_committor_quality(q_cv[:, 0], ref.committor.ravel(), ref.free_energy.ravel())
+        metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
+        if logit_q:
+            metrics["committor_rmse"] = committor_rmse(sigmoid(q_cv[:, 0]), ref.committor.ravel(), ref.free_energy.ravel())
+
+
+def _plots(c: Campaign, k: int, system: System, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
+           F_xy: np.ndarray, F_exact: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None,
+           F_cv_prev: np.ndarray | None, logit_q: bool) -> None:
+    from ..analysis.plots import COMMITTOR_LEVELS, plot_fes_cv, plot_fes_xy
+
+    spec, d = c.spec, c.iter_dir(k)
+    if system.has_exact_reference:
+        ref = campaign_reference(c)
+        xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
+        X, Y = np.meshgrid(xc, yc, indexing="xy")
+        pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], 1))
+        cv_grid = eval_cv(cv_model, make_featurizer(spec)(pts[:, None, :]).detach().numpy())[:, 0].reshape(X.shape)
+        q = ref.interpolate_committor(pts.numpy()).reshape(X.shape)
+        learned = {}
+        if logit_q:  # isolines of the learned q at the exact committor's levels
+            cv_grid, learned = sigmoid(cv_grid), {"cv_levels": COMMITTOR_LEVELS, "cv_name": "learned committor"}
+        plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q, **learned)
+    curves = {}
+    if F_cv is not None:
+        curves[f"data up to iteration {k}"] = F_cv
+    if F_cv_prev is not None:
+        curves[f"data up to iteration {k - 1}"] = F_cv_prev
+    if curves:
+        plot_fes_cv(d / "fes_cv.png", centers, curves, f"FES along CV_{k + 1} (iteration {k})")
