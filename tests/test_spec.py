@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from cvcycle.errors import SpecError
-from cvcycle.spec import SCHEMA, load_spec, validate
+from cvcycle.spec import (FEATURE_FIELDS, FEATURE_KINDS, SCHEMA, SCHEMA_VERSION, SECTIONS, AnalysisSpec,
+                          CoordinatesFeatures, MomentFeatures, ParticleFeatures, PathsSpec, ResourcesSpec, Spec,
+                          StateSpec, SwitchingFeatures, learner_route, load_spec, typed, validate, validate_typed)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
@@ -88,8 +93,9 @@ def test_shipped_workflow_specs_load(name):
         pytest.skip(f"{name} is not in workflows/ in this checkout")
     spec = load_spec(path)
     assert set(spec) == set(SCHEMA)
-    for section, fields in SCHEMA.items():  # every default is filled in
-        assert set(spec[section]) == set(fields), section
+    for section, fields in SCHEMA.items():  # every default is filled in (features: and the kind's own fields)
+        extra = FEATURE_FIELDS[spec["features"]["kind"]] if section == "features" else {}
+        assert set(spec[section]) == set(fields) | set(extra), section
     assert spec["system"]["potential"] in name
     assert len(spec["system"]["states"]) >= 2
     for state in spec["system"]["states"].values():
@@ -205,6 +211,28 @@ MALFORMED = [
     ("missing-name", _del("campaign.name"), ["campaign.name", "missing"]),
     ("bad-activation", _set("learner.activation", "relu"), ["learner.activation", "tanh"]),
     ("section-not-table", _set("budget", 5), ["budget"]),
+    # the schema version is filled in; a spec may repeat it but not ask for another one
+    ("schema-other-version", _set("campaign.schema", 1),
+     ["campaign.schema: must be 2, the spec schema this cvcycle reads (leave it out: it is filled in), got 1"]),
+    ("schema-newer-version", _set("campaign.schema", 99), ["campaign.schema: must be 2", "got 99"]),
+    ("schema-as-string", _set("campaign.schema", "2"), ["campaign.schema: expected int, got str '2'"]),
+    ("schema-misspelt", _set("campaign.schema_version", 2), ["campaign.schema_version", "did you mean 'schema'"]),
+    ("position-stride-zero", _set("engine.position_stride", 0), ["engine.position_stride", ">= 1"]),
+    ("variational-strided-positions", lambda raw: (_set("learner.kind", "committor")(raw), _set("learner.reweight_power", 1.0)(raw),
+                                                   _set("engine.position_stride", 5)(raw)),
+     ["engine.position_stride", "variational committor", "got 5"]),
+    ("particle-features-on-2d", _set("features.kind", "coordination_moments"), ["features.kind", "one particle"]),
+    ("shooting-on-particles", lambda raw: (_set("system.potential", "lj7")(raw), _set("learner.kind", "committor")(raw),
+                                           _set("learner.method", "shooting")(raw), _set("engine.start", "A")(raw)),
+     ["learner.method", "2-D model potentials", "lj7"]),
+    ("point-start-on-particles", lambda raw: (_set("system.potential", "lj7")(raw), _set("engine.start", [0.1, 0.2])(raw)),
+     ["engine.start", "named state"]),
+    ("switching-nn-above-mm", lambda raw: (_set("system.potential", "lj7")(raw), _set("engine.start", "A")(raw),
+                                           _set("features", {"kind": "coordination", "nn": 16, "mm": 8})(raw)),
+     ["features.nn", "nn < mm"]),
+    ("particles-mismatch", lambda raw: (_set("system.potential", "lj7")(raw), _set("engine.start", "A")(raw),
+                                        _set("features", {"kind": "coordination", "particles": 5})(raw)),
+     ["features.particles", "7 particles", "got 5"]),
 ]
 
 
@@ -266,3 +294,117 @@ def test_invalid_toml_names_the_path(tmp_path, text):
 def test_validate_rejects_non_table():
     with pytest.raises(SpecError, match="spec"):
         validate([1, 2, 3])  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- the typed view
+
+
+def _workflow_specs():
+    return [pytest.param(path, id=path.name) for path in sorted(WORKFLOWS.glob("*.toml"))]
+
+
+def _plain(value):
+    """A typed value as the validated dict holds it: tuples are lists, mappings dicts."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("path", _workflow_specs())
+def test_typed_view_round_trips_every_workflow(path):
+    spec = load_spec(path)
+    t = typed(spec)
+    assert isinstance(t, Spec)
+    back = t.to_dict()
+    assert back == spec and json.dumps(back) == json.dumps(spec)  # same values, types and key order
+    for section, body in spec.items():
+        part = getattr(t, section)
+        assert isinstance(part, SECTIONS[section]), section
+        assert [f.name for f in dataclasses.fields(part)] == list(body), section
+        for key, value in body.items():
+            attr = getattr(part, key)
+            assert _plain(attr) == value and type(_plain(attr)) is type(value), (section, key)
+            assert not isinstance(attr, (list, dict)), (section, key, "mutable")
+    assert type(t.features) is FEATURE_KINDS[spec["features"]["kind"]]
+    assert t.learner.route == learner_route(spec)
+    assert validate_typed(copy.deepcopy(spec)) == t
+
+
+def test_typed_view_attribute_access_and_types():
+    spec = validate(copy.deepcopy(BASE))
+    t = typed(spec)
+    assert t.engine.dt == 2e-3 and isinstance(t.engine.dt, float)
+    assert t.engine.walkers == 50 and t.engine.start == "A"
+    assert t.campaign.name == "test" and t.campaign.seed == 3 and t.campaign.schema == SCHEMA_VERSION
+    assert t.learner.hidden == (32, 32) and t.bias.cv_range == (-1.0, 1.0)
+    assert isinstance(t.features, CoordinatesFeatures) and t.features.names == ("x", "y")
+    a = t.system.states["A"]
+    assert isinstance(a, StateSpec) and a.center == (-0.558, 1.442) and a.radius == 0.15
+    assert list(t.system.states) == ["A", "B"]
+    # sections the spec leaves out are the classes' own defaults
+    assert t.analysis == AnalysisSpec() and t.paths == PathsSpec() and t.resources == ResourcesSpec()
+    assert t.features == CoordinatesFeatures()
+
+
+def test_typed_view_is_immutable():
+    t = typed(validate(copy.deepcopy(BASE)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.engine.dt = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.engine = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        t.system.states["C"] = t.system.states["A"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        t.learner.hidden.append(7)  # type: ignore[attr-defined]
+    # the view is a copy: changing the dict it came from does not change it
+    spec = validate(copy.deepcopy(BASE))
+    t = typed(spec)
+    spec["learner"]["hidden"].append(7)
+    spec["system"]["states"]["C"] = spec["system"]["states"]["A"]
+    assert t.learner.hidden == (32, 32) and list(t.system.states) == ["A", "B"]
+
+
+def test_particle_features_typed():
+    raw = copy.deepcopy(BASE)
+    raw["system"] = {"potential": "lj7", "states": {"A": {"center": [0.5, 0.1], "radius": 0.1},
+                                                    "B": {"center": [0.8, 0.4], "radius": 0.1}}}
+    raw["features"] = {"kind": "coordination_moments", "moments": [2, 3, 4]}
+    t = validate_typed(raw)
+    assert isinstance(t.features, MomentFeatures) and isinstance(t.features, SwitchingFeatures)
+    assert t.features.particles == 7 and t.features.moments == (2, 3, 4) and t.features.nn == 8
+    raw["features"] = {"kind": "sorted_distances"}
+    f = validate_typed(raw).features
+    assert type(f) is ParticleFeatures and not hasattr(f, "r0")
+
+
+def test_schema_tables_come_from_the_section_classes():
+    # one source of truth: the validation tables are the classes' fields, in order, with their defaults
+    assert list(SCHEMA) == [f.name for f in dataclasses.fields(Spec)]
+    for name, table in SCHEMA.items():
+        cls = SECTIONS[name]
+        assert list(table) == [f.name for f in dataclasses.fields(cls)], name
+        for f in dataclasses.fields(cls):
+            if table[f.name].required:
+                assert f.default is dataclasses.MISSING, (name, f.name)
+            else:
+                assert _plain(f.default) == table[f.name].default, (name, f.name)
+    assert SCHEMA["engine"]["start"].kind == (str, list) and SCHEMA["learner"]["hidden"].kind is list
+    assert SCHEMA["system"]["states"].kind is dict and SCHEMA["system"]["states"].required
+    assert SCHEMA["learner"]["activation"].check("relu") == "must be one of ['tanh', 'elu', 'softplus'], got 'relu'"
+    assert list(FEATURE_FIELDS["coordination_moments"]) == ["particles", "r0", "nn", "mm", "moments"]
+    assert set(FEATURE_FIELDS) == set(FEATURE_KINDS)
+
+
+def test_typed_wants_a_validated_spec():
+    with pytest.raises(SpecError, match="not a validated spec"):
+        typed({"engine": {"dt": 1.0}})
+
+
+def test_validate_fills_in_the_schema_version_and_accepts_its_own_output():
+    spec = validate(copy.deepcopy(BASE))
+    assert spec["campaign"] == {"name": "test", "seed": 3, "schema": SCHEMA_VERSION}
+    assert validate(copy.deepcopy(spec)) == spec  # a validated spec (a state point) validates to itself

@@ -4,18 +4,62 @@ A spec says what a campaign *is*: system, engine, features, learner, bias, budge
 convergence criterion. `load_spec` returns a plain nested dict with every default filled in, so
 it can be stored as a signac state point and hashed. Any problem raises `SpecError` naming the
 field, e.g. ``engine.steps: must be >= 1, got -5``.
+
+One schema, two views
+---------------------
+Each section is a frozen dataclass (`CampaignSpec`, `SystemSpec`, `EngineSpec`, ...; `Spec`
+holds one of each). A section field's type is its annotation, its default the dataclass default
+(none: required) and its range check `spec_field(..., check=...)`; a `Literal[...]` annotation
+is a choice. The tables the validation runs on - `SCHEMA` (section -> key -> `Field`),
+`FEATURE_FIELDS` (featurizer kind -> its own fields; only the chosen kind's enter the spec) and
+`STATE_FIELDS` - are derived from these classes, so there is nothing to keep in step by hand.
+
+* `validate(raw)` / `load_spec(path)` -> the nested dict (``spec["engine"]["dt"]``): what the
+  state point stores and what most code reads.
+* `typed(spec)` -> `Spec`, the immutable typed view of a validated dict (``spec.engine.dt``):
+  lists are tuples, ``system.states`` a read-only mapping of `StateSpec`, ``features`` the
+  chosen kind's class (`CoordinatesFeatures`, `SwitchingFeatures`, ...). ``Spec.to_dict()``
+  gives the validated dict back, equal key for key and in the same order.
+
+Schema version
+--------------
+The state point stores every default filled in, and its signac job id is a hash of it. So a new
+field or a changed default changes the id of every new job, and - worse - re-validating an old
+state point would fill in the new default and quietly run an old campaign under rules it was not
+made with. `SCHEMA_VERSION`, stored as ``campaign.schema`` in every validated spec (a spec file
+need not give it and may not give another value), names the schema a state point was written
+under; `cvcycle.campaign.Campaign` refuses a state point of another version (version 1: those
+written before the key existed) instead of re-interpreting it. Any change to the fields, their
+types or their defaults must bump SCHEMA_VERSION: tests/test_spec_version.py pins
+`schema_fingerprint()` (a hash of every field's path, type, required flag and default) to the
+version and fails until both are updated. Bump it too for a change of meaning the fingerprint
+cannot see (e.g. what a default of 0 is filled in with).
+
+The key sits in the ``campaign`` section rather than next to ``spec`` in the state point: it
+then travels with the spec dict wherever that goes (`validate` writes it, `project.py init`,
+tests and benchmarks that store ``{"spec": validate(...)}`` get it without a change), and it
+is reported with the same ``campaign.schema: ...`` field path as any other spec problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import hashlib
+import json
 import math
 import tomllib
-from dataclasses import dataclass
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import SpecError
+from .systems import MODEL_POTENTIALS, PARTICLE_SYSTEMS
+
+SCHEMA_VERSION = 2  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -64,6 +108,12 @@ def _positive_ints(v: Any) -> str | None:
     return None
 
 
+def _moment_orders(v: Any) -> str | None:
+    if not v or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 2 for h in v):
+        return f"must be a non-empty list of integers >= 2 (central moments; the first is always 0), got {v!r}"
+    return None
+
+
 def _seed(v: Any) -> str | None:
     return None if 0 <= v < 2**63 else f"must be in [0, 2**63), got {v}"
 
@@ -72,113 +122,261 @@ POSITIVE = _range(0.0, lo_open=True)
 AT_LEAST_1 = _range(1)
 FRACTION = _range(0.0, 1.0)
 
-SCHEMA: dict[str, dict[str, Field]] = {
-    "campaign": {
-        "name": Field(str, required=True),
-        "seed": Field(int, 0, check=_seed),
-    },
-    "system": {
-        "potential": Field(str, required=True, check=_choice("mueller-brown", "wolfe-quapp", "double-well")),
-        "scale": Field(float, 1.0, check=POSITIVE),
-        "temperature": Field(float, 1.0, check=POSITIVE),
-        "states": Field(dict, required=True),
-    },
-    "engine": {
-        "name": Field(str, "langevin", check=_choice("langevin", "openmm", "hoomd")),
-        "integrator": Field(str, "overdamped", check=_choice("overdamped", "underdamped")),
-        "dt": Field(float, 5e-4, check=POSITIVE),
-        "friction": Field(float, 1.0, check=POSITIVE),
-        "mass": Field(float, 1.0, check=POSITIVE),
-        "walkers": Field(int, 25, check=AT_LEAST_1),
-        "steps": Field(int, 12000, check=AT_LEAST_1),
-        "initial_steps": Field(int, 4000, check=AT_LEAST_1),
-        "report_stride": Field(int, 10, check=AT_LEAST_1),
-        "segment_steps": Field(int, 1000, check=AT_LEAST_1),
-        "start": Field((str, list), "A", check=_point_or_state),
-        "start_spread": Field(float, 0.05, check=_range(0.0)),
-    },
-    "features": {
-        "kind": Field(str, "coordinates", check=_choice("coordinates")),
-        "names": Field(list, ["x", "y"]),
-    },
-    "learner": {
-        "kind": Field(str, "autoencoder", check=_choice("autoencoder", "committor")),
-        "cv_dim": Field(int, 1, check=_range(1, 2)),
-        "hidden": Field(list, [32, 32], check=_positive_ints),
-        "activation": Field(str, "tanh", check=_choice("tanh", "elu", "softplus")),
-        "epochs": Field(int, 200, check=AT_LEAST_1),
-        "batch_size": Field(int, 512, check=AT_LEAST_1),
-        "learning_rate": Field(float, 1e-3, check=POSITIVE),
-        "warm_start": Field(bool, True),
-        "ensemble": Field(int, 3, check=_range(1, 16)),
-        "weight_decay": Field(float, 0.0, check=_range(0.0)),
-        "select": Field(str, "kolmogorov", check=_choice("kolmogorov", "reconstruction")),  # autoencoder ensemble
-        "crossing_only": Field(bool, True),
-        "reweight": Field(bool, True),
-        "reweight_power": Field(float, 0.5, check=FRACTION),
-        "validation_fraction": Field(float, 0.1, check=_range(0.0, 0.5)),
-        "patience": Field(int, 30, check=AT_LEAST_1),
-        "checkpoint_epochs": Field(int, 10, check=AT_LEAST_1),
-        "max_samples": Field(int, 20000, check=_range(100)),
-        "method": Field(str, "variational", check=_choice("variational", "shooting")),  # committor only
-        "boundary_weight": Field(float, 100.0, check=POSITIVE),  # variational: weight of q = 0 on A, 1 on B
-    },
-    "bias": {
-        "kind": Field(str, "opes", check=_choice("opes", "metad")),
-        "pace": Field(int, 50, check=AT_LEAST_1),
-        "sigma": Field(float, 0.025, check=POSITIVE),
-        "barrier": Field(float, 11.0, check=_range(0.0, 500.0, lo_open=True)),
-        "height": Field(float, 0.5, check=POSITIVE),
-        "bias_factor": Field(float, 10.0, check=_range(1.0, lo_open=True)),
-        "grid_bins": Field(int, 500, check=_range(10, 5000)),
-        "grid_margin": Field(float, 0.5, check=_range(0.0, 5.0)),
-        "cv_range": Field(list, [-1.0, 1.0]),
-        "warm_start": Field(bool, True),
-        "warm_start_weight": Field(float, 0.5, check=POSITIVE),
-        "kolmogorov_lambda": Field(float, 0.0, check=_range(0.0)),  # committor learner: static bias
-        "kolmogorov_epsilon": Field(float, 1e-3, check=POSITIVE),   # -lambda kT log(|grad q|^2 + epsilon)
-    },
-    "paths": {  # committor learner by shooting: transition path sampling with openpathsampling
-        "moves": Field(int, 200, check=AT_LEAST_1),
-        "stride": Field(int, 10, check=AT_LEAST_1),
-        "max_frames": Field(int, 2000, check=_range(3)),
-        "chunk_moves": Field(int, 50, check=AT_LEAST_1),
-        "selector_width": Field(float, 1.0, check=POSITIVE),
-        "extra_shots": Field(int, 8, check=_range(0)),  # more trajectories per shooting point, run vectorised
-        "initial_temperature": Field(float, 3.0, check=POSITIVE),
-        "initial_steps": Field(int, 4000, check=AT_LEAST_1),
-    },
-    "budget": {
-        "max_iterations": Field(int, 8, check=AT_LEAST_1),
-        "max_total_steps": Field(int, 2_000_000, check=AT_LEAST_1),
-    },
-    "convergence": {
-        "min_iterations": Field(int, 4, check=_range(2)),
-        "cv_r2": Field(float, 0.99, check=FRACTION),
-        "q_change": Field(float, 0.05, check=FRACTION),  # committor learner: instead of cv_r2
-        "fes_rmse": Field(float, 0.5, check=POSITIVE),
-        "fes_cutoff": Field(float, 8.0, check=POSITIVE),
-        "fes_bins": Field(int, 50, check=_range(5, 2000)),
-        "require_states": Field(bool, True),
-        "min_transitions": Field(float, 1.0, check=_range(0.0)),
-    },
-    "resources": {  # per scheduler job: SLURM directives, and the threads cvcycle uses
-        "cpus": Field(int, 1, check=_range(1, 1024)),
-        "gpus": Field(int, 0, check=_range(0, 64)),
-        "memory_gb": Field(float, 4.0, check=_range(0.0, 100_000.0, lo_open=True)),
-        "walltime_hours": Field(float, 1.0, check=_range(1.0 / 60.0, 720.0)),
-    },
-    "analysis": {
-        "grid_bins": Field(int, 120, check=_range(10, 2000)),
-        "plots": Field(bool, True),
-        "fes_window": Field(int, 3, check=AT_LEAST_1),
-    },
+
+def _schema_version(v: Any) -> str | None:
+    if v == SCHEMA_VERSION:
+        return None
+    return f"must be {SCHEMA_VERSION}, the spec schema this cvcycle reads (leave it out: it is filled in), got {v}"
+
+
+def _feature_kind(v: Any) -> str | None:
+    return _choice(*FEATURE_KINDS)(v)
+
+
+# -- the schema: one frozen dataclass per section -------------------------------------------------
+def spec_field(default: Any = MISSING, *, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A section field with a range `check` (an error text or None); no default: required.
+    Sequence defaults are tuples here (frozen classes) and lists in the validated dict."""
+    return dataclasses.field(default=default, metadata={"check": check} if check else {})
+
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignSpec:
+    name: str = spec_field()
+    seed: int = spec_field(0, check=_seed)
+    schema: int = spec_field(SCHEMA_VERSION, check=_schema_version)  # filled in; see SCHEMA_VERSION
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateSpec:
+    """One of system.states: a disc in the system's state coordinates."""
+    center: tuple[float, ...] = spec_field()  # checked against the state coordinates' dimension by validate
+    radius: float = spec_field(check=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemSpec:
+    potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS))
+    scale: float = spec_field(1.0, check=POSITIVE)
+    temperature: float = spec_field(1.0, check=POSITIVE)
+    states: Mapping[str, StateSpec] = spec_field()  # each entry checked by STATE_FIELDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSpec:
+    name: Literal["langevin", "openmm", "hoomd"] = "langevin"
+    integrator: Literal["overdamped", "underdamped"] = "overdamped"
+    dt: float = spec_field(5e-4, check=POSITIVE)
+    friction: float = spec_field(1.0, check=POSITIVE)
+    mass: float = spec_field(1.0, check=POSITIVE)
+    walkers: int = spec_field(25, check=AT_LEAST_1)
+    steps: int = spec_field(12000, check=AT_LEAST_1)
+    initial_steps: int = spec_field(4000, check=AT_LEAST_1)
+    report_stride: int = spec_field(10, check=AT_LEAST_1)
+    segment_steps: int = spec_field(1000, check=AT_LEAST_1)
+    position_stride: int = spec_field(1, check=AT_LEAST_1)  # frames between stored positions
+    start: str | tuple[str, ...] | tuple[float, float] = spec_field("A", check=_point_or_state)
+    start_spread: float = spec_field(0.05, check=_range(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeaturesSpec:
+    """features.kind picks the featurizer; the kind's own fields are those of its class in
+    FEATURE_KINDS (a subclass of this one), and only they enter the validated spec."""
+    kind: str = spec_field("coordinates", check=_feature_kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatesFeatures(FeaturesSpec):
+    names: tuple[str, ...] = ("x", "y")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticleFeatures(FeaturesSpec):
+    particles: int = spec_field(0, check=_range(0))  # 0: the system's number of particles
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchingFeatures(ParticleFeatures):
+    r0: float = spec_field(1.5, check=POSITIVE)
+    nn: int = spec_field(8, check=AT_LEAST_1)
+    mm: int = spec_field(16, check=AT_LEAST_1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MomentFeatures(SwitchingFeatures):
+    moments: tuple[int, ...] = spec_field((2, 3), check=_moment_orders)
+
+
+# featurizer kind -> the class holding its fields
+FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
+    "coordinates": CoordinatesFeatures,
+    "coordination": SwitchingFeatures,
+    "sorted_coordination": SwitchingFeatures,
+    "coordination_moments": MomentFeatures,
+    "sorted_distances": ParticleFeatures,
 }
 
-STATE_FIELDS: dict[str, Field] = {
-    "center": Field(list, required=True),
-    "radius": Field(float, required=True, check=POSITIVE),
-}
+
+@dataclass(frozen=True, kw_only=True)
+class LearnerSpec:
+    kind: Literal["autoencoder", "committor"] = "autoencoder"
+    cv_dim: int = spec_field(1, check=_range(1, 2))
+    hidden: tuple[int, ...] = spec_field((32, 32), check=_positive_ints)
+    activation: Literal["tanh", "elu", "softplus"] = "tanh"
+    epochs: int = spec_field(200, check=AT_LEAST_1)
+    batch_size: int = spec_field(512, check=AT_LEAST_1)
+    learning_rate: float = spec_field(1e-3, check=POSITIVE)
+    warm_start: bool = True
+    ensemble: int = spec_field(3, check=_range(1, 16))
+    weight_decay: float = spec_field(0.0, check=_range(0.0))
+    select: Literal["kolmogorov", "reconstruction"] = "kolmogorov"  # autoencoder ensemble
+    crossing_only: bool = True
+    reweight: bool = True
+    reweight_power: float = spec_field(0.5, check=FRACTION)
+    validation_fraction: float = spec_field(0.1, check=_range(0.0, 0.5))
+    patience: int = spec_field(30, check=AT_LEAST_1)
+    checkpoint_epochs: int = spec_field(10, check=AT_LEAST_1)
+    max_samples: int = spec_field(20000, check=_range(100))
+    method: Literal["variational", "shooting"] = "variational"  # committor only
+    boundary_weight: float = spec_field(100.0, check=POSITIVE)  # variational: weight of q = 0 on A, 1 on B
+
+    @property
+    def route(self) -> str:
+        """How the CV is learnt: "autoencoder", or a committor by "variational" or "shooting"."""
+        return self.method if self.kind == "committor" else self.kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class BiasSpec:
+    kind: Literal["opes", "metad"] = "opes"
+    pace: int = spec_field(50, check=AT_LEAST_1)
+    sigma: float = spec_field(0.025, check=POSITIVE)
+    barrier: float = spec_field(11.0, check=_range(0.0, 500.0, lo_open=True))
+    height: float = spec_field(0.5, check=POSITIVE)
+    bias_factor: float = spec_field(10.0, check=_range(1.0, lo_open=True))
+    grid_bins: int = spec_field(500, check=_range(10, 5000))
+    grid_margin: float = spec_field(0.5, check=_range(0.0, 5.0))
+    cv_range: tuple[float, float] = (-1.0, 1.0)  # checked by validate: low < high, finite
+    warm_start: bool = True
+    warm_start_weight: float = spec_field(0.5, check=POSITIVE)
+    kolmogorov_lambda: float = spec_field(0.0, check=_range(0.0))  # committor learner: static bias
+    kolmogorov_epsilon: float = spec_field(1e-3, check=POSITIVE)   # -lambda kT log(|grad q|^2 + epsilon)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathsSpec:
+    """Committor learner by shooting: transition path sampling with openpathsampling."""
+    moves: int = spec_field(200, check=AT_LEAST_1)
+    stride: int = spec_field(10, check=AT_LEAST_1)
+    max_frames: int = spec_field(2000, check=_range(3))
+    chunk_moves: int = spec_field(50, check=AT_LEAST_1)
+    selector_width: float = spec_field(1.0, check=POSITIVE)
+    extra_shots: int = spec_field(8, check=_range(0))  # more trajectories per shooting point, run vectorised
+    initial_temperature: float = spec_field(3.0, check=POSITIVE)
+    initial_steps: int = spec_field(4000, check=AT_LEAST_1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetSpec:
+    max_iterations: int = spec_field(8, check=AT_LEAST_1)
+    max_total_steps: int = spec_field(2_000_000, check=AT_LEAST_1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvergenceSpec:
+    min_iterations: int = spec_field(4, check=_range(2))
+    cv_r2: float = spec_field(0.99, check=FRACTION)
+    q_change: float = spec_field(0.05, check=FRACTION)  # committor learner: instead of cv_r2
+    fes_rmse: float = spec_field(0.5, check=POSITIVE)
+    fes_cutoff: float = spec_field(8.0, check=POSITIVE)
+    fes_bins: int = spec_field(50, check=_range(5, 2000))
+    require_states: bool = True
+    min_transitions: float = spec_field(1.0, check=_range(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourcesSpec:
+    """Per scheduler job: SLURM directives, and the threads cvcycle uses."""
+    cpus: int = spec_field(1, check=_range(1, 1024))
+    gpus: int = spec_field(0, check=_range(0, 64))
+    memory_gb: float = spec_field(4.0, check=_range(0.0, 100_000.0, lo_open=True))
+    walltime_hours: float = spec_field(1.0, check=_range(1.0 / 60.0, 720.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisSpec:
+    grid_bins: int = spec_field(120, check=_range(10, 2000))
+    plots: bool = True
+    fes_window: int = spec_field(3, check=AT_LEAST_1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """A whole validated campaign spec, typed and immutable: `typed(validate(raw))`."""
+    campaign: CampaignSpec
+    system: SystemSpec
+    engine: EngineSpec
+    features: FeaturesSpec  # an instance of FEATURE_KINDS[features.kind]
+    learner: LearnerSpec
+    bias: BiasSpec
+    paths: PathsSpec
+    budget: BudgetSpec
+    convergence: ConvergenceSpec
+    resources: ResourcesSpec
+    analysis: AnalysisSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated nested dict this view was made from (lists, plain dicts, same key order)."""
+        return _plain(self)
+
+
+# -- the validation tables, derived from the classes ------------------------------------------------
+_BASIC = (bool, int, float, str)
+
+
+def _kinds(hint: Any) -> tuple[type, ...]:
+    """The Python types a TOML value of a field annotated `hint` may have (tuples: lists)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return tuple(dict.fromkeys(k for arg in get_args(hint) for k in _kinds(arg)))
+    if origin is Literal:
+        return tuple(dict.fromkeys(type(a) for a in get_args(hint)))
+    if hint is tuple or origin is tuple:
+        return (list,)
+    if origin is Mapping or hint is dict or origin is dict:
+        return (dict,)
+    if hint in _BASIC:
+        return (hint,)
+    raise TypeError(f"spec fields hold {', '.join(k.__name__ for k in _BASIC)}, tuples or mappings, not {hint!r}")
+
+
+def fields_of(cls: type, skip: Mapping[str, Any] | tuple[str, ...] = ()) -> dict[str, Field]:
+    """The validation table of a section class: key -> Field, in the class's order (without `skip`)."""
+    hints = get_type_hints(cls)
+    out: dict[str, Field] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        kinds = _kinds(hint)
+        check = f.metadata.get("check")
+        if check is None and get_origin(hint) is Literal:
+            check = _choice(*get_args(hint))
+        required = f.default is MISSING
+        default = None if required else list(f.default) if isinstance(f.default, tuple) else f.default
+        out[f.name] = Field(kinds[0] if len(kinds) == 1 else kinds, default, required, check)
+    return out
+
+
+SECTIONS: dict[str, type] = {f.name: get_type_hints(Spec)[f.name] for f in dataclasses.fields(Spec)}
+SCHEMA: dict[str, dict[str, Field]] = {name: fields_of(cls) for name, cls in SECTIONS.items()}
+# Fields of each featurizer kind (only the chosen kind's fields enter the state point)
+FEATURE_FIELDS: dict[str, dict[str, Field]] = {kind: fields_of(cls, skip=SCHEMA["features"])
+                                               for kind, cls in FEATURE_KINDS.items()}
+STATE_FIELDS: dict[str, Field] = fields_of(StateSpec)
 
 
 def _unknown(where: str, key: str, known: list[str]) -> SpecError:
@@ -235,6 +433,16 @@ def _states(states: dict[str, Any], dim: int) -> dict[str, Any]:
     return out
 
 
+def _particle_features(features: dict[str, Any], n_particles: int) -> None:
+    """Fill in and check the particle count and switching exponents of a particle featurizer."""
+    if features["particles"] == 0:
+        features["particles"] = n_particles
+    elif features["particles"] != n_particles:
+        raise SpecError(f"features.particles: the system has {n_particles} particles, got {features['particles']}")
+    if "nn" in features and features["nn"] >= features["mm"]:
+        raise SpecError(f"features.nn: the switching function needs nn < mm ({features['mm']}), got {features['nn']}")
+
+
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a raw spec mapping and return it with every default filled in."""
     if not isinstance(raw, dict):
@@ -242,14 +450,24 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     for key in raw:
         if key not in SCHEMA:
             raise _unknown("", key, list(SCHEMA))
-    spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in SCHEMA.items()}
+    raw_features = raw.get("features", {})
+    kind = raw_features.get("kind", "coordinates") if isinstance(raw_features, dict) else None
+    schema = {**SCHEMA, "features": {**SCHEMA["features"], **FEATURE_FIELDS.get(kind, {})}}
+    spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in schema.items()}
     spec["system"]["states"] = _states(spec["system"]["states"], 2)
+    model_potential = spec["system"]["potential"] in MODEL_POTENTIALS
 
-    names = spec["features"]["names"]
-    if not all(isinstance(n, str) for n in names):
-        raise SpecError(f"features.names: must be a list of strings, got {names!r}")
-    if not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}:
-        raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
+    if kind == "coordinates":
+        names = spec["features"]["names"]
+        if not all(isinstance(n, str) for n in names):
+            raise SpecError(f"features.names: must be a list of strings, got {names!r}")
+        if model_potential and (not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}):
+            raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
+    elif model_potential:
+        raise SpecError(f"features.kind: '{kind}' describes particles; a 2-D model potential has one particle "
+                        "(use kind = \"coordinates\")")
+    else:
+        _particle_features(spec["features"], PARTICLE_SYSTEMS[spec["system"]["potential"]])
 
     engine = spec["engine"]
     if engine["name"] != "langevin":
@@ -262,12 +480,21 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if engine["segment_steps"] % engine["report_stride"]:
         raise SpecError(f"engine.segment_steps: must be a multiple of engine.report_stride ({engine['report_stride']})")
     starts = [engine["start"]] if isinstance(engine["start"], str) else engine["start"]
+    if not model_potential and not isinstance(starts[0], str):
+        raise SpecError(f"engine.start: a point [x, y] places a 2-D model potential's particle; "
+                        f"'{spec['system']['potential']}' starts in a named state")
     for name in starts:
         if isinstance(name, str) and name not in spec["system"]["states"]:
             known = ", ".join(spec["system"]["states"])
             raise SpecError(f"engine.start: unknown state '{name}' (states: {known})")
 
     learner = spec["learner"]
+    if learner["method"] == "shooting" and not model_potential:
+        raise SpecError(f"learner.method: path sampling ('shooting') runs on 2-D model potentials so far, "
+                        f"not on '{spec['system']['potential']}'")
+    if learner_route(spec) == "variational" and spec["engine"]["position_stride"] != 1:
+        raise SpecError("engine.position_stride: the variational committor needs every frame's positions for "
+                        f"|grad_x q|^2, so it must be 1, got {spec['engine']['position_stride']}")
     if spec["bias"]["kolmogorov_lambda"] > 0 and learner["kind"] != "committor":
         raise SpecError("bias.kolmogorov_lambda: the Kolmogorov bias acts on a committor (learner.kind = \"committor\"), "
                         f"not on a {learner['kind']} CV")
@@ -330,3 +557,76 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         return validate(raw)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+
+
+# -- the typed view ------------------------------------------------------------------------------
+def _frozen(hint: Any, value: Any) -> Any:
+    origin = get_origin(hint)
+    if origin is Mapping:
+        item = get_args(hint)[1]
+        return types.MappingProxyType({k: _build(item, v) for k, v in value.items()})
+    return _tuples(value)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _build(cls: type, body: Mapping[str, Any]) -> Any:
+    hints = _hints(cls)
+    return cls(**{key: _frozen(hints[key], value) for key, value in body.items()})
+
+
+def typed(spec: Mapping[str, Any]) -> Spec:
+    """The typed, immutable view of a validated spec (from `validate`, `load_spec` or
+    `Campaign.spec`): ``typed(spec).engine.dt == spec["engine"]["dt"]``. Lists become tuples,
+    system.states a read-only mapping of `StateSpec`, features an instance of the kind's class in
+    FEATURE_KINDS. It does not validate: give it a raw spec and it raises SpecError or TypeError."""
+    if set(spec) != set(SECTIONS):
+        raise SpecError(f"spec: not a validated spec (sections {sorted(spec)}); validate it first")
+    parts = {}
+    for name, cls in SECTIONS.items():
+        if name == "features":
+            cls = FEATURE_KINDS[spec["features"]["kind"]]
+        parts[name] = _build(cls, spec[name])
+    return Spec(**parts)
+
+
+def validate_typed(raw: dict[str, Any]) -> Spec:
+    """`validate` then `typed`."""
+    return typed(validate(raw))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def schema_fingerprint() -> str:
+    """A hash of what a validated spec holds: every field's path, type(s), required flag and default,
+    of every section, featurizer kind and state. It changes exactly when the fields or defaults do;
+    tests/test_spec_version.py pins it to SCHEMA_VERSION (campaign.schema's own default excepted)."""
+    rows = []
+
+    def add(prefix: str, table: Mapping[str, Field]) -> None:
+        for key, f in table.items():
+            kinds = f.kind if isinstance(f.kind, tuple) else (f.kind,)
+            default = None if prefix + key == "campaign.schema" else f.default
+            rows.append([prefix + key, [k.__name__ for k in kinds], f.required, default])
+
+    for name, table in SCHEMA.items():
+        add(f"{name}.", table)
+    for kind, table in FEATURE_FIELDS.items():
+        add(f"features[kind={kind}].", table)
+    add("system.states.NAME.", STATE_FIELDS)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
