@@ -1,0 +1,113 @@
+"""LJ7 in 2-D: the four minima, forces, the confinement, states in (mu2, mu3) and starting structures."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cvcycle.spec import load_spec
+from cvcycle.systems import make_system
+from cvcycle.systems.lj7 import CONFINEMENT_RADIUS, LJ7, MINIMA, MINIMUM_ENERGIES, confinement_energy
+
+WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "lj7-autoencoder.toml"
+LITERATURE = {"C0": -12.53, "C1": -11.50, "C2": -11.48, "C3": -11.40}  # epsilon
+
+
+@pytest.fixture(scope="module")
+def system() -> LJ7:
+    s = make_system(load_spec(WORKFLOW))
+    assert isinstance(s, LJ7) and s.kT == 0.1 and s.state_names == ["C0", "C1", "C2", "C3"]
+    return s
+
+
+def minima() -> np.ndarray:
+    return np.stack([MINIMA[k] for k in LITERATURE])
+
+
+def test_minima_energies_match_literature_and_are_stationary(system):
+    x = torch.tensor(minima(), requires_grad=True)
+    u = system.potential(x)
+    (grad,) = torch.autograd.grad(u.sum(), x)
+    assert u.detach().numpy() == pytest.approx(list(LITERATURE.values()), abs=0.01)
+    assert u.detach().numpy() == pytest.approx(list(MINIMUM_ENERGIES.values()), abs=1e-5)
+    assert grad.abs().max() < 1e-5
+
+
+def test_forces_match_finite_differences(system):
+    rng = np.random.default_rng(1)
+    x = minima() + 0.05 * rng.standard_normal((4, 7, 2))
+    x[3, 6] = [3.4, 1.0]  # one particle beyond the confinement radius
+    xt = torch.tensor(x, requires_grad=True)
+    (grad,) = torch.autograd.grad(system.potential(xt).sum(), xt)
+    h = 1e-6
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(x.shape[1:]):
+        for sign in (1, -1):
+            xp = x.copy()
+            xp[(slice(None), *idx)] += sign * h
+            numeric[(slice(None), *idx)] += sign * system.potential(torch.tensor(xp)).numpy() / (2 * h)
+    np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_potential_broadcasts_over_leading_dimensions(system):
+    x = torch.tensor(np.broadcast_to(minima(), (3, 4, 7, 2)).copy())
+    assert system.potential(x).shape == (3, 4)
+
+
+def test_confinement_is_zero_at_the_minima_and_restoring_outside():
+    x = torch.tensor(minima())
+    assert torch.all(confinement_energy(x) == 0.0)
+    assert (np.linalg.norm(minima() - minima().mean(axis=1, keepdims=True), axis=-1).max()
+            < CONFINEMENT_RADIUS - 0.5)
+    far = torch.tensor(np.stack([MINIMA["C0"]] * 3))
+    for i, r in enumerate((3.5, 4.5, 6.0)):  # 2.8 .. 5.0 sigma from the centre of mass
+        far[i, 1] = torch.tensor([r, 0.0])
+    far.requires_grad_(True)
+    e = confinement_energy(far)
+    (grad,) = torch.autograd.grad(e.sum(), far)
+    assert torch.all(e > 0) and torch.all(torch.diff(e) > 0)
+    outward = far[:, 1] - far.mean(dim=1)
+    assert torch.all((-grad[:, 1] * outward).sum(-1) < 0)  # the force on the evaporated particle points inwards
+    assert torch.allclose(grad.sum(dim=1), torch.zeros(3, 2, dtype=grad.dtype), atol=1e-12)  # no net force
+
+
+def test_minima_classify_into_their_own_states(system):
+    assert system.classify(minima()).tolist() == [0, 1, 2, 3]
+    rng = np.random.default_rng(2)
+    z = system.state_coordinates(minima())
+    # each minimum lies well inside its disc
+    for j, (name, disc) in enumerate(system.states.items()):
+        assert np.linalg.norm(z[j] - disc["center"]) < 0.6 * disc["radius"], name
+    assert system.classify(minima() + 0.01 * rng.standard_normal((4, 7, 2))).tolist() == [0, 1, 2, 3]
+
+
+def test_state_coordinates_are_invariant_to_permutation_rotation_translation(system):
+    rng = np.random.default_rng(3)
+    x = minima() + 0.05 * rng.standard_normal((4, 7, 2))
+    a = 0.7
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    y = x[:, rng.permutation(7)] @ rot.T + np.array([2.0, -1.0])
+    np.testing.assert_allclose(system.state_coordinates(y), system.state_coordinates(x), atol=1e-12)
+    assert system.state_coordinates(x).shape == (4, 2)
+
+
+def test_start_and_representatives(system):
+    rng = np.random.default_rng(4)
+    x = system.start(["C0", "C2"], 5, 0.0, rng)
+    assert x.shape == (5, 7, 2)
+    np.testing.assert_array_equal(x[0], MINIMA["C0"])
+    np.testing.assert_array_equal(x[3], MINIMA["C2"])
+    noisy = system.start(["C1"], 200, 0.02, rng)
+    assert np.std(noisy - MINIMA["C1"]) == pytest.approx(0.02, rel=0.1)
+    np.testing.assert_array_equal(system.representatives(), minima())
+
+
+def test_unknown_or_empty_state_is_a_clear_error(system):
+    with pytest.raises(ValueError, match="'D'"):
+        system.start(["D"], 2, 0.0, np.random.default_rng(0))
+    empty = LJ7(0.1, {"C0": system.states["C0"], "melt": {"center": [2.0, 2.0], "radius": 0.1}})
+    with pytest.raises(ValueError, match="'melt'.*no known minimum-energy structure"):
+        empty.start(["melt"], 2, 0.0, np.random.default_rng(0))
+    assert empty.representatives() is None
+    np.testing.assert_array_equal(empty.start(["C0"], 1, 0.0, np.random.default_rng(0))[0], MINIMA["C0"])
