@@ -266,3 +266,14 @@ def test_transitions_are_counted_between_the_first_state_and_the_others():
     # A -> B -> C -> B -> A: two crossings of the A / not-A boundary; B <-> C hops do not count
     path = np.array([[a, mid, b, c, b, c, mid, a]]).transpose(1, 0, 2)[:, :, None, :]
     assert ModelPotential2D("double-well", 1.0, 1.0, states).count_transitions(path) == 2
+
+
+def test_state_free_energies_are_minus_log_population_ratios():
+    from cvcycle.analysis.fes import state_free_energies
+
+    labels = np.array([0, 0, 1, 2, -1, 1, 0])
+    w = np.array([0.2, 0.3, 0.05, 0.1, 0.3, 0.05, 0.0])
+    got = state_free_energies(labels, w, ["A", "B", "C", "D"])
+    assert got["B"] == pytest.approx(-np.log(0.1 / 0.5)) and got["C"] == pytest.approx(-np.log(0.1 / 0.5))
+    assert got["D"] is None  # no weight in D
+    assert got["others"] == pytest.approx(-np.log(0.2 / 0.5))

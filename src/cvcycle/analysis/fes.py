@@ -36,3 +36,14 @@ def fes_change(F_new: np.ndarray, F_old: np.ndarray, cutoff: float) -> float:
     if mask.sum() < 3:
         return float("inf")
     return aligned_rmse(F_new, F_old, mask)[0]
+
+
+def state_free_energies(labels: np.ndarray, weights: np.ndarray, names: list[str]) -> dict[str, float | None]:
+    """F(state) - F(first state) in kT for every other state and for all of them together
+    ('others'), from weighted frames with state labels (index into `names`, -1 outside); None
+    where a state (or the first) has no weight."""
+    p = np.array([weights[labels == j].sum() for j in range(len(names))])
+    out: dict[str, float | None] = {}
+    for name, mass in [*zip(names[1:], p[1:]), ("others", p[1:].sum())]:
+        out[name] = float(-np.log(mass / p[0])) if mass > 0 and p[0] > 0 else None
+    return out

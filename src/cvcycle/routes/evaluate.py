@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import io as cio
-from ..analysis.fes import aligned_rmse, fes_change, histogram_fes
+from ..analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
 from ..analysis.quality import committor_rmse, cv_committor_quality
 from ..analysis.rates import grid_tpt_rate, tpt_rate
 from ..analysis.reference import GridReference, reference_from_spec
@@ -118,6 +118,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     F_cv_prev = fes_along_cv(fes_iterations(crossings[:k], window))
     change = fes_change(F_cv, F_cv_prev, conv["fes_cutoff"]) if F_cv is not None and F_cv_prev is not None else None
     metrics["fes_change"] = change if change is not None and np.isfinite(change) else None
+    metrics["state_free_energies"] = None  # relative to the first state, from the FES iterations
+    if fes_its:
+        labels = np.concatenate([flat(data[i], "state") for i in fes_its])
+        metrics["state_free_energies"] = state_free_energies(labels, mixture_weights(data, fes_its, crossings),
+                                                             list(system.states))
 
     xe = ye = F_xy = F_ref = np.zeros(0)
     reference = system.reference_fes(spec["analysis"]["grid_bins"] // 2)
