@@ -102,16 +102,22 @@ def _fail_fsync(monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
 
 
-@pytest.mark.parametrize("failure", ["half_way", "fsync"])
-@pytest.mark.parametrize("existing", [True, False], ids=["over_old_file", "new_file"])
-@pytest.mark.parametrize("writer", sorted(WRITERS))
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, writer, existing, failure):
-    write, _ = WRITERS[writer]
+def _target(tmp_path: Path, writer: str, existing: bool) -> tuple[Path, Path]:
+    """A fresh folder and the file a writer writes in it, holding OLD_BYTES if `existing`."""
     directory = tmp_path / "out"
     directory.mkdir()
     path = directory / f"target.{writer}"
     if existing:
         path.write_bytes(OLD_BYTES)
+    return directory, path
+
+
+@pytest.mark.parametrize("failure", ["half_way", "fsync"])
+@pytest.mark.parametrize("existing", [True, False], ids=["over_old_file", "new_file"])
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, writer, existing, failure):
+    write, _ = WRITERS[writer]
+    directory, path = _target(tmp_path, writer, existing)
     (directory / "neighbour.txt").write_bytes(b"unrelated")
     before = _listing(directory)
     with monkeypatch.context() as m:
@@ -170,11 +176,7 @@ def _record(monkeypatch) -> list[tuple]:
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_fsync_file_then_rename_then_fsync_directory(tmp_path, monkeypatch, writer, existing):
     write, written = WRITERS[writer]
-    directory = tmp_path / "out"
-    directory.mkdir()
-    path = directory / f"target.{writer}"
-    if existing:
-        path.write_bytes(OLD_BYTES)
+    directory, path = _target(tmp_path, writer, existing)
     with monkeypatch.context() as m:
         events = _record(m)
         write(path)
