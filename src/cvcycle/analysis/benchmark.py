@@ -33,6 +33,7 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
     last = doc["history"][-1] if doc["history"] else {}
     return {"id": c.id, "path": str(c.path), "name": c.spec["campaign"]["name"], "seed": c.seed, "status": doc["status"],
             "converged": doc["converged"], "iterations": len(doc["history"]), "total_steps": doc["total_steps"],
-            "fes_rmse_exact": last.get("fes_rmse_exact"), "committor_r2": last.get("committor_r2"),
+            "fes_rmse_exact": last.get("fes_rmse_exact"), "fes_rmse_reference": last.get("fes_rmse_reference"),
+            "state_free_energies": last.get("state_free_energies"), "committor_r2": last.get("committor_r2"),
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
             "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact")}
