@@ -111,3 +111,45 @@ def test_unknown_or_empty_state_is_a_clear_error(system):
         empty.start(["melt"], 2, 0.0, np.random.default_rng(0))
     assert empty.representatives() is None
     np.testing.assert_array_equal(empty.start(["C0"], 1, 0.0, np.random.default_rng(0))[0], MINIMA["C0"])
+
+
+def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
+    """The loop on a particle system with no exact answer: positions (frames, walkers, 7, 2)
+    every position_stride frames, state coordinates and labels every frame, the FES on (mu2,
+    mu3) against the stored reference, state free energies, and `show`."""
+    import json
+    import subprocess
+    import sys
+
+    from cvcycle import io as cio
+    from cvcycle.loop import advance
+    from cvcycle.spec import load_spec, validate
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "lj7-autoencoder.toml")
+    small = {"engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200, "position_stride": 5},
+             "learner": {"epochs": 5, "ensemble": 2, "checkpoint_epochs": 5},
+             "analysis": {"plots": False}, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+    for section, values in small.items():
+        spec[section] = {**spec[section], **values}
+    path = tmp_path / "lj7"
+    path.mkdir()
+    cio.write_json(path / "signac_statepoint.json", {"spec": validate(spec)})
+    doc = advance(path, log=lambda line: None)
+    assert doc["status"] == "budget" and len(doc["history"]) == 2
+    samples = cio.read_npz(path / "iter-001" / "samples.npz")
+    traj = cio.read_npz(path / "iter-001" / "trajectory.npz")
+    assert samples["features"].shape == (40, 4, 2) and samples["state_coordinates"].shape == (40, 4, 2)
+    assert traj["positions"].shape == (8, 4, 7, 2)  # every 5th of 40 frames
+    np.testing.assert_array_equal(traj["frame"], np.arange(0, 40, 5))
+    # the features are (mu2, mu3) themselves here: state coordinates and features agree
+    np.testing.assert_allclose(samples["state_coordinates"], samples["features"], rtol=1e-6, atol=1e-7)
+    system = LJ7(0.1, spec["system"]["states"])
+    np.testing.assert_array_equal(samples["state"][::5], system.classify(traj["positions"].reshape(-1, 7, 2)).reshape(8, 4))
+    metrics = cio.read_json(path / "iter-001" / "metrics.json")
+    assert "fes_rmse_exact" not in metrics and "fes_rmse_reference" in metrics and metrics["committor_r2"] is None
+    assert set(metrics["state_free_energies"]) == {"C1", "C2", "C3", "others"}
+    fes = cio.read_npz(path / "iter-001" / "fes.npz")
+    assert fes["F_xy"].shape == (30, 30)  # on the reference's (mu2, mu3) bins
+    shown = subprocess.run([sys.executable, "-m", "cvcycle", "show", str(path), "--json"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["features"] == ["mu2", "mu3"]

@@ -14,6 +14,7 @@ from typing import Any
 from . import io as cio
 from .campaign import STATEPOINT, Campaign
 from .errors import WorkspaceError
+from .features import make_featurizer
 from .scheduler import slurm_state
 from .routes import route_for
 
@@ -98,7 +99,7 @@ def summary(c: Campaign) -> dict[str, Any]:
     committor_model = _newest(c, "committor.pt") if route.logit_q else None
     for path in (cv_model, committor_model, fes):
         _verify(path)
-    keys = route.metric_keys
+    keys = route.metric_keys + tuple(k for k in ("fes_rmse_reference",) if any(h.get(k) is not None for h in history))
     return _finite({
         "id": c.id,
         "path": str(c.path),
@@ -108,7 +109,7 @@ def summary(c: Campaign) -> dict[str, Any]:
         "phase": doc["phase"],
         "status": doc["status"],
         "converged": bool(doc["converged"]),
-        "features": list(c.spec["features"]["names"]),
+        "features": list(make_featurizer(c.spec).names),
         "cv_model": cv_model,
         "committor_model": committor_model,
         "fes": fes,
