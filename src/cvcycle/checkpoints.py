@@ -38,12 +38,17 @@ class CheckpointSeries:
         """Write checkpoint `index` atomically, then drop all but the newest KEEP."""
         path = self.path(index)
         cio.write_npz(path, **arrays)
-        for old in self.indices()[KEEP:]:
-            self.path(old).unlink(missing_ok=True)
+        self._prune()
         return path
 
+    def _prune(self) -> None:
+        for old in self.indices()[KEEP:]:
+            self.path(old).unlink(missing_ok=True)
+
     def latest(self, log: Callable[[str], None]) -> tuple[int, dict[str, np.ndarray]] | None:
-        """The newest readable checkpoint as (index, arrays), or None when there is none."""
+        """The newest readable checkpoint as (index, arrays), or None when there is none. Older ones
+        beyond the newest KEEP, left by a run killed between a write and its pruning, are removed."""
+        self._prune()
         for index in self.indices():
             path = self.path(index)
             try:
