@@ -128,7 +128,7 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "lj7-autoencoder.toml")
     small = {"engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200, "position_stride": 5},
              "learner": {"epochs": 5, "ensemble": 2, "checkpoint_epochs": 5},
-             "analysis": {"plots": False}, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+             "analysis": {"plots": True}, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
     for section, values in small.items():
         spec[section] = {**spec[section], **values}
     path = tmp_path / "lj7"
@@ -150,6 +150,7 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     assert set(metrics["state_free_energies"]) == {"C1", "C2", "C3", "others"}
     fes = cio.read_npz(path / "iter-001" / "fes.npz")
     assert fes["F_xy"].shape == (30, 30)  # on the reference's (mu2, mu3) bins
+    assert (path / "iter-001" / "fes_states.png").stat().st_size > 10_000  # F(mu2, mu3) next to the reference
     shown = subprocess.run([sys.executable, "-m", "cvcycle", "show", str(path), "--json"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["features"] == ["mu2", "mu3"]

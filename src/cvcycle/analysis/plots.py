@@ -67,6 +67,30 @@ def plot_fes_xy(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, cv_gr
     plt.close(fig)
 
 
+def plot_fes_states(path: Path, x_edges: np.ndarray, y_edges: np.ndarray, F: np.ndarray, reference: np.ndarray,
+                    states: dict[str, dict], axes_names: tuple[str, str], title: str, vmax: float = 12.0) -> None:
+    """Reweighted FES on the state coordinates (left) next to the system's reference (right),
+    both in kT on the same bins, with the states; a panel without data says so."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
+    xc, yc = 0.5 * (x_edges[1:] + x_edges[:-1]), 0.5 * (y_edges[1:] + y_edges[:-1])
+    levels = np.linspace(0, vmax, 13)
+    for ax, data, label in zip(axes[0], (F, reference), (f"{title}: reweighted F (kT)", "reference F (kT)")):
+        if np.isfinite(data).any():
+            im = ax.contourf(xc, yc, np.clip(data, 0, vmax), levels=levels, cmap="viridis", extend="max")
+            fig.colorbar(im, ax=ax, label="F (kT)")
+        else:
+            ax.text(0.5, 0.5, "no frames in the FES iterations yet", ha="center", va="center", transform=ax.transAxes)
+        _draw_states(ax, states)
+        ax.set_xlim(x_edges[0], x_edges[-1])
+        ax.set_ylim(y_edges[0], y_edges[-1])
+        ax.set_xlabel(axes_names[0])
+        ax.set_ylabel(axes_names[1])
+        ax.set_title(label)
+    _save(fig, path)
+    plt.close(fig)
+
+
 def plot_fes_cv(path: Path, centers: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
     """Free energy along a 1-D CV, one curve per label."""
     plt = _pyplot()

@@ -191,7 +191,7 @@ def exact_committor_checks(c: Campaign, new_cv: torch.nn.Module, metrics: dict[s
 def _plots(c: Campaign, k: int, system: System, cv_model: torch.nn.Module, xe: np.ndarray, ye: np.ndarray,
            F_xy: np.ndarray, F_exact: np.ndarray, centers: np.ndarray, F_cv: np.ndarray | None,
            F_cv_prev: np.ndarray | None, logit_q: bool) -> None:
-    from ..analysis.plots import COMMITTOR_LEVELS, plot_fes_cv, plot_fes_xy
+    from ..analysis.plots import COMMITTOR_LEVELS, plot_fes_cv, plot_fes_states, plot_fes_xy
 
     spec, d = c.spec, c.iter_dir(k)
     if system.has_exact_reference:
@@ -205,6 +205,9 @@ def _plots(c: Campaign, k: int, system: System, cv_model: torch.nn.Module, xe: n
         if logit_q:  # isolines of the learned q at the exact committor's levels
             cv_grid, learned = sigmoid(cv_grid), {"cv_levels": COMMITTOR_LEVELS, "cv_name": "learned committor"}
         plot_fes_xy(d / "fes_xy.png", xc, yc, F_xy, cv_grid, spec["system"]["states"], f"iteration {k}", F_exact, q, **learned)
+    elif len(F_exact):  # a stored reference on the state coordinates
+        plot_fes_states(d / "fes_states.png", xe, ye, F_xy, F_exact, spec["system"]["states"],
+                        system.state_coordinate_names, f"iteration {k}")
     curves = {}
     if F_cv is not None:
         curves[f"data up to iteration {k}"] = F_cv

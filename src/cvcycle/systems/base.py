@@ -27,6 +27,7 @@ class System(ABC):
     n_particles: int
     dim: int
     states: dict[str, dict[str, Any]]  # NAME -> {"center": [...], "radius": r}, in state coordinates
+    state_coordinate_names: tuple[str, str] = ("x", "y")
     has_exact_reference: bool = False
 
     @property

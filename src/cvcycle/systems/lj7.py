@@ -72,6 +72,7 @@ class LJ7(System):
     """
 
     name = "lj7"
+    state_coordinate_names = ("mu2", "mu3")
     n_particles, dim = 7, 2
     has_exact_reference = False
 
