@@ -10,7 +10,8 @@ import torch
 from scipy.interpolate import RegularGridInterpolator
 
 from cvcycle.analysis.quality import cv_committor_quality
-from cvcycle.analysis.reference import boltzmann_bin_free_energy, exact_reference, in_states
+from cvcycle.analysis.reference import boltzmann_bin_free_energy, exact_reference
+from cvcycle.systems.base import in_states
 from cvcycle.systems.potentials import Potential2D, PotentialInfo, mueller_brown
 
 MB_STATES = {"A": {"center": [-0.558, 1.442], "radius": 0.15}, "B": {"center": [0.623, 0.028], "radius": 0.15}}

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from ..systems.base import in_states
 from ..systems.potentials import Potential2D
 
 
@@ -36,11 +37,6 @@ class GridReference:
 
         pts = np.asarray(points, dtype=np.float64)
         return RegularGridInterpolator((self.ys, self.xs), self.committor)(pts[:, ::-1])
-
-
-def in_states(points: np.ndarray, states: dict[str, dict]) -> dict[str, np.ndarray]:
-    """Boolean masks of points inside each (circular) state."""
-    return {name: np.linalg.norm(points - np.asarray(s["center"]), axis=1) <= s["radius"] for name, s in states.items()}
 
 
 def exact_reference(potential: Potential2D, kT: float, states: dict[str, dict], bins: int = 301,

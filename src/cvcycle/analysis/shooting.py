@@ -13,7 +13,7 @@ import numpy as np
 
 from ..engines.base import Engine
 from ..systems.model2d import plane
-from .reference import in_states
+from ..systems.base import in_states
 
 Classify = Callable[[np.ndarray], np.ndarray]
 

@@ -54,10 +54,6 @@ class Frames:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    @classmethod
-    def concatenate(cls, parts: list[dict[str, np.ndarray]]) -> "Frames":
-        return cls(**{f.name: np.concatenate([p[f.name] for p in parts]) for f in fields(cls)})
-
 
 class Engine(ABC):
     """Many walkers of one system, advanced together."""

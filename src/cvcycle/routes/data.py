@@ -40,7 +40,7 @@ def steps_before(spec: dict[str, Any], k: int) -> int:
 
 def walker_steps_through(spec: dict[str, Any], k: int) -> int:
     """Total walker steps of iterations 0..k."""
-    return spec["engine"]["walkers"] * sum(iteration_steps(spec, i) for i in range(k + 1))
+    return spec["engine"]["walkers"] * steps_before(spec, k + 1)
 
 
 def load_samples(c: Campaign, k: int) -> dict[str, np.ndarray]:

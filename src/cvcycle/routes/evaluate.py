@@ -5,6 +5,7 @@ convergence decision."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -94,6 +95,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     window = spec["analysis"]["fes_window"]
     fes_its = fes_iterations(crossings, window)
     n_transitions = crossings[k]
+
+    @functools.cache
+    def weights_of(its: tuple[int, ...]) -> np.ndarray:  # the FES, state free energies and TPT share them
+        return mixture_weights(data, list(its), crossings)
+
     new_cv = cv_of(c, k)
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
                                "states_visited": visited, "fes_iterations": fes_its, "transitions": n_transitions,
@@ -110,7 +116,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     def fes_along_cv(its: list[int]) -> np.ndarray | None:
         if not its:
             return None
-        w = mixture_weights(data, its, crossings)
+        w = weights_of(tuple(its))
         vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
         return histogram_fes(vals, w, [edges])
 
@@ -121,8 +127,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     metrics["state_free_energies"] = None  # relative to the first state, from the FES iterations
     if fes_its:
         labels = np.concatenate([flat(data[i], "state") for i in fes_its])
-        metrics["state_free_energies"] = state_free_energies(labels, mixture_weights(data, fes_its, crossings),
-                                                             list(system.states))
+        metrics["state_free_energies"] = state_free_energies(labels, weights_of(tuple(fes_its)), list(system.states))
 
     xe = ye = F_xy = F_ref = np.zeros(0)
     reference = system.reference_fes(spec["analysis"]["grid_bins"] // 2)
@@ -133,7 +138,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         F_xy = np.full((len(ye) - 1, len(xe) - 1), np.nan)
         if fes_its:
             z = np.concatenate([flat(data[i], "state_coordinates") for i in fes_its])
-            F_xy = histogram_fes(z, mixture_weights(data, fes_its, crossings), [xe, ye])
+            F_xy = histogram_fes(z, weights_of(tuple(fes_its)), [xe, ye])
         rmse, metrics["fes_coverage"] = aligned_rmse(F_xy, F_ref, F_ref <= conv["fes_cutoff"])
         metrics[rmse_key] = rmse if np.isfinite(rmse) else None
     metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
@@ -142,7 +147,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     if logit_q and spec["engine"]["integrator"] == "overdamped":  # transition path theory
         its = fes_its or list(range(k + 1))
         pos, rows = flat_positions(c, its, [data[i] for i in its])
-        w = mixture_weights(data, its, crossings)[rows]
+        w = weights_of(tuple(its))[rows]
         feats = np.concatenate([flat(data[i], "features") for i in its])[rows]
         metric = feature_metric(make_featurizer(spec), pos, inverse_mass(spec))
         metrics["rate_AB"] = tpt_rate(*committor_and_grad_sq(new_cv, feats, metric), w, diffusion_coefficient(spec))

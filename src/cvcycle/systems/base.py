@@ -66,19 +66,14 @@ class System(ABC):
     def classify_coordinates(self, z: np.ndarray) -> np.ndarray:
         """State index (n,) of state coordinates z (n, m)."""
         label = np.full(len(z), -1)
-        for j, s in reversed(list(enumerate(self.states.values()))):
-            label[np.linalg.norm(z - np.asarray(s["center"]), axis=1) <= s["radius"]] = j
+        for j, inside in reversed(list(enumerate(in_states(z, self.states).values()))):
+            label[inside] = j
         return label
 
     def classify_ab(self, positions: np.ndarray) -> np.ndarray:
         """0 in the first state (A), 1 in the second (B), -1 elsewhere (other states included)."""
         label = self.classify(positions)
         return np.where(label < 2, label, -1)
-
-    def state_masks(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        """Boolean mask (n,) per state of positions (n, N, d)."""
-        label = self.classify(positions)
-        return {name: label == j for j, name in enumerate(self.states)}
 
     def reference_fes(self, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """A reference free energy on the two state coordinates, as (edges along the first,
@@ -96,6 +91,11 @@ class System(ABC):
         """State-to-state transitions summed over walkers; positions (frames, walkers, N, d)."""
         frames, walkers = positions.shape[:2]
         return count_transitions(self.classify(positions.reshape(frames * walkers, *positions.shape[2:])).reshape(frames, walkers))
+
+
+def in_states(points: np.ndarray, states: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Boolean masks of points (n, m) inside each state's disc (center, radius) in state coordinates."""
+    return {name: np.linalg.norm(points - np.asarray(s["center"]), axis=1) <= s["radius"] for name, s in states.items()}
 
 
 def count_transitions(labels: np.ndarray) -> int:
