@@ -197,7 +197,9 @@ def test_reconstruction_loss_is_the_weighted_mean_squared_error_in_data_units():
     assert reconstruction_loss(model, x, w) == pytest.approx(expected, rel=1e-5)
 
 
-def test_fit_holds_out_the_validation_fraction_and_never_trains_on_it():
+def test_fit_holds_out_the_validation_fraction_and_reports_mean_losses():
+    """Every epoch trains on each of the 75 training samples once, in batches, and validates on the
+    25 held-out ones; the reported training loss is the sample-weighted mean of the batch losses."""
     import torch
 
     from cvcycle.learn.train import fit
@@ -205,12 +207,25 @@ def test_fit_holds_out_the_validation_fraction_and_never_trains_on_it():
     model = torch.nn.Linear(1, 1)
     data = torch.linspace(-1.0, 1.0, 100)[:, None]
     seen: dict[str, set[int]] = {"train": set(), "val": set()}
+    batches: list[list[tuple[int, float]]] = []
+    val_losses: list[float] = []
 
     def loss_of(idx):
+        loss = ((model(data[idx]) - 2.0 * data[idx]) ** 2).mean()
+        if model.training:
+            if not batches or sum(n for n, _ in batches[-1]) == 75:
+                batches.append([])
+            batches[-1].append((len(idx), float(loss.detach())))
+        else:
+            val_losses.append(float(loss.detach()))
         seen["train" if model.training else "val"].update(idx.tolist())
-        return ((model(data[idx]) - 2.0 * data[idx]) ** 2).mean()
+        return loss
 
-    cfg = _learner_cfg(validation_fraction=0.25, epochs=3, batch_size=16)
-    fit(model, loss_of, 100, cfg, torch.Generator().manual_seed(0), log=lambda line: None)
+    cfg = _learner_cfg(validation_fraction=0.25, epochs=3, batch_size=16, patience=10)
+    result = fit(model, loss_of, 100, cfg, torch.Generator().manual_seed(0), log=lambda line: None)
     assert len(seen["val"]) == 25 and len(seen["train"]) == 75
     assert not seen["val"] & seen["train"] and seen["val"] | seen["train"] == set(range(100))
+    assert len(batches) == 3 and all(sum(n for n, _ in epoch) == 75 for epoch in batches)
+    expected = [sum(n * loss for n, loss in epoch) / 75 for epoch in batches]
+    np.testing.assert_allclose(result.train_loss, expected, rtol=1e-6)
+    np.testing.assert_allclose(result.val_loss, val_losses, rtol=1e-6)
