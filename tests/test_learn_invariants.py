@@ -229,3 +229,30 @@ def test_fit_holds_out_the_validation_fraction_and_reports_mean_losses():
     expected = [sum(n * loss for n, loss in epoch) / 75 for epoch in batches]
     np.testing.assert_allclose(result.train_loss, expected, rtol=1e-6)
     np.testing.assert_allclose(result.val_loss, val_losses, rtol=1e-6)
+
+
+def test_early_stopping_keeps_the_best_validation_state():
+    """Scripted validation losses 5, 4, 4 (1 - 1e-4), 3, 3, 3, 3, ...: an improvement must beat the
+    best by a relative 1e-4, so epoch 2 is stale; epoch 3 is the best; with patience 3 training
+    stops after epoch 6 (7 epochs run) and ends with the parameters of epoch 3."""
+    import torch
+
+    from cvcycle.learn.train import fit
+
+    model = torch.nn.Linear(1, 1)
+    data = torch.linspace(-1.0, 1.0, 40)[:, None]
+    script = [5.0, 4.0, 4.0 * (1 - 1e-4), 3.0] + [3.0] * 20
+    params: list[list[float]] = []
+
+    def loss_of(idx):
+        if model.training:
+            return ((model(data[idx]) - 2.0 * data[idx]) ** 2).mean()
+        params.append([float(p) for p in torch.cat([q.detach().flatten() for q in model.parameters()])])
+        return torch.tensor(script[len(params) - 1], dtype=torch.float64)
+
+    cfg = _learner_cfg(validation_fraction=0.25, epochs=20, batch_size=8, patience=3, learning_rate=0.05)
+    result = fit(model, loss_of, 40, cfg, torch.Generator().manual_seed(0), log=lambda line: None)
+    assert result.best_epoch == 3 and len(result.val_loss) == 7 and len(result.train_loss) == 7
+    assert result.val_loss == script[:7]
+    final = [float(p) for p in torch.cat([q.detach().flatten() for q in model.parameters()])]
+    assert final == params[3] and params[3] != params[6]
