@@ -256,3 +256,52 @@ def test_early_stopping_keeps_the_best_validation_state():
     assert result.val_loss == script[:7]
     final = [float(p) for p in torch.cat([q.detach().flatten() for q in model.parameters()])]
     assert final == params[3] and params[3] != params[6]
+
+
+class _Killed(Exception):
+    pass
+
+
+def _fit_with_checkpoints(directory, kill_at_epoch=None):
+    import torch
+
+    from cvcycle.checkpoints import CheckpointSeries
+    from cvcycle.learn.train import fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    data = torch.linspace(-1.0, 1.0, 60)[:, None]
+    evals = [0]
+
+    def loss_of(idx):
+        if not model.training:
+            evals[0] += 1
+            if evals[0] == kill_at_epoch:
+                raise _Killed
+        return ((model(data[idx]) - torch.sin(3 * data[idx])) ** 2).mean()
+
+    cfg = _learner_cfg(validation_fraction=0.2, epochs=7, batch_size=8, patience=50, checkpoint_epochs=2,
+                       learning_rate=0.02)
+    result = fit(model, loss_of, 60, cfg, torch.Generator().manual_seed(4), log=lambda line: None,
+                 checkpoints=CheckpointSeries(directory, "epoch"))
+    return result, [p.detach().clone() for p in model.parameters()]
+
+
+def test_training_killed_between_checkpoints_resumes_bit_for_bit(tmp_path):
+    """Checkpoints every 2 epochs and at the end; a run killed in epoch 6 resumes from epoch 4 and
+    ends exactly where the uninterrupted run does."""
+    import torch
+
+    from cvcycle.checkpoints import CheckpointSeries
+
+    whole, whole_params = _fit_with_checkpoints(tmp_path / "whole")
+    assert CheckpointSeries(tmp_path / "whole", "epoch").indices() == [7, 6]
+    with pytest.raises(_Killed):
+        _fit_with_checkpoints(tmp_path / "killed", kill_at_epoch=6)
+    assert CheckpointSeries(tmp_path / "killed", "epoch").indices() == [4, 2]
+    resumed, resumed_params = _fit_with_checkpoints(tmp_path / "killed")
+    assert resumed.train_loss == whole.train_loss and resumed.val_loss == whole.val_loss
+    assert resumed.best_epoch == whole.best_epoch
+    assert all(torch.equal(a, b) for a, b in zip(whole_params, resumed_params))
+    again, again_params = _fit_with_checkpoints(tmp_path / "killed")  # finished: nothing is trained again
+    assert again.train_loss == whole.train_loss and all(torch.equal(a, b) for a, b in zip(whole_params, again_params))
