@@ -1,26 +1,32 @@
 """Mutation testing of cvcycle's core modules: does the test suite notice bug-like changes?
 
-    .venv/bin/python tools/mutation.py                       # every core module
-    .venv/bin/python tools/mutation.py --module bias         # one module (repeatable)
-    .venv/bin/python tools/mutation.py --module io --list    # the mutants only, nothing run
+    .venv/bin/python tools/mutation.py                        # every core module
+    .venv/bin/python tools/mutation.py --module bias          # one module (repeatable)
+    .venv/bin/python tools/mutation.py --module io --list     # the mutants and their ids, nothing run
+    .venv/bin/python tools/mutation.py --module io --survivors  # the stored survivors again, after new tests
+    .venv/bin/python tools/mutation.py --report               # the table of the stored results
 
 Each mutant is one classic change to one site of a module's source (see OPERATORS below):
 a comparison, arithmetic or boolean operator swapped, a number or a boolean changed, a return
 value replaced by None, a call statement dropped, a `not` or unary minus removed, a dataclass
 field's string default changed. Mutants are applied one at a time to a *copy* of the working tree
 (git's tracked and untracked-not-ignored files) in a temporary directory whose src/ goes first
-on PYTHONPATH, and the tests mapped to the module (MODULES below) run there with `pytest -x`
-under a per-mutant timeout. The live src/ is never written, so an interrupted run leaves the
-checkout as it was (the temporary copy is removed on exit, Ctrl-C and SIGTERM included).
+on PYTHONPATH (subprocesses the tests start inherit it), and the tests mapped to the module
+(MODULES below) run there with `pytest -x`, in a child forked from this process (numpy, torch
+and pytest imported once), under a per-mutant timeout (twice the unmutated run, at least +30 s).
+Tests that killed mutants in the same function run first. "slow" tests (small campaigns) run
+only on the survivors of the fast ones (--fast skips them). The live src/ is never written, so an
+interrupted run leaves the checkout as it was (the copy is removed on exit, Ctrl-C and SIGTERM
+included).
 
-A mutant is *killed* when the tests fail, error or time out, *survives* when they pass.
-Mutants listed in tools/mutation-equivalents.toml (by module and mutation id, with the reason
-they cannot change behaviour) are run like the others but excluded from the score:
+A mutant is *killed* when the tests fail, stop collecting or time out, and *survives* when they
+pass. Mutants listed in tools/mutation-equivalents.toml (by module and mutation id, with the
+reason they cannot change behaviour) are run like the others but left out of the score:
 score = killed / (total - equivalent). Results go to build/mutation/<module>.json; the table and
 the survivors (file:line, id, change) are printed at the end.
 
 Not mutated: docstrings and other string constants (error and log messages), f-strings,
-annotations, calls to log()/print(), and `if __name__ == "__main__"` blocks.
+annotations, calls to log()/print(), `raise` statements and `if __name__ == "__main__"` blocks.
 """
 
 from __future__ import annotations
@@ -350,7 +356,7 @@ def _pytest_child(tree: Path, args: list[str], out: Path) -> None:
 
 
 def run_tests(tree: Path, nodeids: list[str], timeout: float, fork: bool = True) -> tuple[str, float, str, list[str]]:
-    """('passed' | 'failed' | 'timeout' | 'error', seconds, output tail, failing node ids) of pytest -x on
+    """('passed' | 'failed' | 'timeout', seconds, output tail, failing node ids) of pytest -x on
     `nodeids` (run in that order) in the copy: in a child forked from this process (its imports done
     once), or with fork=False in a fresh interpreter."""
     args = PYTEST_ARGS + nodeids
@@ -386,8 +392,9 @@ def run_tests(tree: Path, nodeids: list[str], timeout: float, fork: bool = True)
     failing = [line.split()[1] for line in text.splitlines() if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1]
     if code is None:
         return "timeout", secs, text[-1500:], failing
-    status = {0: "passed", 1: "failed", 2: "failed"}.get(code, "error")  # 2: a collection (import) error
-    return status, secs, text[-1500:], failing
+    # any other exit status than 0 (the unmutated run's) is the mutant's doing: failed tests (1), a
+    # module that no longer imports (2), node ids that no longer collect (4, 5)
+    return ("passed" if code == 0 else "failed"), secs, text[-1500:], failing
 
 
 def collect(tree: Path, tests: list[str]) -> list[str]:
@@ -501,12 +508,37 @@ def print_table(summaries: list[dict]) -> None:
             print(f"  NOTE {s['module']}: [{r['id']}] is listed as equivalent but was killed; remove it from the list")
 
 
+def print_markdown(summaries: list[dict], equivalents: dict[str, dict[str, str]]) -> None:
+    """The table, every survivor and every equivalent mutant, as Markdown (docs/mutation.md)."""
+    print("| module | killed | total | equivalent | score | minutes (2 cores) |\n|---|---|---|---|---|---|")
+    for s in summaries:
+        print(f"| {s['module']} | {s['killed']} | {s['total']} | {s['equivalent']} | {100 * s['score']:.1f} % "
+              f"| {s['seconds'] / 60:.0f} |")
+    killed = sum(s["killed"] for s in summaries)
+    counted = sum(s["killed"] + s["survived"] for s in summaries)
+    print(f"| all | {killed} | {sum(s['total'] for s in summaries)} | {sum(s['equivalent'] for s in summaries)} "
+          f"| {100 * killed / max(counted, 1):.1f} % | {sum(s['seconds'] for s in summaries) / 60:.0f} |")
+    for s in summaries:
+        if s["survivors"]:
+            print(f"\n### {s['module']}: survivors\n")
+            for r in s["survivors"]:
+                print(f"- `src/cvcycle/{r['file']}:{r['line']}` `{r['id']}` {r['operator']}: "
+                      f"`{_short(r['before'], 70)}` -> `{_short(r['after'], 70)}`")
+        if equivalents.get(s["module"]):
+            print(f"\n### {s['module']}: equivalent (excluded from the score)\n")
+            for mid, reason in equivalents[s["module"]].items():
+                print(f"- `{mid}`: {reason}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(MODULES), help="module(s) to mutate (default: all)")
     ap.add_argument("--list", action="store_true", help="list the mutants and their ids, run nothing")
-    ap.add_argument("--id", action="append", help="run only these mutation ids (e.g. the survivors again)")
+    ap.add_argument("--id", action="append", help="run only these mutation ids")
+    ap.add_argument("--survivors", action="store_true",
+                    help="run only the stored survivors again (after adding tests), updating the stored results")
     ap.add_argument("--report", action="store_true", help="print the table of the stored results, run nothing")
+    ap.add_argument("--markdown", action="store_true", help="with --report: as Markdown, equivalents listed")
     ap.add_argument("--no-fork", action="store_true", help="start a fresh interpreter per mutant (slower)")
     ap.add_argument("--fast", action="store_true", help="skip the slow tests (survivors of the fast ones stay survivors)")
     args = ap.parse_args(argv)
@@ -517,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{EQUIVALENTS}: unknown module(s) {sorted(unknown)}")
 
     if args.report:
-        print_table([summarize(json.loads((RESULTS / f"{m}.json").read_text()), equivalents.get(m, {}))
-                     for m in modules if (RESULTS / f"{m}.json").exists()])
+        stored = [summarize(json.loads((RESULTS / f"{m}.json").read_text()), equivalents.get(m, {}))
+                  for m in modules if (RESULTS / f"{m}.json").exists()]
+        print_markdown(stored, equivalents) if args.markdown else print_table(stored)
         return 0
     if args.list:
         for module in modules:
@@ -542,14 +575,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         copy_tree(tmp)
         for module in modules:
+            only = set(args.id or ())
+            if args.survivors:
+                stored_path = RESULTS / f"{module}.json"
+                if not stored_path.exists():
+                    print(f"[{module}] no stored results to take survivors from; run it whole first", flush=True)
+                    continue
+                only |= {r["id"] for r in json.loads(stored_path.read_text())["results"]
+                         if r["verdict"] != "killed" and r["id"] not in equivalents.get(module, {})}
+                if not only:
+                    print(f"[{module}] no survivors", flush=True)
+                    summaries.append(summarize(json.loads(stored_path.read_text()), equivalents.get(module, {})))
+                    continue
             try:
-                report = run_module(module, tmp, set(args.id) if args.id else None, lambda s: print(s, flush=True),
+                report = run_module(module, tmp, only or None, lambda s: print(s, flush=True),
                                     fork=not args.no_fork, slow=not args.fast)
             except BaselineFailed as exc:
                 print(exc, flush=True)
                 failed = True
                 continue
-            if args.id:  # a partial run updates the stored results of those ids
+            if only:  # a partial run updates the stored results of those ids
                 stored_path = RESULTS / f"{module}.json"
                 if stored_path.exists():
                     stored = json.loads(stored_path.read_text())
