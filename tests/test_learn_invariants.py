@@ -305,3 +305,47 @@ def test_training_killed_between_checkpoints_resumes_bit_for_bit(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(whole_params, resumed_params))
     again, again_params = _fit_with_checkpoints(tmp_path / "killed")  # finished: nothing is trained again
     assert again.train_loss == whole.train_loss and all(torch.equal(a, b) for a, b in zip(whole_params, again_params))
+
+
+class _Clock:
+    """time.perf_counter advances 2 s a call; time.monotonic reads the same clock."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        self.t += 2.0
+        return self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+def test_training_stops_at_a_checkpoint_when_the_next_stretch_would_pass_the_deadline(tmp_path, monkeypatch):
+    """Each stretch of 2 epochs takes 2 s on the clock; at a checkpoint training stops when now +
+    1.5 x the last stretch passes the deadline: with the deadline at t = 7 s, not at epoch 2
+    (4 + 3 = 7 is not past it) but at epoch 4 (6 + 3 = 9)."""
+    import torch
+
+    from cvcycle.checkpoints import CheckpointSeries
+    from cvcycle.errors import WalltimeReached
+    from cvcycle.learn import train
+
+    model = torch.nn.Linear(1, 1)
+    data = torch.linspace(-1.0, 1.0, 40)[:, None]
+
+    def loss_of(idx):
+        return ((model(data[idx]) - data[idx]) ** 2).mean()
+
+    cfg = _learner_cfg(validation_fraction=0.25, epochs=7, batch_size=8, patience=50, checkpoint_epochs=2)
+    clock = _Clock()
+    monkeypatch.setattr(train, "time", clock)
+    series = CheckpointSeries(tmp_path / "a", "epoch")
+    with pytest.raises(WalltimeReached, match="epoch 4"):
+        train.fit(model, loss_of, 40, cfg, torch.Generator().manual_seed(0), log=lambda line: None,
+                  checkpoints=series, deadline=7.0)
+    assert series.indices()[0] == 4
+    clock.t = 0.0  # without a deadline: all 7 epochs, and the time they took on the clock
+    result = train.fit(model, loss_of, 40, cfg, torch.Generator().manual_seed(0), log=lambda line: None,
+                       checkpoints=CheckpointSeries(tmp_path / "b", "epoch"))
+    assert len(result.train_loss) == 7 and result.seconds == clock.t - 2.0
