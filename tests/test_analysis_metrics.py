@@ -1,0 +1,115 @@
+"""The analysis metrics on small inputs with hand-computed answers (each written for surviving
+mutants of tools/mutation.py): free energies from weighted histograms, their aligned RMSE and
+change, state free energies, the committor RMSE, transition-path-theory rates, and the edges of
+the committor-quality metric.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cvcycle.analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
+from cvcycle.analysis.quality import committor_rmse, cv_committor_quality
+from cvcycle.analysis.rates import grid_tpt_rate, tpt_rate
+
+
+def test_histogram_fes_1d_is_minus_log_probability_from_zero():
+    """Bins [0,1), [1,2), [2,3) with weights 3, 1, 0: F = -ln(p / p_max) = 0, ln 3, NaN (empty)."""
+    values = np.array([0.2, 0.5, 0.7, 1.5, 2.5])
+    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    F = histogram_fes(values, weights, [np.array([0.0, 1.0, 2.0, 3.0])])
+    assert F[0] == 0.0 and F[1] == pytest.approx(math.log(3.0), rel=1e-12) and np.isnan(F[2])
+
+
+def test_histogram_fes_2d_rows_follow_the_second_coordinate():
+    """Weights 1 at (x, y) = (0.5, 0.5), 4 at (1.5, 0.5), 2 at (0.5, 1.5): F[iy, ix]."""
+    values = np.array([[0.5, 0.5], [1.5, 0.5], [0.5, 1.5]])
+    F = histogram_fes(values, np.array([1.0, 4.0, 2.0]), [np.array([0.0, 1.0, 2.0])] * 2)
+    assert F.shape == (2, 2)
+    assert F[0, 1] == 0.0  # y bin 0, x bin 1: the most weight
+    assert F[0, 0] == pytest.approx(math.log(4.0), rel=1e-12)
+    assert F[1, 0] == pytest.approx(math.log(2.0), rel=1e-12)
+    assert np.isnan(F[1, 1])
+
+
+def test_aligned_rmse_removes_the_best_shift_and_reports_coverage():
+    ref = np.array([0.0, 1.0, 2.0, 3.0, np.nan])
+    est = np.array([5.0, 6.0, 7.5, np.nan, 1.0])  # ref + 5 except +0.5 more in bin 2; bin 3 missing
+    mask = np.array([True, True, True, True, True])
+    rmse, coverage = aligned_rmse(est, ref, mask)
+    diff = np.array([5.0, 5.0, 5.5])
+    assert rmse == pytest.approx(float(np.sqrt(np.mean((diff - diff.mean()) ** 2))), rel=1e-12)
+    assert coverage == pytest.approx(3 / 5)
+    rmse, coverage = aligned_rmse(est, ref, np.array([True, True, False, False, False]))
+    assert rmse == 0.0 and coverage == 1.0
+    assert aligned_rmse(est, ref, np.zeros(5, dtype=bool)) == (float("inf"), 0.0)
+    assert aligned_rmse(est, ref, np.array([False, False, False, True, True])) == (float("inf"), 0.0)
+
+
+def test_fes_change_is_the_aligned_rmse_below_the_cutoff():
+    old = np.array([0.0, 1.0, 2.0, 3.0, 9.0, 20.0])
+    new = np.array([1.0, 2.0, 3.5, 4.0, 10.0, 2.0])
+    # bins where both are <= 8: 0..3 -> differences 1, 1, 1.5, 1
+    d = np.array([1.0, 1.0, 1.5, 1.0])
+    assert fes_change(new, old, 8.0) == pytest.approx(float(np.sqrt(np.mean((d - d.mean()) ** 2))), rel=1e-12)
+    assert fes_change(new, old, 3.0) == float("inf")  # only bins 0, 1 (new <= 3 and old <= 3): fewer than 3
+    assert fes_change(new, old, 3.5) == pytest.approx(float(np.std([1.0, 1.0, 1.5])), rel=1e-12)  # exactly 3 bins
+
+
+def test_state_free_energies_relative_to_the_first_state():
+    labels = np.array([0, 0, 1, 2, 2, -1])
+    weights = np.array([0.3, 0.1, 0.1, 0.05, 0.15, 0.3])
+    out = state_free_energies(labels, weights, ["A", "B", "C"])
+    assert out["B"] == pytest.approx(-math.log(0.1 / 0.4), rel=1e-12)
+    assert out["C"] == pytest.approx(-math.log(0.2 / 0.4), rel=1e-12)
+    assert out["others"] == pytest.approx(-math.log(0.3 / 0.4), rel=1e-12)
+    none = state_free_energies(np.array([0, 0, -1]), np.array([0.5, 0.5, 1.0]), ["A", "B"])
+    assert none == {"B": None, "others": None}
+    assert state_free_energies(np.array([1, -1]), np.array([1.0, 1.0]), ["A", "B"]) == {"B": None, "others": None}
+
+
+def test_committor_rmse_over_the_transition_region():
+    q = np.array([0.01, 0.2, 0.5, 0.8, 0.99, 0.05, 0.95, 0.5])
+    pred = q + np.array([0.3, 0.1, -0.2, 0.1, 0.3, 0.3, 0.3, 0.3])
+    F = np.array([0.0, 0.0, 1.0, 12.0, 0.0, 0.0, 0.0, 12.5])
+    # kept: 0.05 < q < 0.95 and F <= 12 -> indices 1, 2, 3 (errors 0.1, -0.2, 0.1)
+    assert committor_rmse(pred, q, F) == pytest.approx(math.sqrt((0.01 + 0.04 + 0.01) / 3), rel=1e-12)
+
+
+def test_tpt_rate_of_a_linear_committor_on_a_uniform_density():
+    """q = x on [0, 1] with |grad q|^2 = 1 and uniform weights: the flux through the window
+    (0.1, 0.9) is D x 0.8 / 0.8 = D, E[1 - q] = 1/2, so k_AB = 2 D (any weight normalisation)."""
+    x = (np.arange(10000) + 0.5) / 10000
+    k = tpt_rate(x, np.ones_like(x), np.full_like(x, 3.0), diffusion=0.7)
+    assert k == pytest.approx(2 * 0.7, rel=1e-3)
+    # a narrower window estimates the same flux
+    assert tpt_rate(x, np.ones_like(x), np.ones_like(x), 0.7, window=(0.3, 0.6)) == pytest.approx(1.4, rel=1e-3)
+
+
+def test_grid_tpt_rate_matches_the_sample_estimate():
+    """q = x on a grid over [0, 1] x [0, 2]: k_AB = D x (fraction of grid columns inside the
+    window) / 0.8 / E[1 - q], E[1 - q] = 1/2; F shifted by a constant changes nothing, and a tilt
+    F = 2 y weights rows without changing the x profile. q = y / 2 has |grad q|^2 = 1/4."""
+    xs, ys = np.linspace(0.0, 1.0, 201), np.linspace(0.0, 2.0, 101)
+    X, Y = np.meshgrid(xs, ys)
+    inside_x = np.mean((xs > 0.1) & (xs < 0.9))
+    for F in (np.zeros_like(X) + 5.0, 2.0 * Y):
+        assert grid_tpt_rate(xs, ys, F, X.copy(), diffusion=0.5) == pytest.approx(0.5 * inside_x / 0.8 / 0.5, rel=1e-9)
+    inside_y = np.mean((ys / 2 > 0.1) & (ys / 2 < 0.9))
+    assert grid_tpt_rate(xs, ys, np.zeros_like(X), Y / 2.0, diffusion=0.5) == pytest.approx(
+        0.5 * 0.25 * inside_y / 0.8 / 0.5, rel=1e-9)
+
+
+def test_quality_edges_of_its_selection_and_bins():
+    """Exactly n_bins kept points are enough (one per bin, R^2 = 1); F = f_max is kept."""
+    q = np.linspace(0.1, 0.9, 50)
+    m = cv_committor_quality(q, q, np.zeros(50))
+    assert m["n_points"] == 50 and m["r2"] == pytest.approx(1.0) and m["width"] == 0.0
+    F = np.zeros(50)
+    F[:3] = 12.0  # exactly at f_max: kept
+    assert cv_committor_quality(q, q, F)["n_points"] == 50
+    with pytest.raises(ValueError, match="only 49 grid points"):
+        cv_committor_quality(q[:49], q[:49], np.zeros(49))
