@@ -45,6 +45,7 @@ def test_aligned_rmse_removes_the_best_shift_and_reports_coverage():
     assert coverage == pytest.approx(3 / 5)
     rmse, coverage = aligned_rmse(est, ref, np.array([True, True, False, False, False]))
     assert rmse == 0.0 and coverage == 1.0
+    assert aligned_rmse(est, ref, np.array([False, True, False, False, False])) == (0.0, 1.0)  # one bin
     assert aligned_rmse(est, ref, np.zeros(5, dtype=bool)) == (float("inf"), 0.0)
     assert aligned_rmse(est, ref, np.array([False, False, False, True, True])) == (float("inf"), 0.0)
 
