@@ -114,3 +114,15 @@ def test_quality_edges_of_its_selection_and_bins():
     assert cv_committor_quality(q, q, F)["n_points"] == 50
     with pytest.raises(ValueError, match="only 49 grid points"):
         cv_committor_quality(q[:49], q[:49], np.zeros(49))
+
+
+def test_crossing_bin_of_the_committor_scan():
+    """The first bin on the other side of p_B = 1/2 from bin 0 (1/2 itself counts as above)."""
+    from cvcycle.analysis.committor_histogram import _crossing_bin
+
+    assert _crossing_bin(np.array([0.1, 0.3, 0.6, 0.8])) == 2
+    assert _crossing_bin(np.array([0.9, 0.6, 0.4, 0.45, 0.1])) == 2
+    assert _crossing_bin(np.array([0.2, 0.5])) == 1
+    assert _crossing_bin(np.array([0.5, 0.7])) is None  # never below
+    assert _crossing_bin(np.array([0.1, 0.49])) is None  # never above
+    assert _crossing_bin(np.array([0.1, np.nan, 0.9])) is None  # a bin without a committed shot
