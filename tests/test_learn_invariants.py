@@ -256,6 +256,11 @@ def test_early_stopping_keeps_the_best_validation_state():
     assert result.val_loss == script[:7]
     final = [float(p) for p in torch.cat([q.detach().flatten() for q in model.parameters()])]
     assert final == params[3] and params[3] != params[6]
+    # a loss exactly 1e-4 (relative) below the best is no improvement: best stays at epoch 1
+    script[:] = [5.0, 4.0, 4.0 * (1 - 1e-4)] + [4.5] * 20
+    params.clear()
+    result = fit(model, loss_of, 40, cfg, torch.Generator().manual_seed(0), log=lambda line: None)
+    assert result.best_epoch == 1 and len(result.val_loss) == 5
 
 
 class _Killed(Exception):
