@@ -176,8 +176,9 @@ def test_committor_from_shooting_learns_the_outcome_probability_and_is_seeded():
 
 
 def test_reconstruction_loss_is_the_weighted_mean_squared_error_in_data_units():
-    """A zeroed autoencoder reconstructs every frame as its input mean m: the loss is
-    sum_i w_i sum_f ((m_f - x_if) / sd_f)^2 / sum_i w_i, sd the data's (n - 1) standard deviation."""
+    """An autoencoder with zero weights outputs its last bias b (standardised units) for every
+    frame, i.e. m = mean + b std in data units: the loss is sum_i w_i sum_f ((m_f - x_if) / sd_f)^2
+    / sum_i w_i, sd the data's (n - 1) standard deviation."""
     import torch
 
     from cvcycle.learn.train import reconstruction_loss
@@ -192,7 +193,10 @@ def test_reconstruction_loss_is_the_weighted_mean_squared_error_in_data_units():
             p.zero_()
         model.mean.copy_(torch.tensor([0.8, -1.5, 0.0]))
         model.std.copy_(torch.tensor([2.0, 3.0, 0.5]))
-    m, sd = np.array([0.8, -1.5, 0.0]), x.std(0, ddof=1)
+        last = [layer for layer in model.modules() if isinstance(layer, torch.nn.Linear)][-1]
+        last.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))  # the output, in standardised units
+    m = np.array([0.8, -1.5, 0.0]) + np.array([0.5, -1.0, 2.0]) * np.array([2.0, 3.0, 0.5])
+    sd = x.std(0, ddof=1)
     expected = np.sum(w * (((m - x) / sd) ** 2).sum(1)) / w.sum()
     assert reconstruction_loss(model, x, w) == pytest.approx(expected, rel=1e-5)
 
@@ -276,25 +280,28 @@ def _fit_with_checkpoints(directory, kill_at_epoch=None):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     data = torch.linspace(-1.0, 1.0, 60)[:, None]
-    evals = [0]
+    series = CheckpointSeries(directory, "epoch")
+    evals = [series.indices()[0] if series.indices() else 0]  # epochs done before this call
 
     def loss_of(idx):
-        if not model.training:
+        if not model.training:  # scripted validation: the best epoch (1) comes before the kill
             evals[0] += 1
             if evals[0] == kill_at_epoch:
                 raise _Killed
+            return torch.tensor([5.0, 3.0, 4.0, 4.0, 4.0, 4.0, 4.0][evals[0] - 1], dtype=torch.float64)
         return ((model(data[idx]) - torch.sin(3 * data[idx])) ** 2).mean()
 
     cfg = _learner_cfg(validation_fraction=0.2, epochs=7, batch_size=8, patience=50, checkpoint_epochs=2,
                        learning_rate=0.02)
     result = fit(model, loss_of, 60, cfg, torch.Generator().manual_seed(4), log=lambda line: None,
-                 checkpoints=CheckpointSeries(directory, "epoch"))
+                 checkpoints=series)
     return result, [p.detach().clone() for p in model.parameters()]
 
 
 def test_training_killed_between_checkpoints_resumes_bit_for_bit(tmp_path):
     """Checkpoints every 2 epochs and at the end; a run killed in epoch 6 resumes from epoch 4 and
-    ends exactly where the uninterrupted run does."""
+    ends exactly where the uninterrupted run does: with the parameters of its best epoch (1),
+    which only the checkpoint remembers."""
     import torch
 
     from cvcycle.checkpoints import CheckpointSeries
@@ -306,7 +313,7 @@ def test_training_killed_between_checkpoints_resumes_bit_for_bit(tmp_path):
     assert CheckpointSeries(tmp_path / "killed", "epoch").indices() == [4, 2]
     resumed, resumed_params = _fit_with_checkpoints(tmp_path / "killed")
     assert resumed.train_loss == whole.train_loss and resumed.val_loss == whole.val_loss
-    assert resumed.best_epoch == whole.best_epoch
+    assert resumed.best_epoch == whole.best_epoch == 1
     assert all(torch.equal(a, b) for a, b in zip(whole_params, resumed_params))
     again, again_params = _fit_with_checkpoints(tmp_path / "killed")  # finished: nothing is trained again
     assert again.train_loss == whole.train_loss and all(torch.equal(a, b) for a, b in zip(whole_params, again_params))
