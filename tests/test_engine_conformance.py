@@ -140,6 +140,49 @@ def test_bias_force_is_minus_gradient_of_bias_of_cv_of_features(name, integrator
     np.testing.assert_allclose(eng.forces(None), -STIFFNESS * pos, rtol=1e-12)
 
 
+class LinearBias:
+    """V = c x_0 on the first feature (x of particle 0), recording the steps it is observed at."""
+
+    def __init__(self, slope: float) -> None:
+        self.slope, self.observed = slope, []
+
+    def energy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.slope * features[:, 0], features[:, :1]
+
+    def observe(self, step: int, cv: torch.Tensor) -> bool:
+        self.observed.append(step)
+        return False
+
+    def offset(self) -> float:
+        return 0.0
+
+
+@pytest.mark.parametrize("bias_stride", [1, 4])
+@pytest.mark.parametrize("name,integrator", CASES)
+def test_biased_run_samples_the_biased_boltzmann_distribution(name, integrator, bias_stride):
+    """A bias c x_0 shifts particle 0's x by -c/k and leaves its variance kT/k, whether the bias
+    acts every step or as an impulse every `bias_stride` steps; it is observed at exactly the
+    global steps that are multiples of bias_stride."""
+    n, slope = 400, 0.6
+    eng = engine_for(name, integrator, n, dt=0.01)
+    eng.set_positions(start(n))
+    bias = LinearBias(slope)
+    eng.run(1001, 1001, bias, bias_stride=bias_stride)  # burn-in, ending off the stride
+    bias.observed.clear()
+    frames = eng.run(3000, 30, bias, bias_stride=bias_stride)
+    assert bias.observed == [s for s in range(1001, 4001) if s % bias_stride == 0]
+    x0 = frames.positions[:, :, 0, 0]  # (frames, walkers)
+    per_walker = x0.mean(axis=0)
+    mean, se = per_walker.mean(), per_walker.std(ddof=1) / np.sqrt(n)
+    assert abs(mean + slope / STIFFNESS) < 5 * se + 0.01, (mean, se)
+    var = ((x0 - x0.mean()) ** 2).mean()
+    assert var == pytest.approx(KT / STIFFNESS, rel=0.05)
+    # every reported frame carries the bias energy at its own configuration
+    np.testing.assert_allclose(frames.bias, slope * x0, rtol=1e-12)
+    # the other particles feel no bias
+    assert abs(frames.positions[:, :, 1:, 0].mean()) < 0.02
+
+
 @pytest.mark.parametrize("name,integrator", CASES)
 def test_frames_have_the_contract_shapes_and_the_step_counter_continues(name, integrator):
     n = 5
@@ -160,27 +203,52 @@ def test_frames_have_the_contract_shapes_and_the_step_counter_continues(name, in
     assert int(eng.state_dict()["step"]) == 1060
 
 
+@pytest.mark.parametrize("bias_stride", [None, 3])
 @pytest.mark.parametrize("name,integrator", CASES)
-def test_save_restore_continues_the_same_trajectory(name, integrator):
+def test_save_restore_continues_the_same_trajectory(name, integrator, bias_stride):
+    """Unbiased, and with a bias acting every 3rd global step across runs of 50 steps."""
     n = 8
+
+    def run(eng, steps):
+        if bias_stride is None:
+            return eng.run(steps, 10)
+        return eng.run(steps, 10, LinearBias(0.6), bias_stride=bias_stride)
+
     ref = engine_for(name, integrator, n)
     ref.set_positions(start(n))
-    ref.run(50, 10)
-    expected = ref.run(50, 10)
+    run(ref, 50)
+    expected = run(ref, 50)
     first = engine_for(name, integrator, n)
     first.set_positions(start(n))
-    first.run(50, 10)
+    run(first, 50)
     state = {k: np.array(v, copy=True) for k, v in first.state_dict().items()}
     for v in state.values():
         assert isinstance(v, np.ndarray) and v.dtype != object  # plain arrays, no pickles
     resumed = engine_for(name, integrator, n)
     resumed.load_state_dict(state)
-    got = resumed.run(50, 10)
+    got = run(resumed, 50)
     if type(resumed).deterministic_restart:
         for key, val in expected.as_dict().items():
             np.testing.assert_array_equal(val, got.as_dict()[key], err_msg=key)
     else:  # continuation is statistical: the restored state itself must be the saved one
         np.testing.assert_array_equal(resumed.state_dict()["positions"], state["positions"])
+
+
+@pytest.mark.parametrize("name,integrator", CASES)
+def test_keep_walkers_continues_the_kept_walkers(name, integrator):
+    """Dropping walkers (shooting drops the committed trajectories) keeps the others' state."""
+    eng = engine_for(name, integrator, 5)
+    eng.set_positions(start(5))
+    eng.run(20, 10)
+    before = eng.state_dict()
+    try:
+        eng.keep_walkers(np.array([3, 0]))
+    except NotImplementedError:
+        pytest.skip(f"engine '{name}' cannot drop walkers (shooting then runs them all)")
+    after = eng.state_dict()
+    np.testing.assert_array_equal(after["positions"], before["positions"][[3, 0]])
+    np.testing.assert_array_equal(after["velocities"], before["velocities"][[3, 0]])
+    assert eng.n_walkers == 2 and eng.run(10, 5).positions.shape == (2, 2, 3, 3)
 
 
 @pytest.mark.parametrize("name,integrator", CASES)

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # README.md's spec table. Old workspaces are then refused instead of silently re-interpreted.
 PINNED_FINGERPRINTS = {
     2: "3049538e53055497",
+    3: "1271d9c1ac033f20",
 }
 
 
@@ -80,7 +81,7 @@ def with_version(version: object | None) -> dict:
 
 def test_new_state_points_carry_the_version(tmp_path):
     spec = tiny_spec()
-    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 2
+    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 3
     c = Campaign(make_campaign(tmp_path / "c", spec))
     assert c.spec == spec
 
@@ -130,7 +131,7 @@ def test_cli_shows_one_error_line_for_an_old_campaign(tmp_path):
 def test_a_spec_may_not_set_another_version(tmp_path):
     raw = copy.deepcopy(tiny_spec())
     raw["campaign"]["schema"] = 1
-    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 2, the spec schema this cvcycle reads"):
+    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 3, the spec schema this cvcycle reads"):
         validate(raw)
     raw["campaign"]["schema"] = True
     with pytest.raises(SpecError, match=r"^campaign\.schema: expected int, got boolean True"):
@@ -141,6 +142,6 @@ def test_a_spec_may_not_set_another_version(tmp_path):
     path.write_text(text.replace("[campaign]\n", "[campaign]\nschema = 99\n", 1))
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert str(info.value).startswith(f"{path}: campaign.schema: must be 2") and "got 99" in str(info.value)
+    assert str(info.value).startswith(f"{path}: campaign.schema: must be 3") and "got 99" in str(info.value)
     path.write_text(text.replace("[campaign]\n", f"[campaign]\nschema = {SCHEMA_VERSION}\n", 1))
     assert load_spec(path) == tiny_spec()  # repeating the version is fine

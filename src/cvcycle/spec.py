@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import MODEL_POTENTIALS, PARTICLE_SYSTEMS
 
-SCHEMA_VERSION = 2  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 3  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,7 @@ class EngineSpec:
     report_stride: int = spec_field(10, check=AT_LEAST_1)
     segment_steps: int = spec_field(1000, check=AT_LEAST_1)
     position_stride: int = spec_field(1, check=AT_LEAST_1)  # frames between stored positions
+    bias_stride: int = spec_field(1, check=AT_LEAST_1)  # steps between bias evaluations (an impulse of this x its force)
     start: str | tuple[str, ...] | tuple[float, float] = spec_field("A", check=_point_or_state)
     start_spread: float = spec_field(0.05, check=_range(0.0))
 
@@ -311,6 +312,7 @@ class AnalysisSpec:
     grid_bins: int = spec_field(120, check=_range(10, 2000))
     plots: bool = True
     fes_window: int = spec_field(3, check=AT_LEAST_1)
+    equilibration: float = spec_field(0.0, check=_range(0.0, 0.9))  # of each iteration's frames, left out of reweighting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -522,6 +524,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     bias = spec["bias"]
     if bias["kind"] == "opes" and bias["barrier"] <= 2.0 * spec["system"]["temperature"]:
         raise SpecError(f"bias.barrier: OPES needs a barrier above 2 kT ({2.0 * spec['system']['temperature']}), got {bias['barrier']}")
+
+    if bias["pace"] % spec["engine"]["bias_stride"]:
+        raise SpecError(f"bias.pace: the bias is deposited where it is evaluated, every engine.bias_stride = "
+                        f"{spec['engine']['bias_stride']} steps, so its pace must be a multiple of that, got {bias['pace']}")
 
     conv, budget = spec["convergence"], spec["budget"]
     if conv["min_iterations"] > budget["max_iterations"]:

@@ -96,6 +96,12 @@ class Engine(ABC):
     def forces(self, bias: BiasHook | None = None) -> np.ndarray:
         """Forces (walkers, N, d) at the current positions, of the potential plus `bias`."""
 
+    def keep_walkers(self, walkers: np.ndarray) -> None:
+        """Continue with only the walkers at these indices, in this order (e.g. the trajectories of
+        a shooting run that have not committed yet). An engine that cannot drop walkers raises
+        NotImplementedError, and callers run them all."""
+        raise NotImplementedError(f"{type(self).__name__} cannot drop walkers")
+
     @abstractmethod
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to continue (positions, velocities, step, ...), as arrays."""

@@ -74,22 +74,36 @@ class LangevinEngine(Engine):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.featurizer(x) if self.box is None else self.featurizer(x, self.box)
 
-    def _forces(self, hook: BiasHook | None) -> Forces:
+    def _forces(self, hook: BiasHook | None, bias_scale: float = 1.0, frame: bool = True) -> Forces:
+        """Forces of potential + bias_scale x bias at the current positions, with the frame's
+        features, potential, bias and CV. With bias_scale = 0 the bias exerts no force; it is still
+        evaluated when `frame` asks for the frame, and otherwise the frame tensors are empty."""
         x = self.x.detach().requires_grad_(True)
-        feats = self._features(x)
+        if frame or (hook is not None and bias_scale):
+            feats = self._features(x)
+        else:
+            feats = torch.zeros(len(x), 0, dtype=x.dtype)
         u = self.system.potential(x)
-        if hook is None:
+        total = u
+        if hook is None or not (bias_scale or frame):
             bias = torch.zeros_like(u)
             cv = torch.zeros(len(u), 0, dtype=x.dtype)
         else:
             bias, cv = hook.energy(feats)
-        (grad,) = torch.autograd.grad((u + bias).sum(), x)
+            if bias_scale == 1.0:
+                total = u + bias
+            elif bias_scale:
+                total = u + bias_scale * bias
+        (grad,) = torch.autograd.grad(total.sum(), x)
         return -grad, feats.detach(), u.detach(), bias.detach(), cv.detach()
 
     def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
             stream: tuple[int, ...] | None = None) -> Frames:
-        if bias_stride != 1 and bias is not None:
-            raise ValueError("the torch Langevin engine evaluates the bias every step (bias_stride = 1)")
+        """With bias_stride = k > 1 the bias acts as an impulse (multiple time stepping, as PLUMED's
+        STRIDE): k times its force at the global steps that are multiples of k, none in between;
+        depositions happen at those steps only, so a bias's pace must be a multiple of k."""
+        if bias_stride < 1:
+            raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
         key = (self.seed, *stream) if stream is not None else (self.seed, self.step)
         gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(*key) % (2**63))
         hook, dt, g, kT = bias, self.dt, self.friction, self.kT
@@ -99,11 +113,18 @@ class LangevinEngine(Engine):
         c2 = torch.sqrt((1.0 - c1 * c1) * kT / self.mass)
         half_kick = (0.5 * dt) / self.mass
         rows: dict[str, list[np.ndarray]] = {k: [] for k in ("step", "positions", "features", "potential", "cv", "bias", "log_weight")}
-        force, feats, u, b, cv = self._forces(hook)
+        start = self.step
+
+        def forces_at(step: int) -> Forces:  # at the current positions, which are those of `step`
+            on = step % bias_stride == 0
+            return self._forces(hook, float(bias_stride) if on else 0.0,
+                                frame=(step - start) % report_stride == 0 or (on and hook is not None))
+
+        force, feats, u, b, cv = forces_at(start)
         for i in range(n_steps):
             step = self.step
-            if hook is not None and hook.observe(step, cv):  # deposit at the current configuration
-                force, feats, u, b, cv = self._forces(hook)
+            if hook is not None and step % bias_stride == 0 and hook.observe(step, cv):  # deposit at the current configuration
+                force, feats, u, b, cv = forces_at(step)
             if i % report_stride == 0:
                 offset = hook.offset() if hook is not None else 0.0
                 for name, val in (("step", np.array(step)), ("positions", self.x.cpu().numpy().copy()),
@@ -114,13 +135,13 @@ class LangevinEngine(Engine):
             if self.integrator == "overdamped":
                 self.x = self.x + force * (dt / g) + noise_od * (self.noise + xi)
                 self.noise = xi
-                force, feats, u, b, cv = self._forces(hook)
+                force, feats, u, b, cv = forces_at(step + 1)
             else:  # BAOAB
                 self.v = self.v + half_kick * force
                 self.x = self.x + 0.5 * dt * self.v
                 self.v = c1 * self.v + c2 * xi
                 self.x = self.x + 0.5 * dt * self.v
-                force, feats, u, b, cv = self._forces(hook)
+                force, feats, u, b, cv = forces_at(step + 1)
                 self.v = self.v + half_kick * force
             self.step += 1
             if not torch.isfinite(force).all():
@@ -132,6 +153,11 @@ class LangevinEngine(Engine):
 
     def forces(self, bias: BiasHook | None = None) -> np.ndarray:
         return self._forces(bias)[0].cpu().numpy()
+
+    def keep_walkers(self, walkers: np.ndarray) -> None:
+        idx = torch.as_tensor(np.asarray(walkers, dtype=np.int64), device=self.device)
+        self.x, self.v, self.noise = self.x[idx], self.v[idx], self.noise[idx]
+        self.n_walkers = len(idx)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"positions": self.x.cpu().numpy().copy(), "velocities": self.v.cpu().numpy().copy(),

@@ -63,14 +63,25 @@ def position_rows(frames: np.ndarray, walkers: int, offset: int = 0) -> np.ndarr
 
 def flat_positions(c: Campaign, its: list[int], data: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Positions (n, N, d) stored for iterations `its`, loaded one iteration at a time, and their
-    rows in the concatenation of flat(data[i], ...) over `its` (data indexed like `its`)."""
+    rows in the concatenation of flat(data[i], ...) over `its` (data indexed like `its`, whole or
+    `equilibrated`)."""
     pos, rows, offset = [], [], 0
     for i, d in zip(its, data):
         p, frames = load_positions(c, i)
+        first = int(d.get("first_frame", 0))
+        p, frames = p[frames >= first], frames[frames >= first] - first
         pos.append(p.reshape(-1, *p.shape[2:]))
         rows.append(position_rows(frames, d["log_weight"].shape[1], offset))
         offset += d["log_weight"].size
     return np.concatenate(pos), np.concatenate(rows)
+
+
+def equilibrated(samples: dict[str, np.ndarray], fraction: float) -> dict[str, np.ndarray]:
+    """An iteration's samples without the first `fraction` of its frames, in which its walkers
+    relax from where the previous iteration left them into the ensemble of the new CV's bias
+    (`analysis.equilibration`); "first_frame" is the number of the first frame kept."""
+    first = int(fraction * len(samples["step"]))
+    return {**{key: v[first:] for key, v in samples.items()}, "first_frame": np.array(first)}
 
 
 def flat(samples: dict[str, np.ndarray], key: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..features import make_featurizer
 from ..learn.committor import committor_and_grad_sq, feature_metric
 from ..systems import System, make_system
 from .base import Analysis
-from .data import (cv_edges, fes_iterations, flat, flat_positions, inverse_mass, load_samples, mixture_weights, transitions,
+from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_samples, mixture_weights, transitions,
                    walker_steps_through)
 from .fit import cv_of, eval_cv
 
@@ -95,10 +95,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     window = spec["analysis"]["fes_window"]
     fes_its = fes_iterations(crossings, window)
     n_transitions = crossings[k]
+    eq = [equilibrated(s, spec["analysis"]["equilibration"]) for s in data]  # what the reweighted estimates use
 
     @functools.cache
     def weights_of(its: tuple[int, ...]) -> np.ndarray:  # the FES, state free energies and TPT share them
-        return mixture_weights(data, list(its), crossings)
+        return mixture_weights(eq, list(its), crossings)
 
     new_cv = cv_of(c, k)
     metrics: dict[str, Any] = {"iteration": k, "total_steps": walker_steps_through(spec, k),
@@ -111,13 +112,13 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
 
     edges = cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    offsets = np.cumsum([0] + [len(flat(s, "features")) for s in data])
+    ends = np.cumsum([len(flat(s, "features")) for s in data])  # an iteration's equilibrated frames end its rows
 
     def fes_along_cv(its: list[int]) -> np.ndarray | None:
         if not its:
             return None
         w = weights_of(tuple(its))
-        vals = np.concatenate([s_new[offsets[i]:offsets[i + 1], 0] for i in its])
+        vals = np.concatenate([s_new[ends[i] - len(flat(eq[i], "features")):ends[i], 0] for i in its])
         return histogram_fes(vals, w, [edges])
 
     F_cv = fes_along_cv(fes_its)
@@ -126,7 +127,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     metrics["fes_change"] = change if change is not None and np.isfinite(change) else None
     metrics["state_free_energies"] = None  # relative to the first state, from the FES iterations
     if fes_its:
-        labels = np.concatenate([flat(data[i], "state") for i in fes_its])
+        labels = np.concatenate([flat(eq[i], "state") for i in fes_its])
         metrics["state_free_energies"] = state_free_energies(labels, weights_of(tuple(fes_its)), list(system.states))
 
     xe = ye = F_xy = F_ref = np.zeros(0)
@@ -137,7 +138,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         xe, ye, F_ref = reference
         F_xy = np.full((len(ye) - 1, len(xe) - 1), np.nan)
         if fes_its:
-            z = np.concatenate([flat(data[i], "state_coordinates") for i in fes_its])
+            z = np.concatenate([flat(eq[i], "state_coordinates") for i in fes_its])
             F_xy = histogram_fes(z, weights_of(tuple(fes_its)), [xe, ye])
         rmse, metrics["fes_coverage"] = aligned_rmse(F_xy, F_ref, F_ref <= conv["fes_cutoff"])
         metrics[rmse_key] = rmse if np.isfinite(rmse) else None
@@ -146,9 +147,9 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         exact_committor_checks(c, new_cv, metrics, logit_q)
     if logit_q and spec["engine"]["integrator"] == "overdamped":  # transition path theory
         its = fes_its or list(range(k + 1))
-        pos, rows = flat_positions(c, its, [data[i] for i in its])
+        pos, rows = flat_positions(c, its, [eq[i] for i in its])
         w = weights_of(tuple(its))[rows]
-        feats = np.concatenate([flat(data[i], "features") for i in its])[rows]
+        feats = np.concatenate([flat(eq[i], "features") for i in its])[rows]
         metric = feature_metric(make_featurizer(spec), pos, inverse_mass(spec))
         metrics["rate_AB"] = tpt_rate(*committor_and_grad_sq(new_cv, feats, metric), w, diffusion_coefficient(spec))
         if system.has_exact_reference:

@@ -20,7 +20,7 @@ from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached
 from ..systems import System, make_system
-from .data import fes_iterations, flat, iteration_steps, load_samples, mixture_weights, steps_before, transitions, walker_steps_through
+from .data import equilibrated, fes_iterations, flat, iteration_steps, load_samples, mixture_weights, steps_before, transitions, walker_steps_through
 from .fit import cv_of, eval_cv
 
 Log = Callable[[str], None]
@@ -89,7 +89,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         t0 = time.perf_counter()
         n = min(seg_len, steps - seg * seg_len)
         try:
-            frames = engine.run(n, en["report_stride"], hook, stream=(k, seg))
+            frames = engine.run(n, en["report_stride"], hook, bias_stride=en["bias_stride"], stream=(k, seg))
         except SimulationError as exc:
             kept = checkpoints.path(seg) if seg else "none yet: the iteration restarts from its beginning"
             raise SimulationError(f"iteration {k}, segment {seg + 1}/{n_seg}: {exc}; last good checkpoint: {kept}") from None
@@ -143,6 +143,7 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     spec = c.spec
     data = [load_samples(c, i) for i in range(k)]
     crossings = [transitions(d) for d in data]
+    data = [equilibrated(d, spec["analysis"]["equilibration"]) for d in data]
     fes_its = fes_iterations(crossings, spec["analysis"]["fes_window"]) or list(range(k))
     w = mixture_weights(data, fes_its, crossings)
     feats = np.concatenate([flat(data[i], "features") for i in fes_its])
