@@ -172,3 +172,7 @@ def test_p_B_std_is_the_standard_deviation_of_the_points_p_B(tmp_path, monkeypat
     assert result["p_B_std"] == pytest.approx(std_expected, rel=1e-12)
     assert result["p_B_std"] == pytest.approx(float(np.std(result["p_B"], ddof=0)), rel=1e-12)
     assert result["binomial_std"] == pytest.approx(0.5 / math.sqrt(4), rel=1e-12)
+    # the bootstrap interval of the width brackets it, within the widest spread these p_B allow
+    # (half the resampled points at 0.25, half at 1: std 0.375)
+    lo, hi = result["p_B_std_interval"]
+    assert 0.0 <= lo < std_expected < hi <= 0.375 + 1e-12

@@ -28,7 +28,9 @@ def _engine(spec: dict, walkers: int):
     return make_engine(validate({**spec, "engine": {**spec["engine"], "walkers": walkers}}))
 
 
-def test_shooting_reproduces_the_exact_committor_on_mueller_brown():
+@pytest.mark.parametrize("compact", [False, True])
+def test_shooting_reproduces_the_exact_committor_on_mueller_brown(compact):
+    """With `compact` the committed trajectories are dropped as the run goes: the same statistics."""
     spec = tiny_spec()
     ref = reference_from_spec(spec, bins=241)
     q, F = ref.committor.ravel(), ref.free_energy.ravel()
@@ -39,7 +41,7 @@ def test_shooting_reproduces_the_exact_committor_on_mueller_brown():
     assert len(idx) >= 6
     shots = 200
     outcomes, steps = shoot(_engine(spec, len(idx) * shots), ref.points[idx], shots,
-                            state_classifier(spec["system"]["states"]), seed=11, max_steps=20000)
+                            state_classifier(spec["system"]["states"]), seed=11, max_steps=20000, compact=compact)
     assert 0 < steps < 20000 * outcomes.size and steps % 10 == 0
     assert (outcomes >= 0).all()  # every trajectory committed
     p = committed_fraction(outcomes)
@@ -76,6 +78,8 @@ def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
     p, q = np.array(result["p_B"], dtype=float), np.array(result["exact_q"])
     assert len(p) == len(q) == 12 and np.all((p >= 0) & (p <= 1))
     assert result["binomial_std"] == pytest.approx(0.5 / np.sqrt(40))
+    lo, hi = result["p_B_std_interval"]  # a bootstrap interval of the width that brackets it
+    assert 0 <= lo < result["p_B_std"] == pytest.approx(np.std(p)) < hi
     # whatever the CV's quality, each point's shooting estimate must agree with its exact committor
     sigma = np.sqrt(np.clip(q * (1 - q), 0.01, None) / 40)
     assert np.all(np.abs(p - q) <= 4 * sigma + 0.05), np.c_[q, p]
@@ -90,3 +94,17 @@ def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
         s = cv_module(load_model(c.iter_dir(1) / "model.npz"))(torch.as_tensor(feats[between], dtype=torch.float32))
     distance = np.sort(np.abs(s.numpy()[:, 0] - result["cv_isosurface"]))
     np.testing.assert_allclose(np.sort(np.abs(tse["cv"] - result["cv_isosurface"])), distance[:60], atol=1e-6)
+    # the same test on an input feature (x alone): the isosurface is a line x = s*, on the same frames
+    r = subprocess.run([sys.executable, "-m", "cvcycle", "committor-test", str(path), "--points", "12", "--shots", "40",
+                        "--feature", "x"], env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    on_x = json.loads((path / "committor_test-x.json").read_text())
+    assert on_x["cv"] == "x" and result["cv"] == "CV_2"
+    p, q = np.array(on_x["p_B"], dtype=float), np.array(on_x["exact_q"])
+    assert np.all(np.abs(p - q) <= 4 * np.sqrt(np.clip(q * (1 - q), 0.01, None) / 40) + 0.05), np.c_[q, p]
+    tse_x = cio.read_npz(path / "transition_states-x.npz")
+    np.testing.assert_array_equal(tse_x["cv"], tse_x["positions"][:, 0, 0])  # the feature x is the particle's x
+    assert np.abs(tse_x["cv"] - on_x["cv_isosurface"]).max() <= np.sort(np.abs(pos[between, 0, 0] - on_x["cv_isosurface"]))[59] + 1e-12
+    r = subprocess.run([sys.executable, "-m", "cvcycle", "committor-test", str(path), "--feature", "mu2"],
+                       env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().endswith("'mu2' is not one of its features (x, y)"), r.stderr

@@ -33,7 +33,8 @@ def _committor_test(args: argparse.Namespace) -> None:
 
     c = find_campaign(args.job)
     with c.lock():  # it writes committor_test.json/.png into the job directory
-        committor_histogram(c, shots=args.shots, points=args.points, max_steps=args.max_steps, seed=args.seed)
+        committor_histogram(c, shots=args.shots, points=args.points, max_steps=args.max_steps, seed=args.seed,
+                            feature=args.feature)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("--points", type=int, default=50, help="points on the isosurface (default 50)")
     test.add_argument("--max-steps", type=int, default=20000, help="steps before a trajectory counts as undecided")
     test.add_argument("--seed", type=int, default=0, help="random stream of the test (default 0)")
+    test.add_argument("--feature", help="test this input feature (e.g. mu2) instead of the learned CV, on the same "
+                                        "frames; writes committor_test-FEATURE.json/.png")
     test.set_defaults(func=_committor_test)
     args = parser.parse_args(argv)
     try:

@@ -12,10 +12,14 @@ q_pred in [0.45, 0.55] and step 1 is skipped. For any other CV it is found by sh
    times each. A perfect reaction coordinate gives p_B = 1/2 for every one of them, i.e. a
    histogram as narrow as the binomial noise of the shots; a poor one gives a broad histogram.
 For analytic potentials the exact committor at the same points is reported next to it.
+
+With `feature` the test is run on one of the campaign's input features instead (e.g. mu2 of
+LJ7), on the same frames and shots, so a learned CV can be compared with a classic one.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -37,32 +41,48 @@ from ..systems.model2d import plane
 
 
 def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
-                        scan_shots: int = 20, max_steps: int = 20000, seed: int = 0,
+                        scan_shots: int = 20, max_steps: int = 20000, seed: int = 0, feature: str | None = None,
                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the test on the campaign's latest CV; writes committor_test.json and .png in the job dir,
-    and the transition-state ensemble it drew the test points from (frames on the isosurface,
-    with their weights) as transition_states.npz."""
+    """Run the test on the campaign's latest CV, or on its input `feature` (by name); writes
+    committor_test.json and .png (committor_test-FEATURE.* for a feature) in the job dir, and the
+    transition-state ensemble it drew the test points from (frames on the isosurface, with their
+    weights) as transition_states.npz (transition_states-FEATURE.npz)."""
     spec = c.spec
-    if spec["learner"]["cv_dim"] != 1:
-        raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1)")
     history = c.progress()["history"]
     if not history:
         raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
     k = max(h["iteration"] for h in history)
-    cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
+    if feature is None:
+        if spec["learner"]["cv_dim"] != 1:
+            raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1); "
+                                 "test one of its features instead (--feature NAME)")
+        name, stem = f"CV_{k + 1}", ""
+        cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
+    else:
+        names = list(make_featurizer(spec).names)
+        if feature not in names:
+            raise WorkspaceError(f"campaign {c.id}: '{feature}' is not one of its features ({', '.join(names)})")
+        name, stem = feature, "-" + "".join(ch if ch.isalnum() else "_" for ch in feature)
     pos, feats, weights = _candidate_frames(c, k)
     system = make_system(spec)
     outside = system.classify(pos) < 0
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:
         raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
-    with torch.no_grad():
-        s = cv(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()[:, 0]
+    if feature is None:
+        with torch.no_grad():
+            s = cv(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()[:, 0]
+    else:
+        s = feats[:, names.index(feature)].astype(np.float64)
     rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
     def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
+        t0 = time.perf_counter()
         engine = make_engine(spec, system, walkers=len(starts) * n_shots)
-        return committed_fraction(shoot(engine, starts, n_shots, system.classify_ab, cio.derive_seed(c.seed, seed, stage),
-                                        max_steps)[0])
+        outcomes, steps = shoot(engine, starts, n_shots, system.classify_ab, cio.derive_seed(c.seed, seed, stage),
+                                max_steps, compact=True)
+        log(f"[committor test] {outcomes.size} trajectories from {len(starts)} points: {steps:,} steps, "
+            f"{np.mean(outcomes < 0):.1%} undecided after {max_steps} steps, {time.perf_counter() - t0:.1f} s")
+        return committed_fraction(outcomes)
 
     def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
         bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)
@@ -75,7 +95,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
     frames, scans, s_star = np.arange(len(s)), [], None
     shell = None
-    committor = route_for(spec).logit_q
+    committor = route_for(spec).logit_q and feature is None
     if committor:  # test points: logit q_pred within logit(0.45) .. logit(0.55)
         s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
         if len(shell) < points:
@@ -89,8 +109,8 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         scans.append({"cv": s_bins.tolist(), "p_B": p_bins.tolist()})
         i = _crossing_bin(p_bins)
         if i is None and s_star is None:
-            raise WorkspaceError(f"campaign {c.id}: p_B never crosses 1/2 along CV_{k + 1} (scan: "
-                                 f"{np.round(p_bins, 2).tolist()}); the CV does not separate the states where the data are")
+            raise WorkspaceError(f"campaign {c.id}: p_B never crosses 1/2 along {name} (scan: "
+                                 f"{np.round(p_bins, 2).tolist()}); {name} does not separate the states where the data are")
         if i is None:  # the refined scan is too noisy to place the crossing: keep the coarser estimate
             break
         s0, s1, p0, p1 = s_bins[i - 1], s_bins[i], p_bins[i - 1], p_bins[i]
@@ -101,29 +121,32 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         shell = np.argsort(np.abs(s - s_star))[: 5 * points]
     chosen = rng.choice(shell, points, replace=True, p=weights[shell] / weights[shell].sum())
     p_test = p_b_from(pos[chosen], shots, 0)
-    result: dict[str, Any] = {"iteration": k, "cv_isosurface": s_star, "shots": shots, "points": points,
+    result: dict[str, Any] = {"iteration": k, "cv": name, "cv_isosurface": s_star, "shots": shots, "points": points,
                               "scans": scans,
                               "p_B": p_test.tolist(), "p_B_mean": float(np.nanmean(p_test)),
-                              "p_B_std": float(np.nanstd(p_test)), "binomial_std": float(0.5 / np.sqrt(shots))}
+                              "p_B_std": float(np.nanstd(p_test)), "binomial_std": float(0.5 / np.sqrt(shots)),
+                              "p_B_std_interval": _width_interval(p_test, cio.derive_seed(c.seed, seed, 5_000_023))}
     if system.has_exact_reference:
         ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1)
         q = ref.interpolate_committor(plane(pos[chosen]))
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
-    cio.write_json(c.path / "committor_test.json", result)
+    cio.write_json(c.path / f"committor_test{stem}.json", result)
     # the transition-state ensemble: the candidate frames on the isosurface, with their weights
-    cio.write_npz(c.path / "transition_states.npz", positions=pos[shell], features=feats[shell],
+    cio.write_npz(c.path / f"transition_states{stem}.npz", positions=pos[shell], features=feats[shell],
                   weights=weights[shell] / weights[shell].sum(), cv=s[shell])
-    where = "predicted q in [0.45, 0.55]" if committor else f"CV_{k + 1} isosurface s* = {s_star:.3f}"
+    where = "predicted q in [0.45, 0.55]" if committor else f"{name} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
         from .plots import plot_committor_histogram
 
-        plot_committor_histogram(c.path / "committor_test.png", p_test, result.get("exact_q"), shots,
+        plot_committor_histogram(c.path / f"committor_test{stem}.png", p_test, result.get("exact_q"), shots,
                                  where)
     exact = f"; exact committor at the same points {result['exact_q_mean']:.3f} +- {result['exact_q_std']:.3f}" \
         if "exact_q" in result else ""
+    lo, hi = result["p_B_std_interval"]
     log(f"[committor test] {points} points at {where}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
-        f"+- {result['p_B_std']:.3f} (binomial noise alone: {result['binomial_std']:.3f}){exact}")
+        f"+- {result['p_B_std']:.3f} (95 % interval of the width [{lo:.3f}, {hi:.3f}]; binomial noise alone: "
+        f"{result['binomial_std']:.3f}){exact}")
     return result
 
 
@@ -144,6 +167,14 @@ def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     pos, rows = flat_positions(c, list(range(k + 1)), data)  # the frames whose positions are stored
     return (pos, np.concatenate([flat(d, "features") for d in data])[rows],
             combine_iterations([flat(d, "log_weight") for d in data])[rows])
+
+
+def _width_interval(p: np.ndarray, seed: int, resamples: int = 2000) -> list[float]:
+    """95 % bootstrap interval of the histogram's width (std of p_B over the points that committed)."""
+    p = np.asarray(p, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    boot = p[np.random.default_rng(seed).integers(0, len(p), (resamples, len(p)))].std(axis=1)
+    return [float(v) for v in np.percentile(boot, [2.5, 97.5])]
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:

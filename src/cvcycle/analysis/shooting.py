@@ -31,26 +31,38 @@ def state_classifier(states: dict[str, dict]) -> Classify:
 
 
 def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, seed: int, max_steps: int,
-          stride: int = 10) -> tuple[np.ndarray, int]:
+          stride: int = 10, compact: bool = False) -> tuple[np.ndarray, int]:
     """Outcomes (len(points), shots): 1 if the trajectory entered B first, 0 if A first, -1 if it
     reached neither within max_steps; and the trajectory steps: the sum over trajectories of the
     steps each ran until it committed (what trajectories run one by one would cost). The engine
     runs all len(points) * shots trajectories as its walkers (it must have been built with that
     many) until the last one commits; states are checked every `stride` steps, so a visit shorter
-    than that can be missed (harmless when states are basins)."""
+    than that can be missed (harmless when states are basins). With `compact` the engine drops the
+    committed trajectories whenever fewer than half of its walkers are still running (where it
+    can), so a few slow trajectories do not keep all the others running: the same statistics,
+    from another draw of the noise."""
     starts = np.repeat(np.asarray(points, dtype=np.float64), shots, axis=0)
     engine.set_positions(starts)
     engine.seed = seed
     outcome = np.full(len(starts), -1)
+    rows = np.arange(len(starts))  # the trajectory each of the engine's walkers runs
     steps = 0
     for chunk in range(math.ceil(max_steps / stride)):
         engine.run(stride, stride, stream=(chunk,))
         steps += stride * int((outcome < 0).sum())
         state = classify(engine.state_dict()["positions"])
-        newly = (outcome < 0) & (state >= 0)
-        outcome[newly] = state[newly]
+        newly = (outcome[rows] < 0) & (state >= 0)
+        outcome[rows[newly]] = state[newly]
         if (outcome >= 0).all():
             break
+        running = outcome[rows] < 0
+        if compact and running.mean() < 0.5:
+            try:
+                engine.keep_walkers(np.flatnonzero(running))
+            except NotImplementedError:
+                compact = False
+            else:
+                rows = rows[running]
     return outcome.reshape(len(points), shots), steps
 
 
