@@ -58,6 +58,8 @@ def test_fes_change_is_the_aligned_rmse_below_the_cutoff():
     assert fes_change(new, old, 8.0) == pytest.approx(float(np.sqrt(np.mean((d - d.mean()) ** 2))), rel=1e-12)
     assert fes_change(new, old, 3.0) == float("inf")  # only bins 0, 1 (new <= 3 and old <= 3): fewer than 3
     assert fes_change(new, old, 3.5) == pytest.approx(float(np.std([1.0, 1.0, 1.5])), rel=1e-12)  # exactly 3 bins
+    # "below the cutoff" includes it, for both estimates: new[2] = 3.5 counts as the old one here
+    assert fes_change(old, new, 3.5) == pytest.approx(float(np.std([1.0, 1.0, 1.5])), rel=1e-12)
 
 
 def test_state_free_energies_relative_to_the_first_state():
@@ -97,7 +99,7 @@ def test_grid_tpt_rate_matches_the_sample_estimate():
     xs, ys = np.linspace(0.0, 1.0, 201), np.linspace(0.0, 2.0, 101)
     X, Y = np.meshgrid(xs, ys)
     inside_x = np.mean((xs > 0.1) & (xs < 0.9))
-    for F in (np.zeros_like(X) + 5.0, 2.0 * Y):
+    for F in (np.zeros_like(X) + 5.0, 2.0 * Y, 2.0 * Y - 900.0, 2.0 * Y + 900.0):  # any zero of F
         assert grid_tpt_rate(xs, ys, F, X.copy(), diffusion=0.5) == pytest.approx(0.5 * inside_x / 0.8 / 0.5, rel=1e-9)
     inside_y = np.mean((ys / 2 > 0.1) & (ys / 2 < 0.9))
     assert grid_tpt_rate(xs, ys, np.zeros_like(X), Y / 2.0, diffusion=0.5) == pytest.approx(
