@@ -79,7 +79,7 @@ def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
     assert len(p) == len(q) == 12 and np.all((p >= 0) & (p <= 1))
     assert result["binomial_std"] == pytest.approx(0.5 / np.sqrt(40))
     lo, hi = result["p_B_std_interval"]  # a bootstrap interval of the width that brackets it
-    assert 0 <= lo < result["p_B_std"] == pytest.approx(np.std(p)) < hi
+    assert result["p_B_std"] == pytest.approx(np.std(p)) and 0 <= lo < result["p_B_std"] < hi
     # whatever the CV's quality, each point's shooting estimate must agree with its exact committor
     sigma = np.sqrt(np.clip(q * (1 - q), 0.01, None) / 40)
     assert np.all(np.abs(p - q) <= 4 * sigma + 0.05), np.c_[q, p]
