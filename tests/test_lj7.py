@@ -138,11 +138,15 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     assert doc["status"] == "budget" and len(doc["history"]) == 2
     samples = cio.read_npz(path / "iter-001" / "samples.npz")
     traj = cio.read_npz(path / "iter-001" / "trajectory.npz")
-    assert samples["features"].shape == (40, 4, 2) and samples["state_coordinates"].shape == (40, 4, 2)
+    assert samples["features"].shape == (40, 4, 7) and samples["state_coordinates"].shape == (40, 4, 2)
     assert traj["positions"].shape == (8, 4, 7, 2)  # every 5th of 40 frames
     np.testing.assert_array_equal(traj["frame"], np.arange(0, 40, 5))
-    # the features are (mu2, mu3) themselves here: state coordinates and features agree
-    np.testing.assert_allclose(samples["state_coordinates"], samples["features"], rtol=1e-6, atol=1e-7)
+    # the features are the sorted coordination numbers, the state coordinates their central moments
+    c = samples["features"]
+    assert np.all(np.diff(c, axis=-1) >= 0)
+    dev = c - c.mean(axis=-1, keepdims=True)
+    np.testing.assert_allclose(samples["state_coordinates"], np.stack([(dev**2).mean(-1), (dev**3).mean(-1)], -1),
+                               rtol=1e-6, atol=1e-7)
     system = LJ7(0.1, spec["system"]["states"])
     np.testing.assert_array_equal(samples["state"][::5], system.classify(traj["positions"].reshape(-1, 7, 2)).reshape(8, 4))
     metrics = cio.read_json(path / "iter-001" / "metrics.json")
@@ -153,4 +157,31 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     assert (path / "iter-001" / "fes_states.png").stat().st_size > 10_000  # F(mu2, mu3) next to the reference
     shown = subprocess.run([sys.executable, "-m", "cvcycle", "show", str(path), "--json"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["features"] == ["mu2", "mu3"]
+    assert json.loads(shown.stdout)["features"] == [f"c({i})" for i in range(1, 8)]
+
+
+def test_a_small_lj7_variational_committor_campaign_runs_through_the_loop(tmp_path):
+    """workflows/lj7-committor-variational.toml, shrunk: walkers start in C0 and C1, q is trained
+    with the mass-weighted metric through the moments' Jacobian, and logit q is biased."""
+    from cvcycle import io as cio
+    from cvcycle.loop import advance
+    from cvcycle.spec import load_spec, validate
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "lj7-committor-variational.toml")
+    small = {"engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200},
+             "learner": {"epochs": 5, "checkpoint_epochs": 5}, "analysis": {"plots": False},
+             "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+    for section, values in small.items():
+        spec[section] = {**spec[section], **values}
+    path = tmp_path / "lj7-var"
+    path.mkdir()
+    cio.write_json(path / "signac_statepoint.json", {"spec": validate(spec)})
+    doc = advance(path, log=lambda line: None)
+    assert doc["status"] == "budget" and len(doc["history"]) == 2
+    first = cio.read_npz(path / "iter-000" / "samples.npz")
+    assert set(np.unique(first["state"][0])) == {0, 1}  # two walkers start in C0 (A), two in C1 (B)
+    metrics = cio.read_json(path / "iter-001" / "metrics.json")
+    assert metrics["q_change"] is not None and 0.0 <= metrics["q_change"] <= 1.0
+    assert (path / "iter-001" / "committor.pt").is_file()
+    bias = cio.read_npz(path / "iter-001" / "bias.npz")
+    assert np.ptp(bias["values"]) > 0  # OPES deposited on logit q
