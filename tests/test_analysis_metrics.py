@@ -7,9 +7,14 @@ the committor-quality metric.
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+
+from cvcycle import io as cio
 
 from cvcycle.analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
 from cvcycle.analysis.quality import committor_rmse, cv_committor_quality
@@ -128,3 +133,64 @@ def test_crossing_bin_of_the_committor_scan():
     assert _crossing_bin(np.array([0.5, 0.7])) is None  # never below
     assert _crossing_bin(np.array([0.1, 0.49])) is None  # never above
     assert _crossing_bin(np.array([0.1, np.nan, 0.9])) is None  # a bin without a committed shot
+
+
+class _FirstFeature(torch.nn.Module):
+    """A CV that is the first feature (x): the scan runs along x."""
+
+    def forward(self, x):
+        return x[:, :1]
+
+
+def test_committor_histogram_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
+    """Frames on a segment x in [-0.3, 0.3] at y = 0.7; shooting from x gives p_B = clip(0.5 + x/0.4)
+    (rounded to whole shots). The scan along x must place s* near 0 by linear interpolation between
+    the bracketing bins' medians, refine inside those two bins, draw the test points from the
+    5 x points frames nearest s*, and write that transition-state ensemble with weights summing to 1."""
+    from cvcycle.analysis import committor_histogram as ct
+    from cvcycle.spec import load_spec, validate
+
+    spec = validate(load_spec(Path(__file__).resolve().parents[1] / "workflows" / "mueller-brown-autoencoder.toml"))
+    spec["analysis"]["plots"] = False
+    n = 600
+    pos = np.stack([np.linspace(-0.3, 0.3, n), np.full(n, 0.7)], axis=1)[:, None, :]
+    weights = np.full(n, 1.0 / n)
+    calls = []
+
+    def fake_shoot(engine, starts, shots, *args, **kwargs):
+        x = np.asarray(starts).reshape(len(starts), -1)[:, 0]
+        ones = np.rint(np.clip(0.5 + x / 0.4, 0.0, 1.0) * shots).astype(int)
+        calls.append((len(starts), shots))
+        return (np.arange(shots)[None, :] < ones[:, None]).astype(int), 0
+
+    monkeypatch.setattr(ct, "load_model", lambda path: None)
+    monkeypatch.setattr(ct, "cv_module", lambda model: _FirstFeature())
+    monkeypatch.setattr(ct, "_candidate_frames", lambda c, k: (pos, pos[:, 0, :].copy(), weights))
+    monkeypatch.setattr(ct, "make_engine", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ct, "shoot", fake_shoot)
+    campaign = SimpleNamespace(spec=spec, id="scan", seed=0, path=tmp_path,
+                               progress=lambda: {"history": [{"iteration": 0}]}, iter_dir=lambda k: tmp_path)
+    result = ct.committor_histogram(campaign, shots=20, points=10, scan_bins=6, scan_points=4, scan_shots=20,
+                                    log=lambda line: None)
+    # three scans: 600 frames in 6 bins, then the 200 of the bracketing two, then their ~66 (>= 6 x 4)
+    levels = len(result["scans"])
+    assert levels == 3 and calls[:levels] == [(24, 20)] * levels and calls[levels] == (10, 20)
+    for scan in result["scans"]:
+        assert np.all(np.diff(scan["cv"]) > 0) and np.all(np.diff(scan["p_B"]) >= 0)
+    assert abs(result["cv_isosurface"]) < 0.01
+    assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][-1]))), abs=1e-12)
+    p = np.array(result["p_B"])
+    assert np.all(np.abs(p - 0.5) <= 0.1)  # the test points lie within 0.04 of x = 0
+    assert result["p_B_mean"] == pytest.approx(p.mean()) and result["p_B_std"] == pytest.approx(p.std())
+    assert result["exact_q"] and len(result["exact_q"]) == 10
+    tse = cio.read_npz(tmp_path / "transition_states.npz")
+    assert len(tse["cv"]) == 50 and tse["weights"].sum() == pytest.approx(1.0)
+    nearest = np.sort(np.abs(pos[:, 0, 0] - result["cv_isosurface"]))[:50]
+    np.testing.assert_allclose(np.sort(np.abs(tse["cv"] - result["cv_isosurface"])), nearest, atol=1e-9)
+
+
+def _bracket(scan):
+    """(p_B, cv) of the two bins around p_B = 1/2, for np.interp(0.5, p, cv)."""
+    p, s = np.array(scan["p_B"]), np.array(scan["cv"])
+    i = int(np.argmax(p >= 0.5))
+    return p[i - 1:i + 1], s[i - 1:i + 1]
