@@ -78,3 +78,17 @@ def test_cv_grad_sq_of_k_s_is_mass_weighted():
     np.testing.assert_allclose(g2, expected, rtol=1e-6)
     _, unweighted = cv_and_grad_sq(cv, featurizer, pos)
     assert not np.allclose(unweighted, expected, rtol=1e-2)
+
+
+@pytest.mark.parametrize("inverse_mass", [None, np.linspace(0.5, 2.0, 7)])
+def test_feature_metric_is_the_same_computed_in_chunks(inverse_mass):
+    """Frames are independent: chunks of 3 frames give the metric of all 10 at once (bounded
+    memory must not change the numbers), and it is J D J^T by the definition."""
+    rng = np.random.default_rng(4)
+    pos = MINIMA["C1"][None] + 0.1 * rng.standard_normal((10, 7, 2))
+    whole = feature_metric(CoordinationNumbers(7), pos, inverse_mass, chunk=100)
+    np.testing.assert_allclose(feature_metric(CoordinationNumbers(7), pos, inverse_mass, chunk=3), whole, rtol=1e-13, atol=1e-15)
+    jac = torch.autograd.functional.jacobian(lambda p: CoordinationNumbers(7)(p[None])[0], torch.as_tensor(pos[7]))
+    jac = jac.reshape(7, -1).numpy()
+    d = np.ones(14) if inverse_mass is None else np.repeat(inverse_mass, 2)
+    np.testing.assert_allclose(whole[7], (jac * d) @ jac.T, rtol=1e-12, atol=1e-14)

@@ -24,20 +24,25 @@ from .train import TrainResult, fit, initialize
 
 
 def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
-                   inverse_mass: np.ndarray | None = None) -> np.ndarray | None:
+                   inverse_mass: np.ndarray | None = None, chunk: int = 2048) -> np.ndarray | None:
     """M = J D J^T per frame, (n, f, f), for features of positions (n, N, d), with D the
     dynamics' diffusion metric: the identity, or `inverse_mass` (N,) per particle; None when the
-    features are the coordinates themselves and D is the identity (M = identity)."""
+    features are the coordinates themselves and D is the identity (M = identity). Computed
+    `chunk` frames at a time: the Jacobian's intermediates of particle features take kilobytes
+    per frame, and memory must not grow with the number of frames."""
     x = torch.as_tensor(positions, dtype=torch.float64)
     f = featurizer(x[:1])
     if inverse_mass is None and f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
         return None
-    jac = torch.func.vmap(torch.func.jacrev(lambda p: featurizer(p[None])[0]))(x)  # (n, f, *pos)
-    if inverse_mass is None:
-        jac = jac.reshape(len(x), jac.shape[1], -1)
-        return (jac @ jac.transpose(1, 2)).numpy()
-    weighted = (jac * torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]).reshape(len(x), jac.shape[1], -1)
-    return (weighted @ jac.reshape(len(x), jac.shape[1], -1).transpose(1, 2)).numpy()
+    jacobian = torch.func.vmap(torch.func.jacrev(lambda p: featurizer(p[None])[0]))
+    scale = None if inverse_mass is None else torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]
+    out = np.empty((len(x), f.shape[1], f.shape[1]))
+    for start in range(0, len(x), chunk):
+        jac = jacobian(x[start:start + chunk])  # (n, f, *pos)
+        weighted = jac if scale is None else jac * scale
+        flat = jac.reshape(len(jac), jac.shape[1], -1)
+        out[start:start + len(jac)] = (weighted.reshape(flat.shape) @ flat.transpose(1, 2)).numpy()
+    return out
 
 
 def _q_and_grad_sq(model: CommittorNet, x: torch.Tensor, metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
