@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cvcycle.features.coordinates import Coordinates
 from cvcycle.learn.cv_kolmogorov import cv_and_grad_sq, cv_kolmogorov

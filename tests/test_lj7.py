@@ -113,6 +113,24 @@ def test_unknown_or_empty_state_is_a_clear_error(system):
     np.testing.assert_array_equal(empty.start(["C0"], 1, 0.0, np.random.default_rng(0))[0], MINIMA["C0"])
 
 
+def run_small_campaign(path: Path, workflow: str, overrides: dict) -> dict:
+    """A workflow of workflows/, shrunk by `overrides` (section -> fields) to two iterations, run
+    to the end in `path`; its job document."""
+    from cvcycle import io as cio
+    from cvcycle.loop import advance
+    from cvcycle.spec import load_spec, validate
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / workflow)
+    small = {**overrides, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
+    for section, values in small.items():
+        spec[section] = {**spec[section], **values}
+    path.mkdir()
+    cio.write_json(path / "signac_statepoint.json", {"spec": validate(spec)})
+    doc = advance(path, log=lambda line: None)
+    assert doc["status"] == "budget" and len(doc["history"]) == 2
+    return doc
+
+
 def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     """The loop on a particle system with no exact answer: positions (frames, walkers, 7, 2)
     every position_stride frames, state coordinates and labels every frame, the FES on (mu2,
@@ -122,20 +140,11 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     import sys
 
     from cvcycle import io as cio
-    from cvcycle.loop import advance
-    from cvcycle.spec import load_spec, validate
 
-    spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "lj7-autoencoder.toml")
-    small = {"engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200, "position_stride": 5},
-             "learner": {"epochs": 5, "ensemble": 2, "checkpoint_epochs": 5},
-             "analysis": {"plots": True}, "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
-    for section, values in small.items():
-        spec[section] = {**spec[section], **values}
     path = tmp_path / "lj7"
-    path.mkdir()
-    cio.write_json(path / "signac_statepoint.json", {"spec": validate(spec)})
-    doc = advance(path, log=lambda line: None)
-    assert doc["status"] == "budget" and len(doc["history"]) == 2
+    run_small_campaign(path, "lj7-autoencoder.toml", {
+        "engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200, "position_stride": 5},
+        "learner": {"epochs": 5, "ensemble": 2, "checkpoint_epochs": 5}, "analysis": {"plots": True}})
     samples = cio.read_npz(path / "iter-001" / "samples.npz")
     traj = cio.read_npz(path / "iter-001" / "trajectory.npz")
     assert samples["features"].shape == (40, 4, 7) and samples["state_coordinates"].shape == (40, 4, 2)
@@ -147,7 +156,7 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     dev = c - c.mean(axis=-1, keepdims=True)
     np.testing.assert_allclose(samples["state_coordinates"], np.stack([(dev**2).mean(-1), (dev**3).mean(-1)], -1),
                                rtol=1e-6, atol=1e-7)
-    system = LJ7(0.1, spec["system"]["states"])
+    system = LJ7(0.1, cio.read_json(path / "signac_statepoint.json")["spec"]["system"]["states"])
     np.testing.assert_array_equal(samples["state"][::5], system.classify(traj["positions"].reshape(-1, 7, 2)).reshape(8, 4))
     metrics = cio.read_json(path / "iter-001" / "metrics.json")
     assert "fes_rmse_exact" not in metrics and "fes_rmse_reference" in metrics and metrics["committor_r2"] is None
@@ -164,20 +173,11 @@ def test_a_small_lj7_variational_committor_campaign_runs_through_the_loop(tmp_pa
     """workflows/lj7-committor-variational.toml, shrunk: walkers start in C0 and C1, q is trained
     with the mass-weighted metric through the moments' Jacobian, and logit q is biased."""
     from cvcycle import io as cio
-    from cvcycle.loop import advance
-    from cvcycle.spec import load_spec, validate
 
-    spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "lj7-committor-variational.toml")
-    small = {"engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200},
-             "learner": {"epochs": 5, "checkpoint_epochs": 5}, "analysis": {"plots": False},
-             "budget": {"max_iterations": 2}, "convergence": {"min_iterations": 2}}
-    for section, values in small.items():
-        spec[section] = {**spec[section], **values}
     path = tmp_path / "lj7-var"
-    path.mkdir()
-    cio.write_json(path / "signac_statepoint.json", {"spec": validate(spec)})
-    doc = advance(path, log=lambda line: None)
-    assert doc["status"] == "budget" and len(doc["history"]) == 2
+    run_small_campaign(path, "lj7-committor-variational.toml", {
+        "engine": {"walkers": 4, "initial_steps": 400, "steps": 400, "segment_steps": 200},
+        "learner": {"epochs": 5, "checkpoint_epochs": 5}, "analysis": {"plots": False}})
     first = cio.read_npz(path / "iter-000" / "samples.npz")
     assert set(np.unique(first["state"][0])) == {0, 1}  # two walkers start in C0 (A), two in C1 (B)
     metrics = cio.read_json(path / "iter-001" / "metrics.json")
