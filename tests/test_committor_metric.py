@@ -92,3 +92,20 @@ def test_feature_metric_is_the_same_computed_in_chunks(inverse_mass):
     jac = jac.reshape(7, -1).numpy()
     d = np.ones(14) if inverse_mass is None else np.repeat(inverse_mass, 2)
     np.testing.assert_allclose(whole[7], (jac * d) @ jac.T, rtol=1e-12, atol=1e-14)
+
+
+def test_cv_grad_sq_is_the_same_computed_in_chunks():
+    """|grad_x s|^2 of a CV of particle features, 3 frames at a time or all at once (the default
+    chunk of 7 particles, 2^16 / 49 = 1337 frames, holds all 10)."""
+    from cvcycle.features.base import frames_per_chunk
+
+    assert frames_per_chunk(1) == 20000 and frames_per_chunk(7) == 1337 and frames_per_chunk(4000) == 1
+    rng = np.random.default_rng(5)
+    pos = MINIMA["C2"][None] + 0.1 * rng.standard_normal((10, 7, 2))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    whole = cv_and_grad_sq(net, CoordinationMoments(7), pos)
+    parts = cv_and_grad_sq(net, CoordinationMoments(7), pos, chunk=3)
+    for a, b in zip(whole, parts):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-12)
+    assert np.all(whole[1] > 0)

@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def frames_per_chunk(n_particles: int, cap: int = 20000) -> int:
+    """How many frames to differentiate a featurizer on at once: particle features hold pair
+    intermediates (N^2 per frame) in their autograd graph, so chunks of about 2^16 / N^2 frames
+    keep that memory bounded whatever the number of frames (a single particle: `cap`)."""
+    return max(1, min(cap, 2**16 // (n_particles * n_particles)))
+
+
 class Featurizer(torch.nn.Module):
     """Base class of featurizers: positions (..., N, d) -> features (..., len(names)).
 

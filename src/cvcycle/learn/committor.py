@@ -19,21 +19,23 @@ import numpy as np
 import torch
 
 from ..checkpoints import CheckpointSeries
+from ..features.base import frames_per_chunk
 from ..models.committor import CommittorNet
 from .train import TrainResult, fit, initialize
 
 
 def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
-                   inverse_mass: np.ndarray | None = None, chunk: int = 2048) -> np.ndarray | None:
+                   inverse_mass: np.ndarray | None = None, chunk: int | None = None) -> np.ndarray | None:
     """M = J D J^T per frame, (n, f, f), for features of positions (n, N, d), with D the
     dynamics' diffusion metric: the identity, or `inverse_mass` (N,) per particle; None when the
     features are the coordinates themselves and D is the identity (M = identity). Computed
-    `chunk` frames at a time: the Jacobian's intermediates of particle features take kilobytes
-    per frame, and memory must not grow with the number of frames."""
+    `chunk` frames at a time (default: features.base.frames_per_chunk), so that memory does not
+    grow with the number of frames."""
     x = torch.as_tensor(positions, dtype=torch.float64)
     f = featurizer(x[:1])
     if inverse_mass is None and f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
         return None
+    chunk = chunk or frames_per_chunk(x.shape[1])
     jacobian = torch.func.vmap(torch.func.jacrev(lambda p: featurizer(p[None])[0]))
     scale = None if inverse_mass is None else torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]
     out = np.empty((len(x), f.shape[1], f.shape[1]))

@@ -22,14 +22,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..features.base import frames_per_chunk
+
 MIN_FRAMES_PER_BIN = 20
 MAX_BINS = 100
 
 
 def cv_and_grad_sq(cv: Callable[[torch.Tensor], torch.Tensor], featurizer: torch.nn.Module, positions: np.ndarray,
-                   chunk: int = 20000, inverse_mass: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   chunk: int | None = None, inverse_mass: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A scalar CV of features and |grad_x s|^2 with respect to the positions (n, N, d), at
-    frames (n, ...); with `inverse_mass` (N,), sum_i |grad_i s|^2 / m_i."""
+    frames (n, ...); with `inverse_mass` (N,), sum_i |grad_i s|^2 / m_i. `chunk` frames at a
+    time (default: features.base.frames_per_chunk)."""
+    chunk = chunk or frames_per_chunk(positions.shape[1])
     s_out, g_out = [], []
     for start in range(0, len(positions), chunk):
         x = torch.as_tensor(positions[start:start + chunk], dtype=torch.float64).requires_grad_(True)
