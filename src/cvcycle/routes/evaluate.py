@@ -22,8 +22,8 @@ from ..features import make_featurizer
 from ..learn.committor import committor_and_grad_sq, feature_metric
 from ..systems import System, make_system
 from .base import Analysis
-from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_samples, mixture_weights, transitions,
-                   walker_steps_through)
+from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_samples,
+                   mixture_weights, transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
 
 Log = Callable[[str], None]

@@ -20,7 +20,8 @@ from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached
 from ..systems import System, make_system
-from .data import equilibrated, fes_iterations, flat, iteration_steps, load_samples, mixture_weights, steps_before, transitions, walker_steps_through
+from .data import (equilibrated, fes_iterations, flat, iteration_steps, load_samples, mixture_weights, steps_before,
+                   transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
 
 Log = Callable[[str], None]
