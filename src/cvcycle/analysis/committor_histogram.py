@@ -58,22 +58,25 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
                                  "test one of its features instead (--feature NAME)")
         name, stem = f"CV_{k + 1}", ""
         cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
+
+        def values(f: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return cv(torch.as_tensor(f, dtype=torch.float32)).double().numpy()[:, 0]
     else:
         names = list(make_featurizer(spec).names)
         if feature not in names:
             raise WorkspaceError(f"campaign {c.id}: '{feature}' is not one of its features ({', '.join(names)})")
         name, stem = feature, "-" + "".join(ch if ch.isalnum() else "_" for ch in feature)
+
+        def values(f: np.ndarray) -> np.ndarray:
+            return f[:, names.index(feature)].astype(np.float64)
     pos, feats, weights = _candidate_frames(c, k)
     system = make_system(spec)
     outside = system.classify(pos) < 0
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:
         raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
-    if feature is None:
-        with torch.no_grad():
-            s = cv(torch.as_tensor(feats, dtype=torch.float32)).double().numpy()[:, 0]
-    else:
-        s = feats[:, names.index(feature)].astype(np.float64)
+    s = values(feats)
     rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
     def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
         t0 = time.perf_counter()
