@@ -88,6 +88,7 @@ MODULES: dict[str, dict[str, list[str]]] = {
     "analysis": {
         "files": ["analysis/quality.py", "analysis/fes.py", "analysis/rates.py", "analysis/committor_histogram.py"],
         "tests": ["tests/test_metric_calibration.py", "tests/test_reference.py", "tests/test_analysis_metrics.py",
+                  "tests/test_committor_histogram.py",
                   "tests/test_committor.py::test_tpt_rate_of_double_well_matches_kramers"],
         "slow": ["tests/test_shooting.py::test_committor_histogram_test_of_a_campaign_cv",
                  "tests/test_committor.py::test_small_committor_campaign_through_project"],

@@ -37,7 +37,8 @@ def _committor_test(args: argparse.Namespace) -> None:
                             feature=args.feature)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line: show, validate and committor-test."""
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="metrics per iteration and paths of models and plots of one campaign")
@@ -52,12 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
     test.add_argument("--shots", type=int, default=100, help="trajectories per point on the isosurface (default 100)")
     test.add_argument("--points", type=int, default=50, help="points on the isosurface (default 50)")
-    test.add_argument("--max-steps", type=int, default=20000, help="steps before a trajectory counts as undecided")
+    test.add_argument("--max-steps", type=int, default=20000, help="steps before a trajectory counts as undecided (default 20000)")
     test.add_argument("--seed", type=int, default=0, help="random stream of the test (default 0)")
     test.add_argument("--feature", help="test this input feature (e.g. mu2) instead of the learned CV, on the same "
                                         "frames; writes committor_test-FEATURE.json/.png")
     test.set_defaults(func=_committor_test)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         args.func(args)
     except CvcycleError as exc:

@@ -10,7 +10,7 @@ def cv_committor_quality(cv: np.ndarray, q: np.ndarray, free_energy: np.ndarray,
     """R^2 of q explained by its conditional mean in CV bins, and the width (std of q) of the
     bin whose mean q is nearest 0.5.
 
-    Grid points with q in q_range and free energy (kT, min 0) <= f_max; the CV is cut into
+    Grid points with q strictly inside q_range and free energy (kT, min 0) <= f_max; the CV is cut into
     n_bins bins holding equal numbers of grid points; means and variances are weighted by
     exp(-F). (This reading reproduces the calibration R^2 of x, -x + 0.5 y and q on
     Mueller-Brown; Boltzmann-equal bins let the intermediate basin, q ~ 0.95, take most bins.)

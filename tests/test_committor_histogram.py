@@ -1,0 +1,284 @@
+"""The committor histogram test (analysis/committor_histogram.py) with scripted shooting outcomes:
+shooting from a frame at x gives a known p_B(x), so the scan's isosurface, its refinements, the
+test points, the random streams and the files written can be checked against hand-computed
+answers without running an engine. Also its candidate frames (biased and path-sampling
+campaigns), and its defaults against the CLI and the README.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from cvcycle import io as cio
+from cvcycle.analysis import committor_histogram as ct
+from cvcycle.spec import load_spec, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = {"log": lambda line: None}
+
+
+def _spec(name: str, plots: bool = False) -> dict:
+    spec = validate(load_spec(ROOT / "workflows" / f"{name}.toml"))
+    spec["analysis"]["plots"] = plots
+    return spec
+
+
+def _line(n: int) -> np.ndarray:
+    """n frames (n, 1, 2) on the segment x in [-0.3, 0.3] at y = 0.7, between Mueller-Brown's states."""
+    return np.stack([np.linspace(-0.3, 0.3, n), np.full(n, 0.7)], axis=1)[:, None, :]
+
+
+def _sharp(x: np.ndarray) -> np.ndarray:
+    """A p_B(x) that is not linear, so interpolating between the wrong two bins gives a wrong s*."""
+    return 0.5 + 0.5 * np.tanh(x / 0.05)
+
+
+class _FirstFeature(torch.nn.Module):
+    """A CV that is the first feature (x): the scan runs along x."""
+
+    def forward(self, x):
+        return x[:, :1]
+
+
+class _Shooter:
+    """Stands in for make_engine and shoot: records every shooting stage (its starts, shots per
+    start, seed, max_steps and the walkers the engine was built for) and returns outcomes with
+    p_B = p(x) rounded to whole shots; `undecided` lists stages (by call number) that commit nowhere."""
+
+    def __init__(self, p=lambda x: np.clip(0.5 + x / 0.4, 0.0, 1.0), undecided=()):
+        self.p, self.undecided, self.calls, self.walkers = p, set(undecided), [], []
+
+    def engine(self, spec, system, walkers):
+        self.walkers.append(walkers)
+
+    def shoot(self, engine, starts, shots, classify, seed, max_steps, compact=False):
+        starts = np.asarray(starts).reshape(len(starts), -1)
+        self.calls.append(SimpleNamespace(starts=starts, shots=shots, seed=seed, max_steps=max_steps))
+        if len(self.calls) - 1 in self.undecided:
+            return np.full((len(starts), shots), -1), 0
+        ones = np.rint(self.p(starts[:, 0]) * shots).astype(int)
+        return (np.arange(shots)[None, :] < ones[:, None]).astype(int), 0
+
+
+def _campaign(tmp_path, monkeypatch, pos, spec, shooter, weights=None):
+    """A campaign stub whose candidate frames are `pos` with features (x, y) and whose CV is x."""
+    weights = np.full(len(pos), 1.0 / len(pos)) if weights is None else weights
+    monkeypatch.setattr(ct, "load_model", lambda path: None)
+    monkeypatch.setattr(ct, "cv_module", lambda model: _FirstFeature())
+    monkeypatch.setattr(ct, "_candidate_frames", lambda c, k: (pos, pos[:, 0, :].copy(), weights))
+    monkeypatch.setattr(ct, "make_engine", shooter.engine)
+    monkeypatch.setattr(ct, "shoot", shooter.shoot)
+    return SimpleNamespace(spec=spec, id="scan", seed=0, path=tmp_path,
+                           progress=lambda: {"history": [{"iteration": 0}]}, iter_dir=lambda k: tmp_path)
+
+
+def _bracket(scan):
+    """(p_B, cv) of the two bins around p_B = 1/2, for np.interp(0.5, p, cv)."""
+    p, s = np.array(scan["p_B"]), np.array(scan["cv"])
+    i = int(np.argmax(p >= 0.5))
+    return p[i - 1:i + 1], s[i - 1:i + 1]
+
+
+def test_crossing_bin_of_the_committor_scan():
+    """The first bin on the other side of p_B = 1/2 from bin 0 (1/2 itself counts as above)."""
+    assert ct._crossing_bin(np.array([0.1, 0.3, 0.6, 0.8])) == 2
+    assert ct._crossing_bin(np.array([0.9, 0.6, 0.4, 0.45, 0.1])) == 2
+    assert ct._crossing_bin(np.array([0.2, 0.5])) == 1
+    assert ct._crossing_bin(np.array([0.5, 0.7])) is None  # never below
+    assert ct._crossing_bin(np.array([0.1, 0.49])) is None  # never above
+    assert ct._crossing_bin(np.array([0.1, np.nan, 0.9])) is None  # a bin without a committed shot
+
+
+def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
+    """600 frames on x in [-0.3, 0.3], p_B = 1/2 + tanh(x/0.05)/2. The scan along x must place s*
+    near 0 by linear interpolation between the medians of the two bins that bracket p_B = 1/2,
+    shoot each level from distinct frames of those two bins only, stop after three levels although
+    a fourth would have frames enough, draw the test points from the 5 x points frames nearest s*,
+    and write that transition-state ensemble with weights summing to 1. Every stage has its own
+    random stream and an engine with one walker per trajectory."""
+    pos = _line(600)
+    shooter = _Shooter(_sharp)
+    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-autoencoder"), shooter)
+    result = ct.committor_histogram(c, shots=20, points=10, scan_bins=6, scan_points=2, scan_shots=10, max_steps=77,
+                                    **QUIET)
+    # 600 frames in 6 bins, then the 200 of the bracketing two, then their ~66, then ~22 >= 6 x 2 but no 4th
+    assert len(result["scans"]) == 3 and len(shooter.calls) == 4
+    assert [(len(k.starts), k.shots) for k in shooter.calls] == [(12, 10)] * 3 + [(10, 20)]
+    assert shooter.walkers == [len(k.starts) * k.shots for k in shooter.calls]
+    assert len({k.seed for k in shooter.calls}) == 4 and all(k.max_steps == 77 for k in shooter.calls)
+    frames = np.arange(600)  # the scan's own bins, recomputed: frames are sorted by x already
+    for level, scan in enumerate(result["scans"]):
+        starts = shooter.calls[level].starts[:, 0]
+        assert len(np.unique(starts)) == len(starts)  # distinct frames within a scan
+        bins = np.array_split(frames, 6)
+        assert all(len(np.intersect1d(starts, pos[b, 0, 0])) == 2 for b in bins)  # two from each bin
+        np.testing.assert_allclose(scan["cv"], [np.median(pos[b, 0, 0]) for b in bins], atol=1e-12)
+        i = int(np.argmax(np.array(scan["p_B"]) >= 0.5))
+        frames = np.concatenate([bins[i - 1], bins[i]])
+        assert np.all(np.diff(scan["cv"]) > 0) and np.all(np.diff(scan["p_B"]) >= 0)
+    assert abs(result["cv_isosurface"]) < 0.01
+    assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][-1]))), abs=1e-12)
+    p = np.array(result["p_B"])
+    assert np.all(np.abs(p - 0.5) <= 0.3)  # the test points lie within 0.025 of x = 0
+    assert result["p_B_mean"] == pytest.approx(p.mean()) and result["p_B_std"] == pytest.approx(p.std())
+    tse = cio.read_npz(tmp_path / "transition_states.npz")
+    assert len(tse["cv"]) == 50 and tse["weights"].sum() == pytest.approx(1.0)
+    nearest = np.sort(np.abs(pos[:, 0, 0] - result["cv_isosurface"]))[:50]
+    np.testing.assert_allclose(np.sort(np.abs(tse["cv"] - result["cv_isosurface"])), nearest, atol=1e-9)
+
+
+def test_scan_refines_a_bracket_of_exactly_bins_times_points_frames(tmp_path, monkeypatch):
+    """72 frames in 6 bins: the bracketing two hold 24 = 6 x 4 frames, enough for a second scan;
+    its bracketing two hold 8, too few for a third."""
+    shooter = _Shooter()
+    c = _campaign(tmp_path, monkeypatch, _line(72), _spec("mueller-brown-autoencoder"), shooter)
+    result = ct.committor_histogram(c, shots=4, points=2, scan_bins=6, scan_points=4, scan_shots=4, **QUIET)
+    assert len(result["scans"]) == 2
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # the refined scan's bins, where nothing committed
+def test_scan_keeps_the_coarser_isosurface_when_a_refinement_loses_the_crossing(tmp_path, monkeypatch):
+    """A refined scan where no trajectory commits cannot place the crossing: s* stays the first
+    scan's. A scan that never crosses 1/2 is an error that names the CV."""
+    shooter = _Shooter(_sharp, undecided={1})
+    c = _campaign(tmp_path, monkeypatch, _line(600), _spec("mueller-brown-autoencoder"), shooter)
+    result = ct.committor_histogram(c, shots=4, points=5, scan_bins=6, scan_points=4, scan_shots=10, **QUIET)
+    assert len(result["scans"]) == 2 and np.isnan(result["scans"][1]["p_B"]).all()
+    assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][0]))), abs=1e-12)
+    c = _campaign(tmp_path, monkeypatch, _line(600), _spec("mueller-brown-autoencoder"), _Shooter(lambda x: 0 * x + 0.2))
+    with pytest.raises(ct.WorkspaceError, match=r"p_B never crosses 1/2 along CV_1"):
+        ct.committor_histogram(c, shots=4, points=5, scan_bins=6, scan_points=4, scan_shots=10, **QUIET)
+
+
+def test_committor_campaign_tests_the_frames_with_predicted_q_in_the_shell(tmp_path, monkeypatch):
+    """For a committor campaign the CV is logit q: the isosurface is logit(1/2) = 0, there is no
+    scan, and the test points are the frames with |logit q| <= logit(0.55); fewer such frames than
+    test points asked for is an error."""
+    edge = np.log(0.55 / 0.45)
+    x = np.linspace(-0.3, 0.3, 61)
+    pos = np.stack([x, np.full(len(x), 0.7)], axis=1)[:, None, :]
+    inside = np.abs(x) <= edge
+    shooter = _Shooter()
+    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-committor-variational"), shooter)
+    result = ct.committor_histogram(c, shots=10, points=int(inside.sum()), scan_bins=4, scan_points=4, **QUIET)
+    assert result["cv_isosurface"] == 0.0 and result["scans"] == [] and len(shooter.calls) == 1
+    tse = cio.read_npz(tmp_path / "transition_states.npz")
+    np.testing.assert_allclose(np.sort(tse["cv"]), x[inside], atol=1e-7)
+    with pytest.raises(ct.WorkspaceError, match=rf"only {inside.sum()} frames with predicted q in \[0.45, 0.55\]"):
+        ct.committor_histogram(c, shots=10, points=int(inside.sum()) + 1, scan_bins=4, scan_points=4, **QUIET)
+
+
+def test_the_report_draws_the_histogram_and_names_the_exact_committor(tmp_path, monkeypatch):
+    """With plots on, committor_test.png is written; on an analytic potential the summary line
+    gives the exact committor at the test points."""
+    lines = []
+    c = _campaign(tmp_path, monkeypatch, _line(200), _spec("mueller-brown-autoencoder", plots=True), _Shooter())
+    result = ct.committor_histogram(c, shots=10, points=5, scan_bins=4, scan_points=4, scan_shots=10, log=lines.append)
+    assert (tmp_path / "committor_test.png").stat().st_size > 1000
+    assert f"exact committor at the same points {result['exact_q_mean']:.3f}" in lines[-1]
+
+
+def test_of_a_feature_shoots_only_between_the_states(tmp_path, monkeypatch):
+    """`feature="y"` scans along y instead of the CV; frames inside a state are never shot from;
+    the result and its transition-state ensemble are written under the feature's name."""
+    rng = np.random.default_rng(1)
+    between = np.stack([rng.uniform(-0.3, 0.3, 300), np.linspace(0.4, 1.0, 300)], axis=1)
+    in_a = np.array([[-0.558, 1.442], [-0.55, 1.44]])  # the centre of state A
+    pos = np.concatenate([between, in_a])[:, None, :]
+    shooter = _Shooter()
+    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-autoencoder"), shooter)
+    result = ct.committor_histogram(c, shots=20, points=10, scan_bins=6, scan_points=4, scan_shots=20, feature="y",
+                                    **QUIET)
+    shot_from = np.concatenate([k.starts for k in shooter.calls])
+    assert not any((np.abs(shot_from - a).sum(axis=1) < 1e-12).any() for a in in_a)  # never from inside A
+    assert result["cv"] == "y" and 0.4 <= result["cv_isosurface"] <= 1.0
+    assert (tmp_path / "committor_test-y.json").is_file() and not (tmp_path / "committor_test.json").exists()
+    assert cio.read_json(tmp_path / "committor_test-y.json")["p_B"] == result["p_B"]
+    tse = cio.read_npz(tmp_path / "transition_states-y.npz")
+    np.testing.assert_array_equal(tse["cv"], tse["positions"][:, 0, 1])  # the ensemble is on y
+    with pytest.raises(ct.WorkspaceError, match=r"'z' is not one of its features \(x, y\)"):
+        ct.committor_histogram(c, feature="z", **QUIET)
+
+
+def test_needs_enough_frames_between_the_states(tmp_path, monkeypatch):
+    """scan_bins x scan_points frames between the states are the least a scan can use."""
+    pos = _line(24)
+    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-autoencoder"), _Shooter())
+    ct.committor_histogram(c, shots=4, points=2, scan_bins=6, scan_points=4, scan_shots=4, **QUIET)
+    c = _campaign(tmp_path, monkeypatch, pos[:23], _spec("mueller-brown-autoencoder"), _Shooter())
+    with pytest.raises(ct.WorkspaceError, match="only 23 frames between the states"):
+        ct.committor_histogram(c, shots=4, points=2, scan_bins=6, scan_points=4, scan_shots=4, **QUIET)
+
+
+def test_defaults_are_the_ones_the_cli_and_the_readme_give():
+    """The function's defaults are the CLI's (which passes its own) and the README's description."""
+    from cvcycle.__main__ import parser
+
+    defaults = {k: v.default for k, v in inspect.signature(ct.committor_histogram).parameters.items()}
+    cli = parser().parse_args(["committor-test", "JOB"])
+    assert {k: getattr(cli, k) for k in ("shots", "points", "max_steps", "seed", "feature")} == \
+        {k: defaults[k] for k in ("shots", "points", "max_steps", "seed", "feature")}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Committor histogram test"):]
+    section = " ".join(section[:section.index("\n## ")].split())
+    assert f"[--points {defaults['points']}] [--shots {defaults['shots']}]" in section
+    scan = re.search(r"(\d+) equal-population bins along the CV, (\d+) frames per bin, (\d+) shots per frame", section)
+    assert scan and tuple(map(int, scan.groups())) == (defaults["scan_bins"], defaults["scan_points"],
+                                                      defaults["scan_shots"])
+    assert f"undecided after {defaults['max_steps']:,} steps" in section
+
+
+def test_candidate_frames_of_a_biased_campaign_are_the_stored_positions_with_their_weights(tmp_path):
+    """The committor test draws from the frames whose positions are stored (every 2nd here): each
+    comes with its own features, and with a weight proportional to exp(log_weight) within its
+    iteration."""
+    rng = np.random.default_rng(2)
+    walkers, log_weights = 3, []
+    for k, frames in enumerate((8, 6)):
+        d = tmp_path / f"iter-{k:03d}"
+        d.mkdir()
+        positions = rng.standard_normal((frames, walkers, 1, 2))
+        log_weights.append(rng.normal(0.0, 2.0, (frames, walkers)))
+        cio.write_npz(d / "samples.npz", step=np.arange(frames), features=positions[:, :, 0, :].copy(),
+                      log_weight=log_weights[-1], state=np.full((frames, walkers), -1))
+        kept = np.arange(0, frames, 2)
+        cio.write_npz(d / "trajectory.npz", positions=positions[kept], frame=kept)
+    campaign = SimpleNamespace(spec=_spec("mueller-brown-autoencoder"), iter_dir=lambda k: tmp_path / f"iter-{k:03d}")
+    pos, feats, weights = ct._candidate_frames(campaign, 1)
+    assert pos.shape == ((4 + 3) * walkers, 1, 2)
+    np.testing.assert_array_equal(feats, pos[:, 0, :])  # each frame's own features
+    first = 4 * walkers  # iteration 0's stored frames come first
+    for lw, w in ((log_weights[0][::2].ravel(), weights[:first]), (log_weights[1][::2].ravel(), weights[first:])):
+        np.testing.assert_allclose(w / w[0], np.exp(lw - lw[0]), rtol=1e-10)
+    assert 0 < weights.sum() < 1  # the frames without stored positions carry the rest
+
+
+def test_candidate_frames_of_a_path_sampling_campaign_are_its_paths_and_shooting_points(tmp_path):
+    """For the shooting route: every accepted path of every iteration's TPS chunks up to k, then
+    every iteration's shooting points, with features computed from them and equal weights."""
+    from cvcycle.paths.records import chunk_path
+
+    rng = np.random.default_rng(3)
+    paths, shots = [], []
+    for k in range(3):
+        tps = tmp_path / f"iter-{k:03d}" / "tps"
+        tps.mkdir(parents=True)
+        lengths = [rng.integers(3, 7) for _ in range(2)]
+        paths.append(rng.standard_normal((sum(lengths), 2)))
+        cio.write_npz(chunk_path(tps, 0), accepted_positions=paths[-1], accepted_lengths=np.array(lengths))
+        shots.append(rng.standard_normal((4, 2)))
+        cio.write_npz(tmp_path / f"iter-{k:03d}" / "shots.npz", points=shots[-1])
+    campaign = SimpleNamespace(spec=_spec("mueller-brown-committor-tps"), iter_dir=lambda k: tmp_path / f"iter-{k:03d}")
+    pos, feats, weights = ct._candidate_frames(campaign, 1)  # iterations 0 and 1, not 2
+    expected = np.concatenate(paths[:2] + shots[:2])
+    np.testing.assert_array_equal(pos[:, 0, :], expected)
+    assert pos.shape == (len(expected), 1, 2)
+    np.testing.assert_allclose(feats, expected, rtol=1e-6)
+    np.testing.assert_allclose(weights, np.full(len(expected), 1.0 / len(expected)), rtol=1e-12)
