@@ -252,6 +252,32 @@ def test_keep_walkers_continues_the_kept_walkers(name, integrator):
 
 
 @pytest.mark.parametrize("name,integrator", CASES)
+def test_drawn_velocities_start_every_trajectory_as_a_regular_one(name, integrator):
+    """After draw_velocities (what a shot starts with), velocities are Maxwell-Boltzmann at the
+    system's kT and the first step from a configuration is as wide as the second, for the
+    underdamped and the overdamped scheme alike (without it, a BAOAB shot starts at rest and an
+    overdamped one's first step has half the noise). The draw is a pure function of its seed."""
+    n = 4000
+    eng = engine_for(name, integrator, n, dt=0.01)
+    eng.set_positions(np.zeros((n, 3, 3)))
+    eng.draw_velocities(11)
+    v0 = eng.state_dict()["velocities"].copy()
+    if integrator == "underdamped":
+        np.testing.assert_allclose((v0**2).mean(axis=(0, 2)), KT / MASSES, rtol=0.06)  # 12,000 samples each: 1.3 %
+    frames = eng.run(2, 1)
+    x0, x1, x2 = frames.positions[0], frames.positions[1], eng.state_dict()["positions"]
+    first, second = ((x1 - x0) ** 2).mean(axis=(0, 2)), ((x2 - x1) ** 2).mean(axis=(0, 2))
+    np.testing.assert_allclose(first / second, 1.0, atol=0.1)  # 12,000 samples per ratio: 2 % std
+    again = engine_for(name, integrator, n, dt=0.01)
+    again.set_positions(np.zeros((n, 3, 3)))
+    again.draw_velocities(11)
+    np.testing.assert_array_equal(again.state_dict()["velocities"], v0)
+    again.draw_velocities(12)
+    again.run(1, 1)
+    assert not np.array_equal(again.state_dict()["positions"], x1)
+
+
+@pytest.mark.parametrize("name,integrator", CASES)
 def test_random_stream_is_a_pure_function_of_the_seed(name, integrator):
     n = 6
 

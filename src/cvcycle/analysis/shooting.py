@@ -34,7 +34,9 @@ def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, se
           stride: int = 10, compact: bool = False) -> tuple[np.ndarray, int]:
     """Outcomes (len(points), shots): 1 if the trajectory entered B first, 0 if A first, -1 if it
     reached neither within max_steps; and the trajectory steps: the sum over trajectories of the
-    steps each ran until it committed (what trajectories run one by one would cost). The engine
+    steps each ran until it committed (what trajectories run one by one would cost). Every
+    trajectory starts from its point with its own Maxwell-Boltzmann velocities (an overdamped
+    engine: its own last noise term), so the shots from a point are independent trials of p_B. The engine
     runs all len(points) * shots trajectories as its walkers (it must have been built with that
     many) until the last one commits; states are checked every `stride` steps, so a visit shorter
     than that can be missed (harmless when states are basins). With `compact` the engine drops the
@@ -43,6 +45,7 @@ def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, se
     from another draw of the noise."""
     starts = np.repeat(np.asarray(points, dtype=np.float64), shots, axis=0)
     engine.set_positions(starts)
+    engine.draw_velocities(seed)
     engine.seed = seed
     outcome = np.full(len(starts), -1)
     rows = np.arange(len(starts))  # the trajectory each of the engine's walkers runs

@@ -85,6 +85,13 @@ class Engine(ABC):
         """Place the walkers, positions (walkers, N, d); velocities likewise, or zero."""
 
     @abstractmethod
+    def draw_velocities(self, seed: int) -> None:
+        """Give every walker fresh velocities from the Maxwell-Boltzmann distribution at the system's
+        temperature, drawn from a stream that is a pure function of `seed`, and whatever else a
+        trajectory needs to start as a regular one (an overdamped scheme's last noise term): what a
+        shot from a configuration starts with. Positions are kept."""
+
+    @abstractmethod
     def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
             stream: tuple[int, ...] | None = None) -> Frames:
         """Advance `n_steps` from the global step `self.step`, reporting a frame every

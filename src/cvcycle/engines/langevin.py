@@ -63,6 +63,16 @@ class LangevinEngine(Engine):
         self.v = torch.zeros_like(self.x) if velocities is None else self._walker_array(velocities, "velocities").clone()
         self.noise = torch.zeros_like(self.x)
 
+    def draw_velocities(self, seed: int) -> None:
+        """v ~ N(0, kT/m) per component (BAOAB); for the overdamped scheme the last noise term
+        xi_n ~ N(0, 1), so the first step has the full noise xi_n + xi_{n+1} of every later one."""
+        gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(seed, 7_000_003) % (2**63))
+        xi = torch.randn(self.x.shape, generator=gen, dtype=self.x.dtype, device=self.device)
+        if self.integrator == "overdamped":
+            self.noise, self.v = xi, torch.zeros_like(self.x)
+        else:
+            self.noise, self.v = torch.zeros_like(self.x), xi * torch.sqrt(self.kT / self.mass)
+
     def _walker_array(self, a: np.ndarray, what: str) -> torch.Tensor:
         shape = self.x.shape
         a = np.asarray(a, dtype=np.float64)
