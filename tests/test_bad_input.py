@@ -135,7 +135,7 @@ SPEC_CASES = [
     SpecCase("not-utf8", "validate", ("spec.toml: not valid TOML: not UTF-8",), text=b"\xff\xfe[campaign]\n"),
     SpecCase("missing-spec-file", "init", ("spec file not found: missing.toml",), path="missing.toml"),
     SpecCase("spec-is-a-directory", "validate", ("cannot read spec file", "Is a directory"), path="."),
-    SpecCase("other-schema-version", "init", ("spec.toml: campaign.schema: must be 3", "got 1"),
+    SpecCase("other-schema-version", "init", ("spec.toml: campaign.schema: must be 4", "got 1"),
              "seed = 0\n", "seed = 0\nschema = 1\n"),
 ]
 
@@ -297,12 +297,12 @@ WORKSPACE_CASES = [
     WorkspaceCase("run-statepoint-missing", rm(SP), RUN, (SP,)),
     WorkspaceCase("run-statepoint-edited-in-place", edit_spec, RUN, (SP,)),
     WorkspaceCase("show-statepoint-without-schema-version", set_schema(None), SHOW,
-                  (f"{{job}}/{SP}: campaign spec of schema version 1", "this cvcycle reads schema version 3",
+                  (f"{{job}}/{SP}: campaign spec of schema version 1", "this cvcycle reads schema version 4",
                    "python project.py init SPEC.toml")),
     WorkspaceCase("show-statepoint-newer-schema-version", set_schema(99), SHOW_JSON,
                   (f"{{job}}/{SP}: campaign spec of schema version 99 (made by a newer cvcycle)",)),
     WorkspaceCase("run-statepoint-without-schema-version", chain(set_schema(None), rehash), RUN,
-                  (SP, "schema version 1", "reads schema version 3", "python project.py init SPEC.toml")),
+                  (SP, "schema version 1", "reads schema version 4", "python project.py init SPEC.toml")),
     WorkspaceCase("run-not-a-signac-project", rm("../../.signac"), RUN, ("no signac project here",)),
     # --- the job document ---
     WorkspaceCase("show-document-truncated", truncate(DOC), SHOW, ("corrupted JSON file", f"{{job}}/{DOC}")),

@@ -260,25 +260,44 @@ def test_candidate_frames_of_a_biased_campaign_are_the_stored_positions_with_the
     assert 0 < weights.sum() < 1  # the frames without stored positions carry the rest
 
 
-def test_candidate_frames_of_a_path_sampling_campaign_are_its_paths_and_shooting_points(tmp_path):
-    """For the shooting route: every accepted path of every iteration's TPS chunks up to k, then
-    every iteration's shooting points, with features computed from them and equal weights."""
+def test_candidate_frames_of_a_path_sampling_campaign_are_its_markov_chains_and_shooting_points(tmp_path):
+    """For the shooting route: the paths of every iteration's TPS chain up to k, each weighted by
+    the moves it was the current path (the run's start path until the first acceptance, then every
+    accepted path for its move and the rejected moves after it; paths held for no move are left
+    out), then every iteration's shooting points with weight 1; features computed from them."""
+    from cvcycle.paths import initial_path
     from cvcycle.paths.records import chunk_path
 
+    spec = _spec("mueller-brown-committor-tps")
+    a, b = (np.array(spec["system"]["states"][s]["center"]) for s in ("A", "B"))
+    hot = np.linspace(a, b, 40)[:, None, :]  # (frames, walkers, 2): one straight crossing from A to B
+    (tmp_path / "iter-000").mkdir()
+    cio.write_npz(tmp_path / "iter-000" / "hot_run.npz", positions=hot)
     rng = np.random.default_rng(3)
-    paths, shots = [], []
-    for k in range(3):
-        tps = tmp_path / f"iter-{k:03d}" / "tps"
-        tps.mkdir(parents=True)
-        lengths = [rng.integers(3, 7) for _ in range(2)]
-        paths.append(rng.standard_normal((sum(lengths), 2)))
-        cio.write_npz(chunk_path(tps, 0), accepted_positions=paths[-1], accepted_lengths=np.array(lengths))
-        shots.append(rng.standard_normal((4, 2)))
-        cio.write_npz(tmp_path / f"iter-{k:03d}" / "shots.npz", points=shots[-1])
-    campaign = SimpleNamespace(spec=_spec("mueller-brown-committor-tps"), iter_dir=lambda k: tmp_path / f"iter-{k:03d}")
-    pos, feats, weights = ct._candidate_frames(campaign, 1)  # iterations 0 and 1, not 2
-    expected = np.concatenate(paths[:2] + shots[:2])
-    np.testing.assert_array_equal(pos[:, 0, :], expected)
+    accepted = {0: [False, True, False, False, True], 1: [True, False], 2: [False, True]}
+    expected, weights, final = [], [], None
+    for k, flags in accepted.items():
+        d = tmp_path / f"iter-{k:03d}"
+        (d / "tps").mkdir(parents=True, exist_ok=True)
+        paths = [rng.standard_normal((int(rng.integers(3, 7)), 2)) for _ in range(sum(flags))]
+        cio.write_npz(chunk_path(d / "tps", 0), accepted=np.array(flags), accepted_positions=np.concatenate(paths),
+                      accepted_lengths=np.array([len(p) for p in paths]))
+        start = initial_path(hot, spec["system"]["states"]) if k == 0 else final
+        held = np.bincount(np.cumsum(flags), minlength=len(paths) + 1)
+        points = rng.standard_normal((4, 2))
+        final = paths[-1]
+        cio.write_npz(d / "shots.npz", points=points, final_path=final)
+        if k < 2:
+            for path, h in zip([start] + paths, held):
+                if h:
+                    expected.append(path)
+                    weights.append(np.full(len(path), float(h)))
+            expected.append(points)
+            weights.append(np.ones(4))
+    campaign = SimpleNamespace(spec=spec, iter_dir=lambda k: tmp_path / f"iter-{k:03d}")
+    pos, feats, w = ct._candidate_frames(campaign, 1)  # iterations 0 and 1, not 2
+    expected, weights = np.concatenate(expected), np.concatenate(weights)
     assert pos.shape == (len(expected), 1, 2)
+    np.testing.assert_array_equal(pos[:, 0, :], expected)
     np.testing.assert_allclose(feats, expected, rtol=1e-6)
-    np.testing.assert_allclose(weights, np.full(len(expected), 1.0 / len(expected)), rtol=1e-12)
+    np.testing.assert_allclose(w, weights / weights.sum(), rtol=1e-12)

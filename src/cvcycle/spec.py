@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import MODEL_POTENTIALS, PARTICLE_SYSTEMS
 
-SCHEMA_VERSION = 3  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 4  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ class PathsSpec:
     max_frames: int = spec_field(2000, check=_range(3))
     chunk_moves: int = spec_field(50, check=AT_LEAST_1)
     selector_width: float = spec_field(1.0, check=POSITIVE)
-    extra_shots: int = spec_field(8, check=_range(0))  # more trajectories per shooting point, run vectorised
+    extra_shots: int = spec_field(8, check=_range(1))  # trajectories per shooting point with fresh velocities: the committor data
     initial_temperature: float = spec_field(3.0, check=POSITIVE)
     initial_steps: int = spec_field(4000, check=AT_LEAST_1)
 

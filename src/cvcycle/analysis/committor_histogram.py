@@ -155,17 +155,25 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
 
 def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions, features and weights of the frames to test from: the Boltzmann-reweighted frames
-    of a biased-simulation campaign, or for a path-sampling campaign the frames of every accepted
-    transition path and every shooting point (equal weights)."""
+    of a biased-simulation campaign, or for a path-sampling campaign the frames of the paths of its
+    TPS Markov chains (each path weighted by the number of moves it was the current path, rejected
+    moves included) and every shooting point (weight 1, as one path frame held for one move)."""
     if route_for(c.spec).name == "shooting":
-        from ..paths import accepted_paths
+        from ..paths.records import chain_paths
+        from ..routes.shooting import start_path
 
-        paths = [p for i in range(k + 1) for p in accepted_paths(c.iter_dir(i) / "tps")]
-        shots = [cio.read_npz(c.iter_dir(i) / "shots.npz")["points"] for i in range(k + 1)]
-        pos = np.concatenate(paths + shots)[:, None, :]  # one particle in 2-D
+        frames, weights = [], []
+        for i in range(k + 1):
+            paths, held = chain_paths(c.iter_dir(i) / "tps", start_path(c, i))
+            frames += [p for p, h in zip(paths, held) if h]
+            weights += [np.full(len(p), float(h)) for p, h in zip(paths, held) if h]
+            frames.append(cio.read_npz(c.iter_dir(i) / "shots.npz")["points"])
+            weights.append(np.ones(len(frames[-1])))
+        pos = np.concatenate(frames)[:, None, :]  # one particle in 2-D
         with torch.no_grad():
             feats = make_featurizer(c.spec)(torch.as_tensor(pos)).numpy()
-        return pos, feats, np.full(len(pos), 1.0 / len(pos))
+        w = np.concatenate(weights)
+        return pos, feats, w / w.sum()
     data = [load_samples(c, i) for i in range(k + 1)]
     pos, rows = flat_positions(c, list(range(k + 1)), data)  # the frames whose positions are stored
     return (pos, np.concatenate([flat(d, "features") for d in data])[rows],

@@ -15,8 +15,10 @@ class ShootingRecords:
     """One row per two-way shooting move, in move order.
 
     outcomes[:, 0] is the forward half, outcomes[:, 1] the backward half, each run from the shooting
-    point until it first entered a state: 0 = A, 1 = B, -1 = neither within the max length. Rejected
-    moves (A -> A, B -> B) keep both outcomes: they are committor data like the accepted ones."""
+    point until it first entered a state: 0 = A, 1 = B, -1 = neither within the max length. They are
+    not two independent trials of p_B: the backward half starts with the forward half's velocity
+    (overdamped: last noise term) negated, and that velocity is the current path's, not a fresh
+    Maxwell-Boltzmann draw. The committor data are the extra shots (cvcycle.analysis.shooting)."""
 
     points: np.ndarray       # (n, 2) shooting point positions
     features: np.ndarray     # (n, n_features) their features
@@ -43,6 +45,21 @@ class ShootingRecords:
 
 def chunk_path(workdir: Path, index: int) -> Path:
     return Path(workdir) / f"chunk-{index:04d}.npz"
+
+
+def chain_paths(workdir: Path, start: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The Markov chain of a TPS run as distinct paths and the number of moves each was the current
+    path after: `start` (the path the run began from) for the moves before the first acceptance,
+    then each accepted path for the move that accepted it and every rejected move after it. A
+    path-ensemble average weights each path by its count (averages over accepted paths alone
+    overweight the paths the chain leaves quickly)."""
+    paths = [np.asarray(start)] + accepted_paths(workdir)
+    accepted, index = [], 0
+    while chunk_path(workdir, index).is_file():
+        accepted.append(cio.read_npz(chunk_path(workdir, index))["accepted"])
+        index += 1
+    held = np.bincount(np.cumsum(np.concatenate(accepted or [np.zeros(0, bool)])), minlength=len(paths))
+    return paths, held
 
 
 def accepted_paths(workdir: Path) -> list[np.ndarray]:

@@ -2,8 +2,9 @@
 
 iteration k:  shoot (two-way shooting TPS through openpathsampling; shooting points drawn with a
               Gaussian weight in logit q of the current committor, uniformly for k = 0; then
-              `paths.extra_shots` more trajectories from every shooting point, vectorised)
-              -> train (q = sigmoid(f) by the binomial likelihood of every shooting outcome so far)
+              `paths.extra_shots` trajectories with fresh velocities from every shooting point,
+              vectorised: independent trials of p_B, unlike the move's two halves)
+              -> train (q = sigmoid(f) by the binomial likelihood of every extra shot so far)
               -> analyze (change of q, comparison with the exact committor, plots) -> k + 1 or done.
 The first A -> B path comes from a short high-temperature run from state A. TPS runs in chunks
 of moves written atomically (cvcycle.paths), so a killed campaign resumes at its last chunk.
@@ -55,6 +56,16 @@ def _hot_run(c: Campaign, log: Log) -> np.ndarray:
     return positions
 
 
+def start_path(c: Campaign, k: int) -> np.ndarray:
+    """The path (n, 2) iteration k's TPS starts from: cut from the high-temperature run for k = 0,
+    else the path iteration k - 1 ended with."""
+    from ..paths import initial_path
+
+    if k == 0:
+        return initial_path(_hot_run(c, lambda line: None), c.spec["system"]["states"])
+    return cio.read_npz(c.iter_dir(k - 1) / "shots.npz")["final_path"]
+
+
 def _logit_q(c: Campaign, k: int) -> Callable[[np.ndarray], np.ndarray]:
     model, feat = load_model(c.iter_dir(k) / "model.npz"), make_featurizer(c.spec)
 
@@ -78,14 +89,14 @@ def steps_through(c: Campaign, k: int) -> int:
 def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
     """Two-way shooting TPS for iteration k; resumes at the last finished chunk of moves. With a
     `deadline`, stop after a chunk when the next one would likely overrun it."""
-    from ..paths import initial_path, run_tps
+    from ..paths import run_tps
     from ..paths.records import chunk_path
 
     spec, p = c.spec, c.spec["paths"]
     if k == 0:
-        start, weight = initial_path(_hot_run(c, log), spec["system"]["states"]), None
-    else:
-        start = cio.read_npz(c.iter_dir(k - 1) / "shots.npz")["final_path"]
+        _hot_run(c, log)
+    start, weight = start_path(c, k), None
+    if k > 0:
         z, width = _logit_q(c, k - 1), p["selector_width"]
         weight = lambda pos: np.exp(-0.5 * (np.clip(z(pos), -50, 50) / width) ** 2)  # noqa: E731
     log(f"[iter {k} shoot] {p['moves']} two-way shooting moves from a path of {len(start)} frames, shooting points "
@@ -94,28 +105,26 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     records = run_tps(spec, start, p["moves"], cio.derive_seed(c.seed, k, 6_000_011), workdir, weight, log,
                       stride=p["stride"], max_frames=p["max_frames"], chunk_moves=p["chunk_moves"], deadline=deadline)
     last = cio.read_npz(chunk_path(workdir, (p["moves"] - 1) // p["chunk_moves"]))
-    # more trajectories from every shooting point, all at once as the walkers of one engine: a
-    # committor estimate per point instead of two binary outcomes, for little extra wall time
+    # trajectories with fresh velocities from every shooting point, all at once as the walkers of one
+    # engine: the committor data (the two halves of a move are not independent trials of p_B)
     n = len(records) * p["extra_shots"]
-    extra, cost = np.zeros((len(records), 0), dtype=np.int64), 0
-    if n:
-        system = make_system(spec)
-        engine = make_engine(spec, system, walkers=n)
-        extra, cost = shoot(engine, records.points, p["extra_shots"], system.classify_ab,
-                            cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
-        log(f"[iter {k} shoot] {p['extra_shots']} more trajectories from each of the {len(records)} shooting points "
-            f"({n} walkers, {cost / n:.0f} steps per trajectory until it committed)")
+    system = make_system(spec)
+    extra, cost = shoot(make_engine(spec, system, walkers=n), records.points, p["extra_shots"], system.classify_ab,
+                        cio.derive_seed(c.seed, k, 6_000_013), p["max_frames"] * p["stride"], p["stride"])
+    log(f"[iter {k} shoot] {p['extra_shots']} trajectories with fresh velocities from each of the {len(records)} "
+        f"shooting points ({n} walkers, {cost / n:.0f} steps per trajectory until it committed)")
     cio.write_npz(c.iter_dir(k) / "shots.npz", **records.as_dict(), final_path=last["path_positions"],
                   extra_outcomes=extra, extra_cost=np.array(cost))
     c.update_doc(phase="train", total_steps=steps_through(c, k))
 
 
 def _shots(c: Campaign, k: int) -> dict[str, np.ndarray]:
-    """Features and outcome counts (two halves plus the extra shots; committed trajectories only) of
-    the shooting points of iterations 0..k."""
+    """Features and outcome counts of the shooting points of iterations 0..k: the extra shots, each
+    with fresh velocities, so independent trials of p_B (committed trajectories only). The halves
+    of the TPS move are left out: they share the path's velocity at the point."""
     parts = [cio.read_npz(c.iter_dir(i) / "shots.npz") for i in range(k + 1)]
     out = {key: np.concatenate([s[key] for s in parts]) for key in ("points", "features")}
-    out["outcomes"] = np.concatenate([np.concatenate([s["outcomes"], s["extra_outcomes"]], axis=1) for s in parts])
+    out["outcomes"] = np.concatenate([s["extra_outcomes"] for s in parts])
     out["n_a"], out["n_b"] = (out["outcomes"] == 0).sum(1), (out["outcomes"] == 1).sum(1)
     keep = out["n_a"] + out["n_b"] > 0
     out = {key: v[keep] for key, v in out.items()}
@@ -155,9 +164,8 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
                                "shooting_points": int(len(s["points"]))}
     latest = s["points"][s["iteration"] == k]
     metrics["q_change"] = q_change_rms(z_new(latest), _logit_q(c, k - 1)(latest)) if k else None
-    frames = shots["path_length"][shots["accepted"]]
-    dt = spec["engine"]["dt"] * spec["paths"]["stride"]
-    metrics["transition_path_time"] = float(frames.mean() * dt) if len(frames) else None
+    # a Markov-chain average: the current path after every move, rejected ones included
+    metrics["transition_path_time"] = float(shots["path_length"].mean() * spec["engine"]["dt"] * spec["paths"]["stride"])
     ref = campaign_reference(c)
     z_grid = z_new(ref.points)
     q_grid = sigmoid(z_grid).reshape(ref.committor.shape)
