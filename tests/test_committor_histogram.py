@@ -52,8 +52,9 @@ class _Shooter:
     start, seed, max_steps and the walkers the engine was built for) and returns outcomes with
     p_B = p(x) rounded to whole shots; `undecided` lists stages (by call number) that commit nowhere."""
 
-    def __init__(self, p=lambda x: np.clip(0.5 + x / 0.4, 0.0, 1.0), undecided=()):
+    def __init__(self, p=lambda x: np.clip(0.5 + x / 0.4, 0.0, 1.0), undecided=(), rng=None):
         self.p, self.undecided, self.calls, self.walkers = p, set(undecided), [], []
+        self.rng = rng  # if given, outcomes are Bernoulli draws with probability p(x) instead
 
     def engine(self, spec, system, walkers):
         self.walkers.append(walkers)
@@ -63,6 +64,8 @@ class _Shooter:
         self.calls.append(SimpleNamespace(starts=starts, shots=shots, seed=seed, max_steps=max_steps))
         if len(self.calls) - 1 in self.undecided:
             return np.full((len(starts), shots), -1), 0
+        if self.rng is not None:
+            return (self.rng.random((len(starts), shots)) < self.p(starts[:, 0])[:, None]).astype(int), 0
         ones = np.rint(self.p(starts[:, 0]) * shots).astype(int)
         return (np.arange(shots)[None, :] < ones[:, None]).astype(int), 0
 
@@ -127,6 +130,7 @@ def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
     assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][-1]))), abs=1e-12)
     p = np.array(result["p_B"])
     assert np.all(np.abs(p - 0.5) <= 0.3)  # the test points lie within 0.025 of x = 0
+    assert len(np.unique(shooter.calls[-1].starts[:, 0])) == 10  # distinct test points
     assert result["p_B_mean"] == pytest.approx(p.mean()) and result["p_B_std"] == pytest.approx(p.std())
     tse = cio.read_npz(tmp_path / "transition_states.npz")
     assert len(tse["cv"]) == 50 and tse["weights"].sum() == pytest.approx(1.0)
@@ -173,6 +177,24 @@ def test_committor_campaign_tests_the_frames_with_predicted_q_in_the_shell(tmp_p
     np.testing.assert_allclose(np.sort(tse["cv"]), x[inside], atol=1e-7)
     with pytest.raises(ct.WorkspaceError, match=rf"only {inside.sum()} frames with predicted q in \[0.45, 0.55\]"):
         ct.committor_histogram(c, shots=10, points=int(inside.sum()) + 1, scan_bins=4, scan_points=4, **QUIET)
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.2])
+def test_intrinsic_width_removes_the_binomial_noise_of_the_shots(tmp_path, monkeypatch, spread):
+    """200 distinct points whose true p_B is 0.5 + spread x / 0.2 (x uniform in [-0.2, 0.2]: std
+    spread / sqrt(3)), 100 random shots each: the measured width adds the binomial noise (about
+    0.05), the intrinsic one recovers the true spread, and its 95 % interval holds it."""
+    x = np.linspace(-0.2, 0.2, 401)
+    pos = np.stack([x, np.full(len(x), 0.7)], axis=1)[:, None, :]
+    shooter = _Shooter(lambda x: 0.5 + spread * x / 0.2, rng=np.random.default_rng(4))
+    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-committor-variational"), shooter)
+    result = ct.committor_histogram(c, shots=100, points=200, scan_bins=4, scan_points=4, **QUIET)
+    true = np.std(0.5 + spread * shooter.calls[-1].starts[:, 0] / 0.2)
+    assert result["p_B_std"] ** 2 == pytest.approx(true**2 + 0.0025, abs=0.0012)
+    # the estimate's own noise: sqrt of a variance difference, about 0.02 at these sizes when true = 0
+    assert result["p_B_std_intrinsic"] == pytest.approx(true, abs=0.03)
+    lo, hi = result["p_B_std_intrinsic_interval"]
+    assert lo <= true <= hi
 
 
 def test_the_report_draws_the_histogram_and_names_the_exact_committor(tmp_path, monkeypatch):

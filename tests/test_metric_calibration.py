@@ -172,6 +172,12 @@ def test_p_B_std_is_the_standard_deviation_of_the_points_p_B(tmp_path, monkeypat
     assert result["p_B_std"] == pytest.approx(std_expected, rel=1e-12)
     assert result["p_B_std"] == pytest.approx(float(np.std(result["p_B"], ddof=0)), rel=1e-12)
     assert result["binomial_std"] == pytest.approx(0.5 / math.sqrt(4), rel=1e-12)
+    # the binomial noise deconvolved: p (1 - p) / (n - 1) = 0.0625, 1/12, 1/12, 0.0625 (n = 4) and 0
+    # (p = 1, n = 2), mean 0.058333; 0.065 - 0.058333 = 1/150
+    assert result["committed"] == [4, 4, 4, 4, 2]
+    assert result["p_B_std_intrinsic"] == pytest.approx(math.sqrt(1.0 / 150.0), rel=1e-12)
+    ilo, ihi = result["p_B_std_intrinsic_interval"]
+    assert 0.0 <= ilo <= result["p_B_std_intrinsic"] < ihi <= 0.375
     # the bootstrap interval of the width brackets it, within the widest spread these p_B allow
     # (half the resampled points at 0.25, half at 1: std 0.375)
     lo, hi = result["p_B_std_interval"]

@@ -7,10 +7,12 @@ q_pred in [0.45, 0.55] and step 1 is skipped. For any other CV it is found by sh
    frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
    scan is repeated inside the two bins that bracket s* (up to three levels), since a sharp CV
    can jump from p_B ~ 0 to ~ 1 within one bin.
-2. Test: frames on the isosurface CV = s* (the nearest ones, resampled with their Boltzmann
-   weights, so they follow the equilibrium distribution on that surface) are shot from many
-   times each. A perfect reaction coordinate gives p_B = 1/2 for every one of them, i.e. a
-   histogram as narrow as the binomial noise of the shots; a poor one gives a broad histogram.
+2. Test: distinct frames on the isosurface CV = s* (drawn from the nearest ones with probability
+   proportional to their Boltzmann weights, without replacement) are shot from many times each.
+   A perfect reaction coordinate gives p_B = 1/2 for every one of them, i.e. a histogram as
+   narrow as the binomial noise of the shots; a poor one gives a broad histogram. The width is
+   reported as measured (std of p_B) and with the binomial noise of each point's shots
+   deconvolved (the intrinsic width: the spread of the points' true p_B).
 For analytic potentials the exact committor at the same points is reported next to it.
 
 With `feature` the test is run on one of the campaign's input features instead (e.g. mu2 of
@@ -78,19 +80,20 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
     s = values(feats)
     rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
-    def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> np.ndarray:
+    def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> tuple[np.ndarray, np.ndarray]:
+        """p_B of every start and the number of its shots that committed."""
         t0 = time.perf_counter()
         engine = make_engine(spec, system, walkers=len(starts) * n_shots)
         outcomes, steps = shoot(engine, starts, n_shots, system.classify_ab, cio.derive_seed(c.seed, seed, stage),
                                 max_steps, compact=True)
         log(f"[committor test] {outcomes.size} trajectories from {len(starts)} points: {steps:,} steps, "
             f"{np.mean(outcomes < 0):.1%} undecided after {max_steps} steps, {time.perf_counter() - t0:.1f} s")
-        return committed_fraction(outcomes)
+        return committed_fraction(outcomes), (outcomes >= 0).sum(axis=1)
 
     def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
         bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)
         picks = np.concatenate([rng.choice(b, scan_points, replace=False) for b in bins])
-        p_bins = np.nanmean(p_b_from(pos[picks], scan_shots, 1 + level).reshape(scan_bins, scan_points), axis=1)
+        p_bins = np.nanmean(p_b_from(pos[picks], scan_shots, 1 + level)[0].reshape(scan_bins, scan_points), axis=1)
         log(f"[committor test] scan {level + 1}: {scan_bins} CV bins in [{s[frames].min():.3f}, {s[frames].max():.3f}] "
             f"x {scan_points} points x {scan_shots} shots: p_B " + " ".join(f"{p:.2f}" for p in p_bins))
         return p_bins, bins
@@ -122,13 +125,16 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # 2. the histogram on the isosurface
     if shell is None:
         shell = np.argsort(np.abs(s - s_star))[: 5 * points]
-    chosen = rng.choice(shell, points, replace=True, p=weights[shell] / weights[shell].sum())
-    p_test = p_b_from(pos[chosen], shots, 0)
+    if np.count_nonzero(weights[shell]) < points:
+        raise WorkspaceError(f"campaign {c.id}: only {np.count_nonzero(weights[shell])} frames with a nonzero weight "
+                             f"near the isosurface, fewer than the {points} distinct test points asked for (--points)")
+    chosen = rng.choice(shell, points, replace=False, p=weights[shell] / weights[shell].sum())
+    p_test, committed = p_b_from(pos[chosen], shots, 0)
+    widths = _widths(p_test, committed, cio.derive_seed(c.seed, seed, 5_000_023))
     result: dict[str, Any] = {"iteration": k, "cv": name, "cv_isosurface": s_star, "shots": shots, "points": points,
-                              "scans": scans,
-                              "p_B": p_test.tolist(), "p_B_mean": float(np.nanmean(p_test)),
-                              "p_B_std": float(np.nanstd(p_test)), "binomial_std": float(0.5 / np.sqrt(shots)),
-                              "p_B_std_interval": _width_interval(p_test, cio.derive_seed(c.seed, seed, 5_000_023))}
+                              "scans": scans, "p_B": p_test.tolist(), "committed": committed.tolist(),
+                              "p_B_mean": float(np.nanmean(p_test)), "binomial_std": float(0.5 / np.sqrt(shots)),
+                              **widths}
     if system.has_exact_reference:
         ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1)
         q = ref.interpolate_committor(plane(pos[chosen]))
@@ -147,9 +153,10 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     exact = f"; exact committor at the same points {result['exact_q_mean']:.3f} +- {result['exact_q_std']:.3f}" \
         if "exact_q" in result else ""
     lo, hi = result["p_B_std_interval"]
+    ilo, ihi = result["p_B_std_intrinsic_interval"]
     log(f"[committor test] {points} points at {where}, {shots} shots each: p_B {result['p_B_mean']:.3f} "
         f"+- {result['p_B_std']:.3f} (95 % interval of the width [{lo:.3f}, {hi:.3f}]; binomial noise alone: "
-        f"{result['binomial_std']:.3f}){exact}")
+        f"{result['binomial_std']:.3f}; without it {result['p_B_std_intrinsic']:.3f} [{ilo:.3f}, {ihi:.3f}]){exact}")
     return result
 
 
@@ -180,12 +187,21 @@ def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.n
             combine_iterations([flat(d, "log_weight") for d in data])[rows])
 
 
-def _width_interval(p: np.ndarray, seed: int, resamples: int = 2000) -> list[float]:
-    """95 % bootstrap interval of the histogram's width (std of p_B over the points that committed)."""
-    p = np.asarray(p, dtype=np.float64)
-    p = p[np.isfinite(p)]
-    boot = p[np.random.default_rng(seed).integers(0, len(p), (resamples, len(p)))].std(axis=1)
-    return [float(v) for v in np.percentile(boot, [2.5, 97.5])]
+def _widths(p: np.ndarray, committed: np.ndarray, seed: int, resamples: int = 2000) -> dict[str, Any]:
+    """The histogram's width over the points that committed: `p_B_std`, the std of p_B, and
+    `p_B_std_intrinsic`, the std of the points' true p_B with the binomial noise of their shots
+    deconvolved: var(p_B) - mean(p_B (1 - p_B) / (n - 1)) (unbiased for each point's binomial
+    variance p (1 - p) / n), clipped at 0, over the points with n >= 2 committed shots; each with a
+    95 % bootstrap interval over the points."""
+    p, n = np.asarray(p, dtype=np.float64), np.asarray(committed)
+    ok = np.isfinite(p) & (n >= 2)
+    p, noise = p[ok], p[ok] * (1.0 - p[ok]) / np.maximum(n[ok] - 1, 1)
+    boot = np.random.default_rng(seed).integers(0, len(p), (resamples, len(p)))
+    raw = p[boot].std(axis=1)
+    intrinsic = np.sqrt(np.clip(raw**2 - noise[boot].mean(axis=1), 0.0, None))
+    interval = lambda v: [float(x) for x in np.percentile(v, [2.5, 97.5])]  # noqa: E731
+    return {"p_B_std": float(p.std()), "p_B_std_interval": interval(raw),
+            "p_B_std_intrinsic": float(np.sqrt(max(p.var() - noise.mean(), 0.0))), "p_B_std_intrinsic_interval": interval(intrinsic)}
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:
