@@ -2,6 +2,8 @@
 
     python benchmarks/campaigns.py                       # every 2-D spec, 3 seeds, 2 processes
     python benchmarks/campaigns.py --specs workflows/mueller-brown-autoencoder.toml --seeds 1
+    python benchmarks/campaigns.py --specs workflows/mueller-brown-autoencoder.toml --seeds 5 \
+        --set system.scale=0.1226 --set bias.barrier=14.0        # a deeper barrier (~13 kT)
 
 Each campaign runs in its own process, from scratch, in --out, on its spec's resources.cpus
 (torch threads, and processes that train the ensemble's members at once). Reported:
@@ -12,6 +14,9 @@ Committor campaigns add the RMSE of the learned q against the exact one (0.05 < 
 F - Fmin <= 12 kT) and the transition-path-theory rate k_AB of the learned q over the exact one.
 Particle systems without an exact answer (LJ7) report the FES RMSE against the system's stored
 reference and the free energy of the other states relative to the first, F(others) - F(A).
+Every campaign also reports its last committor histogram test (the convergence gate,
+convergence.committor_test: mean p_B and the width without binomial noise) and the convergence
+checks its last iteration failed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,19 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
-def run_one(spec_path: str, seed: int, out: str) -> tuple[str, float]:
+def override(spec: dict, settings: list[str]) -> dict:
+    """The spec with SECTION.KEY=VALUE settings applied (VALUE read as TOML, e.g. 0.12, "B", [1, 2])."""
+    import tomllib
+
+    spec = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        section, _, name = key.partition(".")
+        spec.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
+    return spec
+
+
+def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = ()) -> tuple[str, float]:
     import torch
 
     from cvcycle import io as cio
@@ -32,9 +49,10 @@ def run_one(spec_path: str, seed: int, out: str) -> tuple[str, float]:
     from cvcycle.loop import advance
 
     torch.set_num_threads(1)
-    spec = load_spec(spec_path)
+    spec = override(load_spec(spec_path), list(settings))
     spec = validate({**spec, "campaign": {**spec["campaign"], "seed": seed}})
-    path = Path(out) / f"{spec['campaign']['name']}-seed{seed}"
+    tag = "".join(f"-{s}" for s in settings).replace("/", "_")
+    path = Path(out) / f"{spec['campaign']['name']}{tag}-seed{seed}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     cio.write_json(path / "signac_statepoint.json", {"spec": spec})
@@ -48,6 +66,14 @@ def fmt(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def gate(test: dict | None) -> str:
+    """The last iteration's committor test: mean p_B / width without binomial noise, or why not."""
+    if test is None:
+        return "-"
+    return "not run: " + test["error"].split(": ", 1)[-1] if "error" in test else \
+        f"{test['p_B_mean']:.3f} / {test['p_B_std_intrinsic']:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specs", nargs="+", default=["workflows/mueller-brown-autoencoder.toml",
@@ -55,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "workflows/mueller-brown-committor-variational.toml",
                                                         "workflows/mueller-brown-committor-tps.toml"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change the specs (repeatable; VALUE as TOML), e.g. --set system.scale=0.1226")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)
@@ -65,24 +93,26 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [(s, seed) for s in args.specs for seed in range(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, s, seed, args.out) for s, seed in tasks]
+        futures = [pool.submit(run_one, s, seed, args.out, tuple(args.set)) for s, seed in tasks]
         results = []
         for (s, seed), fut in zip(tasks, futures):
             path, seconds = fut.result()
             results.append((s, campaign_summary(path), seconds))
             print(f"done: {Path(s).stem} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
 
-    print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus)\n")
+    changed = f", with {' '.join(args.set)}" if args.set else ""
+    print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus{changed})\n")
     print("| spec | seed | status | iterations | walker steps | wall time (s) | FES RMSE (kT) | F(others) - F(A) (kT) "
-          "| CV committor R² | CV width | q RMSE | k_AB / exact |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| CV committor R² | CV width | q RMSE | k_AB / exact | committor test p_B / width | failed checks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s, r, sec in results:
         rate = r["rate_AB"] / r["rate_AB_exact"] if r["rate_AB"] is not None and r["rate_AB_exact"] else None
         fes = r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"]
         others = (r["state_free_energies"] or {}).get("others")
         print(f"| {Path(s).stem} | {r['seed']} | {r['status']} | {r['iterations']} | {r['total_steps']:,} | {sec:.0f} | "
               f"{fmt(fes)} | {fmt(others, '.2f')} | {fmt(r['committor_r2'], '.4f')} | {fmt(r['committor_width'])} | "
-              f"{fmt(r['committor_rmse'], '.4f')} | {fmt(rate, '.2f')} |")
+              f"{fmt(r['committor_rmse'], '.4f')} | {fmt(rate, '.2f')} | {gate(r['committor_test'])} | "
+              f"{', '.join(r['failed_checks']) or '-'} |")
     print("\nReference CVs on the same grid and metric (R² / width)\n")
     print("| spec | x | -x+0.5y | best straight line | exact committor |")
     print("|---|---|---|---|---|")

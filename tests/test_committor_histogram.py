@@ -8,6 +8,7 @@ campaigns), and its defaults against the CLI and the README.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -145,6 +146,7 @@ def test_scan_refines_a_bracket_of_exactly_bins_times_points_frames(tmp_path, mo
     c = _campaign(tmp_path, monkeypatch, _line(72), _spec("mueller-brown-autoencoder"), shooter)
     result = ct.committor_histogram(c, shots=4, points=2, scan_bins=6, scan_points=4, scan_shots=4, **QUIET)
     assert len(result["scans"]) == 2
+    assert len(np.unique(shooter.calls[1].starts[:, 0])) == 24  # 4 distinct frames of each bin of 4: all of them
 
 
 @pytest.mark.filterwarnings("ignore:Mean of empty slice")  # the refined scan's bins, where nothing committed
@@ -195,6 +197,16 @@ def test_intrinsic_width_removes_the_binomial_noise_of_the_shots(tmp_path, monke
     assert result["p_B_std_intrinsic"] == pytest.approx(true, abs=0.03)
     lo, hi = result["p_B_std_intrinsic_interval"]
     assert lo <= true <= hi
+
+
+def test_widths_use_the_points_with_two_committed_shots_or_more():
+    """A point with one committed shot says nothing about binomial noise and is left out; with two,
+    p (1 - p) / (n - 1) is the unbiased estimate of p (1 - p) / n (here 0.25 / 1)."""
+    w = ct._widths(np.array([0.5, 1.0, np.nan, 0.0]), np.array([2, 1, 0, 2]), seed=0)
+    assert w["p_B_std"] == pytest.approx(0.25, rel=1e-12)  # the std of 0.5 and 0.0
+    assert w["p_B_std_intrinsic"] == pytest.approx(0.0)  # 0.0625 - mean(0.25, 0) < 0: clipped
+    w = ct._widths(np.array([0.5, 0.0, 1.0]), np.array([2, 4, 4]), seed=0)
+    assert w["p_B_std_intrinsic"] == pytest.approx(math.sqrt(np.var([0.5, 0.0, 1.0]) - 0.25 / 3), rel=1e-12)
 
 
 def test_the_report_draws_the_histogram_and_names_the_exact_committor(tmp_path, monkeypatch):
@@ -323,3 +335,59 @@ def test_candidate_frames_of_a_path_sampling_campaign_are_its_markov_chains_and_
     np.testing.assert_array_equal(pos[:, 0, :], expected)
     np.testing.assert_allclose(feats, expected, rtol=1e-6)
     np.testing.assert_allclose(w, weights / weights.sum(), rtol=1e-12)
+
+
+def _gate_campaign(tmp_path, cv_dim=1, **convergence):
+    spec = _spec("mueller-brown-autoencoder")
+    spec["learner"]["cv_dim"] = cv_dim
+    spec["convergence"].update(convergence)
+    (tmp_path / "iter-003").mkdir(parents=True)
+    return SimpleNamespace(spec=spec, id="gate", seed=0, path=tmp_path, iter_dir=lambda k: tmp_path / f"iter-{k:03d}")
+
+
+@pytest.mark.parametrize("mean,width,passes", [(0.5, 0.0, True), (0.549, 0.079, True), (0.551, 0.0, False),
+                                               (0.449, 0.0, False), (0.5, 0.081, False), (0.75, 0.08, True),
+                                               (0.25, 0.08, True)])
+def test_convergence_gate_passes_a_cv_only_within_its_thresholds(tmp_path, monkeypatch, mean, width, passes):
+    """Once the other checks pass, the test of iteration k's CV (seed 1 + k, files in iter-k/) must
+    give |mean p_B - 1/2| <= test_mean and an intrinsic width <= test_width; metrics.json says so."""
+    calls = []
+
+    def fake_test(c, **kwargs):
+        calls.append(kwargs)
+        return {"p_B_mean": mean, "p_B_std": 0.06, "p_B_std_intrinsic": width, "p_B_std_intrinsic_interval": [0, 0.1],
+                "points": 50, "shots": 100}
+
+    monkeypatch.setattr(ct, "committor_histogram", fake_test)
+    # the ends are in: 0.75 - 0.5 is exactly 0.25 in floating point (0.55 - 0.5 is not 0.05)
+    c = _gate_campaign(tmp_path, test_mean=0.25 if abs(mean - 0.5) == 0.25 else 0.05, test_width=0.08)
+    metrics = {"converged": True, "checks": {"cv_r2": True, "fes_change": True}}
+    ct.convergence_gate(c, 3, metrics, **QUIET)
+    assert calls[0]["iteration"] == 3 and calls[0]["seed"] == 4 and calls[0]["out"] == tmp_path / "iter-003"
+    assert metrics["checks"]["committor_test"] is passes and metrics["converged"] is passes
+    assert metrics["committor_test"]["p_B_std_intrinsic"] == width
+    assert cio.read_json(tmp_path / "iter-003" / "metrics.json") == metrics
+
+
+def test_convergence_gate_runs_only_where_it_applies(tmp_path, monkeypatch):
+    """No test while another check fails, for a 2-D CV, or with the gate off; a test that cannot run
+    (no isosurface, too few frames) fails the gate with its message."""
+    def no_test(c, **kwargs):
+        raise AssertionError("the test must not run")
+
+    monkeypatch.setattr(ct, "committor_histogram", no_test)
+    for c, checks in ((_gate_campaign(tmp_path / "a"), {"cv_r2": False}),
+                      (_gate_campaign(tmp_path / "b", cv_dim=2), {"cv_r2": True}),
+                      (_gate_campaign(tmp_path / "c", committor_test=False), {"cv_r2": True})):
+        metrics = {"converged": all(checks.values()), "checks": dict(checks)}
+        ct.convergence_gate(c, 3, metrics, **QUIET)
+        assert metrics["committor_test"] is None and "committor_test" not in metrics["checks"]
+
+    def no_isosurface(c, **kwargs):
+        raise ct.WorkspaceError("campaign gate: p_B never crosses 1/2 along CV_4")
+
+    monkeypatch.setattr(ct, "committor_histogram", no_isosurface)
+    c = _gate_campaign(tmp_path / "d")
+    metrics = {"converged": True, "checks": {"cv_r2": True}}
+    ct.convergence_gate(c, 3, metrics, **QUIET)
+    assert metrics["converged"] is False and "never crosses" in metrics["committor_test"]["error"]

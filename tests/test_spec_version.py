@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PINNED_FINGERPRINTS = {
     2: "3049538e53055497",
     3: "1271d9c1ac033f20",
-    # 4: the fields of 3; paths.extra_shots >= 1, the shooting route learns from the extra shots only
-    # (fresh velocities), not from the halves of a move: a change of meaning the fingerprint cannot see
-    4: "1271d9c1ac033f20",
+    # 4: convergence.committor_test, test_mean, test_width (the committor histogram test as a gate);
+    # paths.extra_shots >= 1, and the shooting route learns from the extra shots only
+    4: "35d63c68713eeda7",
 }
 
 

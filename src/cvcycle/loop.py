@@ -55,9 +55,18 @@ def advance(path: str | Path, walltime: float | None = None, log: Log = print) -
 
 
 def record(c: Campaign, k: int, analysis: Analysis, log: Log) -> str:
-    """Record iteration k's analysis in the job document, log its summary, and return the status."""
+    """Run the convergence gate of the committor histogram test where it applies, record iteration
+    k's analysis in the job document, log its summary, and return the status."""
+    from .analysis.committor_histogram import convergence_gate
+
+    convergence_gate(c, k, analysis.metrics, log)
     status = finish_iteration(c, k, analysis.metrics, analysis.next_steps)
-    log(f"[iter {k} analyze] {analysis.summary} -> {status}")
+    test = analysis.metrics["committor_test"]
+    summary = analysis.summary if test is None else (
+        f"{analysis.summary}, committor test: {test['error']}" if "error" in test else
+        f"{analysis.summary}, committor test p_B {test['p_B_mean']:.3f} width {test['p_B_std_intrinsic']:.3f} "
+        f"(without binomial noise)")
+    log(f"[iter {k} analyze] {summary} -> {status}")
     return status
 
 

@@ -296,6 +296,10 @@ class ConvergenceSpec:
     fes_bins: int = spec_field(50, check=_range(5, 2000))
     require_states: bool = True
     min_transitions: float = spec_field(1.0, check=_range(0.0))
+    # a gate on the CV itself, run once the checks above pass: the committor histogram test of a 1-D CV
+    committor_test: bool = True
+    test_mean: float = spec_field(0.05, check=FRACTION)  # |mean p_B - 1/2| at the isosurface, at most
+    test_width: float = spec_field(0.08, check=FRACTION)  # the histogram's width without binomial noise, at most
 
 
 @dataclass(frozen=True, kw_only=True)

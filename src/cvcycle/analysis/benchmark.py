@@ -36,4 +36,6 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
             "fes_rmse_exact": last.get("fes_rmse_exact"), "fes_rmse_reference": last.get("fes_rmse_reference"),
             "state_free_energies": last.get("state_free_energies"), "committor_r2": last.get("committor_r2"),
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
-            "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact")}
+            "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact"),
+            "committor_test": last.get("committor_test"),
+            "failed_checks": [name for name, ok in last.get("checks", {}).items() if not ok]}

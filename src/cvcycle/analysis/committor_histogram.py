@@ -22,6 +22,7 @@ LJ7), on the same frames and shots, so a learned CV can be compared with a class
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -44,16 +45,21 @@ from ..systems.model2d import plane
 
 def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bins: int = 12, scan_points: int = 8,
                         scan_shots: int = 20, max_steps: int = 20000, seed: int = 0, feature: str | None = None,
-                        log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the test on the campaign's latest CV, or on its input `feature` (by name); writes
-    committor_test.json and .png (committor_test-FEATURE.* for a feature) in the job dir, and the
-    transition-state ensemble it drew the test points from (frames on the isosurface, with their
-    weights) as transition_states.npz (transition_states-FEATURE.npz)."""
+                        log: Callable[[str], None] = print, iteration: int | None = None,
+                        out: Path | None = None) -> dict[str, Any]:
+    """Run the test on the CV trained in `iteration` (default: the latest analysed one), on the
+    frames of iterations 0..iteration, or on its input `feature` (by name); writes
+    committor_test.json and .png (committor_test-FEATURE.* for a feature) in `out` (default the job
+    dir), and the transition-state ensemble it drew the test points from (frames on the
+    isosurface, with their weights) as transition_states.npz (transition_states-FEATURE.npz)."""
     spec = c.spec
-    history = c.progress()["history"]
-    if not history:
-        raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
-    k = max(h["iteration"] for h in history)
+    out = c.path if out is None else Path(out)
+    if iteration is None:
+        history = c.progress()["history"]
+        if not history:
+            raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
+        iteration = max(h["iteration"] for h in history)
+    k = iteration
     if feature is None:
         if spec["learner"]["cv_dim"] != 1:
             raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1); "
@@ -140,15 +146,15 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         q = ref.interpolate_committor(plane(pos[chosen]))
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
-    cio.write_json(c.path / f"committor_test{stem}.json", result)
+    cio.write_json(out / f"committor_test{stem}.json", result)
     # the transition-state ensemble: the candidate frames on the isosurface, with their weights
-    cio.write_npz(c.path / f"transition_states{stem}.npz", positions=pos[shell], features=feats[shell],
+    cio.write_npz(out / f"transition_states{stem}.npz", positions=pos[shell], features=feats[shell],
                   weights=weights[shell] / weights[shell].sum(), cv=s[shell])
     where = "predicted q in [0.45, 0.55]" if committor else f"{name} isosurface s* = {s_star:.3f}"
     if spec["analysis"]["plots"]:
         from .plots import plot_committor_histogram
 
-        plot_committor_histogram(c.path / f"committor_test{stem}.png", p_test, result.get("exact_q"), shots,
+        plot_committor_histogram(out / f"committor_test{stem}.png", p_test, result.get("exact_q"), shots,
                                  where)
     exact = f"; exact committor at the same points {result['exact_q_mean']:.3f} +- {result['exact_q_std']:.3f}" \
         if "exact_q" in result else ""
@@ -158,6 +164,30 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         f"+- {result['p_B_std']:.3f} (95 % interval of the width [{lo:.3f}, {hi:.3f}]; binomial noise alone: "
         f"{result['binomial_std']:.3f}; without it {result['p_B_std_intrinsic']:.3f} [{ilo:.3f}, {ihi:.3f}]){exact}")
     return result
+
+
+def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """The committor histogram test as a convergence check (convergence.committor_test): once every
+    other check of iteration k passes, test its 1-D CV (files in iter-k/, seed 1 + k) and require
+    |mean p_B - 1/2| <= convergence.test_mean and the intrinsic width <= convergence.test_width. A
+    CV that stopped changing is not thereby a good one. Updates `metrics` (checks, converged, the
+    test's summary under "committor_test") and rewrites the iteration's metrics.json."""
+    conv = c.spec["convergence"]
+    metrics["committor_test"] = None
+    if not (conv["committor_test"] and metrics["converged"] and c.spec["learner"]["cv_dim"] == 1):
+        return
+    try:
+        r = committor_histogram(c, seed=1 + k, iteration=k, out=c.iter_dir(k), log=log)
+    except WorkspaceError as exc:  # no isosurface, too few frames: the CV is not shown to be good
+        metrics["committor_test"] = {"error": str(exc)}
+        passed = False
+    else:
+        metrics["committor_test"] = {key: r[key] for key in ("p_B_mean", "p_B_std", "p_B_std_intrinsic",
+                                                             "p_B_std_intrinsic_interval", "points", "shots")}
+        passed = abs(r["p_B_mean"] - 0.5) <= conv["test_mean"] and r["p_B_std_intrinsic"] <= conv["test_width"]
+    metrics["checks"]["committor_test"] = passed
+    metrics["converged"] = all(metrics["checks"].values())
+    cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
 
 
 def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
