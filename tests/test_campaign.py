@@ -212,6 +212,31 @@ def test_show_reports_the_running_process_the_last_run_and_the_last_checkpoint(t
     assert not (path / ".cvcycle.lock").read_text()  # released and emptied
 
 
+def test_show_names_the_failed_checks_and_the_committor_test():
+    """Each iteration's row says which convergence checks failed, and the committor histogram test
+    (the gate) where it ran: mean p_B / width without binomial noise, or that it could not run."""
+    from cvcycle.show import _test, render
+
+    rows = [{"iteration": 0, "cv_r2": None, "committor_test": _test(None), "converged": False, "failed": ["cv_r2", "states"]},
+            {"iteration": 1, "cv_r2": 0.995, "committor_test": _test({"error": "p_B never crosses 1/2"}), "converged": False,
+             "failed": ["committor_test"]},
+            {"iteration": 2, "cv_r2": 0.996, "converged": True, "failed": [],
+             "committor_test": _test({"p_B_mean": 0.4834, "p_B_std_intrinsic": 0.0261})}]
+    s = {"campaign": "c", "seed": 0, "id": "c", "status": "converged", "iteration": 2, "phase": "done", "total_steps": 10,
+         "features": ["x"], "last_checkpoint": None, "last_run": None, "running_now": None, "last_error": None,
+         "iterations": rows, "path": "/j", "cv_model": None, "committor_model": None, "fes": None, "plots": {}}
+    table = render(s).splitlines()
+    head = next(i for i, line in enumerate(table) if line.startswith("iter"))
+    assert table[head].split() == ["iter", "cv_r2", "committor_test", "converged"]
+    assert table[head + 1].split() == ["0", "-", "-", "no:", "cv_r2,", "states"]
+    assert table[head + 2].split() == ["1", "0.9950", "not", "run", "no:", "committor_test"]
+    assert table[head + 3].split() == ["2", "0.9960", "0.483/0.026", "yes"]
+    for row in rows:
+        row["committor_test"] = None
+    table = render(s).splitlines()
+    assert table[head].split() == ["iter", "cv_r2", "converged"]  # a campaign without the gate: no such column
+
+
 def test_training_spread_benchmark_retrains_the_campaigns_own_cv(tmp_path, capsys, monkeypatch):
     """benchmarks/cv_training_spread.py refits iteration k on the campaign's exact training set:
     the member the campaign kept comes out with the campaign's own selection scores, committor R^2

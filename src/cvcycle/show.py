@@ -122,8 +122,17 @@ def summary(c: Campaign) -> dict[str, Any]:
         "metrics": history[-1] if history else None,
         "plots": {k: v for k, v in plots.items() if v},
         "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in keys},
-                        "converged": bool(h.get("converged"))} for h in history],
+                        "committor_test": _test(h.get("committor_test")), "converged": bool(h.get("converged")),
+                        "failed": [name for name, ok in h.get("checks", {}).items() if not ok]} for h in history],
     })
+
+
+def _test(test: dict[str, Any] | None) -> str | None:
+    """An iteration's committor histogram test (the convergence gate): mean p_B / width without
+    binomial noise, or the reason it could not run; None if it did not run."""
+    if test is None:
+        return None
+    return "not run" if "error" in test else f"{test['p_B_mean']:.3f}/{test['p_B_std_intrinsic']:.3f}"
 
 
 def _last_run(run: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -164,13 +173,16 @@ def render(s: dict[str, Any]) -> str:
         "",
     ]
     if s["iterations"]:
-        keys = [k for k in s["iterations"][0] if k not in ("iteration", "converged")]
+        keys = [k for k in s["iterations"][0] if k not in ("iteration", "converged", "failed")]
+        if not any(it["committor_test"] for it in s["iterations"]):
+            keys.remove("committor_test")
         head = ("iter", *keys, "converged")
-        rows = [[str(it["iteration"])] + [_fmt(it[k]) for k in keys] + ["yes" if it["converged"] else "no"]
+        rows = [[str(it["iteration"])] + [_fmt(it[k]) for k in keys]
+                + ["yes" if it["converged"] else "no: " + ", ".join(it["failed"]) if it["failed"] else "no"]
                 for it in s["iterations"]]
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        lines += ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
-        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows] + [""]
+        line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells[:-1], widths)) + "  " + cells[-1]  # noqa: E731
+        lines += [line(head)] + [line(r) for r in rows] + [""]
     else:
         lines += ["no iteration analysed yet", ""]
     paths = {"job dir": s["path"], "cv model": s["cv_model"], "committor": s["committor_model"], "fes": s["fes"],
