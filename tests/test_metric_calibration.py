@@ -1,18 +1,15 @@
 """Calibration of the committor-quality metrics.
 
-1. `cv_committor_quality` (R^2 of q explained by its CV-bin means, and the width = std of q in
-   the bin whose mean is nearest 1/2) on the exact Mueller-Brown grid reference, against the
-   reference-CV table of README.md (Benchmarks: "Reference CVs under the same metric and grid"):
+1. `cv_committor_quality` (R^2 of q explained by its CV-bin means, and the width = the spread of
+   q within the bins whose mean q lies in 0.4..0.6) on the exact Mueller-Brown grid reference,
+   against the reference-CV table of README.md (Benchmarks: "Reference CVs under the same metric
+   and grid"), produced by `analysis.benchmark.straight_line_quality` on the grid the campaigns use
+   (bins = analysis.grid_bins * 2 + 1 = 241):
 
-       | Mueller-Brown (V/10, kT = 1) | x: 0.9328 / 0.199 | -x + 0.5 y: 0.9881 / 0.111 | ... | exact committor: 0.9996 / 0.016 |
+       | Mueller-Brown (V/10, kT = 1) | x: 0.9329 / 0.196 | -x + 0.5 y: 0.9879 / 0.085 | ... | exact committor: 0.9996 / 0.015 |
 
-   Those numbers were produced by `analysis.benchmark.straight_line_quality`, whose reference is
-   `reference_from_spec(spec)` with its default 301 x 301 grid; they reproduce there to every
-   printed digit. On the grid `analyze` uses (bins = analysis.grid_bins * 2 + 1 = 241) the R^2
-   values and the exact committor's width agree to the printed precision too, and the width of
-   -x + 0.5 y is the README's prose value ("that bin has mean q 0.466 and width 0.108"); the width
-   of a single bin of a poor CV is grid dependent (x: 0.191 on 241 points, 0.199 on 301), so it is
-   pinned on the README's grid only.
+   The width does not depend on the grid (241, 301 and 481 points agree to 0.002), unlike the
+   earlier single-bin width (-x + 0.5 y: 0.108, 0.111, 0.057).
 2. The same metric on small hand-made inputs with hand-computed answers.
 3. `p_B_std` of the committor histogram test (analysis.committor_histogram.committor_histogram): the standard
    deviation of the per-point p_B values over the test points. The docstrings state no ddof; the
@@ -52,24 +49,20 @@ def _reference_cvs(bins: int):
     return cvs, q, F
 
 
-README_TABLE = {"x": (0.9328, 0.199), "-x+0.5y": (0.9881, 0.111), "exact q": (0.9996, 0.016)}
+README_TABLE = {"x": (0.9329, 0.196), "-x+0.5y": (0.9879, 0.085), "exact q": (0.9996, 0.015)}
+GRIDS = (241, 301, 481)  # the campaigns' grid (analysis.grid_bins * 2 + 1), reference_from_spec's default, finer
 
 
 @pytest.fixture(scope="module")
-def readme_grid():
-    return _reference_cvs(301)  # reference_from_spec's default, as in analysis.benchmark
-
-
-@pytest.fixture(scope="module")
-def analyze_grid():
+def grids():
     spec = _spec()
-    assert spec["analysis"]["grid_bins"] == 120
-    return _reference_cvs(spec["analysis"]["grid_bins"] * 2 + 1)  # as steps.analyze
+    assert spec["analysis"]["grid_bins"] * 2 + 1 == GRIDS[0]
+    return {bins: _reference_cvs(bins) for bins in GRIDS}
 
 
 @pytest.mark.parametrize("name", sorted(README_TABLE))
-def test_reference_cvs_reproduce_the_readme_calibration(readme_grid, name):
-    cvs, q, F = readme_grid
+def test_reference_cvs_reproduce_the_readme_calibration(grids, name):
+    cvs, q, F = grids[GRIDS[0]]
     r2, width = README_TABLE[name]
     m = cv_committor_quality(cvs[name], q, F)
     assert m["r2"] == pytest.approx(r2, abs=R2_TOL)
@@ -77,18 +70,24 @@ def test_reference_cvs_reproduce_the_readme_calibration(readme_grid, name):
 
 
 @pytest.mark.parametrize("name", sorted(README_TABLE))
-def test_reference_cvs_on_the_analysis_grid(analyze_grid, name):
-    cvs, q, F = analyze_grid
-    m = cv_committor_quality(cvs[name], q, F)
-    assert m["r2"] == pytest.approx(README_TABLE[name][0], abs=3e-4)
-    if name == "exact q":
-        assert m["width"] == pytest.approx(0.016, abs=WIDTH_TOL)
-    if name == "-x+0.5y":
-        assert m["width"] == pytest.approx(0.108, abs=WIDTH_TOL)  # README, prose under the table
-    # ordering the metric exists to show: the exact committor beats the tilted line beats x
-    ms = {k: cv_committor_quality(v, q, F) for k, v in cvs.items()}
-    assert ms["x"]["r2"] < ms["-x+0.5y"]["r2"] < ms["exact q"]["r2"]
-    assert ms["exact q"]["width"] < ms["-x+0.5y"]["width"] < ms["x"]["width"]
+def test_reference_cvs_do_not_depend_on_the_grid(grids, name):
+    """R^2 and the width agree on 241, 301 and 481 points, and order the CVs as they should."""
+    for bins in GRIDS[1:]:
+        cvs, q, F = grids[bins]
+        m = cv_committor_quality(cvs[name], q, F)
+        assert m["r2"] == pytest.approx(README_TABLE[name][0], abs=3e-4)
+        assert m["width"] == pytest.approx(README_TABLE[name][1], abs=2e-3)
+        ms = {k: cv_committor_quality(v, q, F) for k, v in cvs.items()}
+        assert ms["x"]["r2"] < ms["-x+0.5y"]["r2"] < ms["exact q"]["r2"]
+        assert ms["exact q"]["width"] < ms["-x+0.5y"]["width"] < ms["x"]["width"]
+
+
+def test_width_averages_the_bins_of_the_transition_region():
+    """Three equal-count bins, equal weights: means 0.2, 0.45 (var 0.0025), 0.55 (var 0.01): the
+    width pools the last two (mean q in 0.4..0.6): sqrt((0.0025 + 0.01) / 2)."""
+    q = np.array([0.15, 0.25, 0.40, 0.50, 0.45, 0.65])
+    m = cv_committor_quality(np.arange(6.0), q, np.zeros(6), n_bins=3)
+    assert m["width"] == pytest.approx(math.sqrt((0.0025 + 0.01) / 2), rel=1e-12)
 
 
 def test_quality_on_a_hand_made_input_with_one_bin():
@@ -107,6 +106,7 @@ def test_quality_on_a_hand_made_weighted_input_with_two_bins():
     bin 0 (cv 0, 1): q 0.1, 0.3 -> mean 0.2
     bin 1 (cv 2, 3): q 0.6 (w 1), 0.9 (w 1/2) -> mean (0.6 + 0.45)/1.5 = 0.7, nearest 1/2,
                      variance (0.1^2 + 0.5 * 0.2^2)/1.5 = 0.02 -> width sqrt(0.02)
+    (no bin's mean lies in 0.4..0.6, so the width is the bin nearest 1/2's)
     R^2 = 1 - SS_res/SS_tot, SS_res = 0.01 + 0.01 + 0.01 + 0.5 * 0.04 = 0.05, weighted mean 1.45/3.5,
     SS_tot = sum w (q - 29/70)^2 = 37/140 -> R^2 = 1 - 0.05 * 140/37 = 30/37.
     """

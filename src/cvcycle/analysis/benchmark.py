@@ -14,8 +14,9 @@ from .reference import reference_from_spec
 
 def straight_line_quality(spec: dict[str, Any], angles: int = 180) -> dict[str, dict[str, float]]:
     """Committor quality of reference CVs on the spec's system: x, -x + 0.5 y, the best straight
-    line (scanned over `angles` directions) and the exact committor itself."""
-    ref = reference_from_spec(spec)
+    line (scanned over `angles` directions) and the exact committor itself, on the grid the
+    campaigns use (2 x analysis.grid_bins + 1 points per axis, see routes.evaluate.campaign_reference)."""
+    ref = reference_from_spec(spec, bins=2 * spec["analysis"]["grid_bins"] + 1)
     pts, q, F = ref.points, ref.committor.ravel(), ref.free_energy.ravel()
     out = {"x": cv_committor_quality(pts[:, 0], q, F),
            "-x+0.5y": cv_committor_quality(-pts[:, 0] + 0.5 * pts[:, 1], q, F)}

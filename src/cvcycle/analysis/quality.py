@@ -6,14 +6,18 @@ import numpy as np
 
 
 def cv_committor_quality(cv: np.ndarray, q: np.ndarray, free_energy: np.ndarray, n_bins: int = 50,
-                         q_range: tuple[float, float] = (0.05, 0.95), f_max: float = 12.0) -> dict[str, float]:
-    """R^2 of q explained by its conditional mean in CV bins, and the width (std of q) of the
-    bin whose mean q is nearest 0.5.
+                         q_range: tuple[float, float] = (0.05, 0.95), f_max: float = 12.0,
+                         band: tuple[float, float] = (0.4, 0.6)) -> dict[str, float]:
+    """R^2 of q explained by its conditional mean in CV bins, and the width: the spread of q within
+    a bin, sqrt of the weighted mean of the bins' variances over the bins whose mean q lies in
+    `band` (the transition region).
 
-    Grid points with q strictly inside q_range and free energy (kT, min 0) <= f_max; the CV is cut into
-    n_bins bins holding equal numbers of grid points; means and variances are weighted by
+    Grid points with q strictly inside q_range and free energy (kT, min 0) <= f_max; the CV is cut
+    into n_bins bins holding equal numbers of grid points; means and variances are weighted by
     exp(-F). (This reading reproduces the calibration R^2 of x, -x + 0.5 y and q on
     Mueller-Brown; Boltzmann-equal bins let the intermediate basin, q ~ 0.95, take most bins.)
+    The width of the one bin nearest q = 1/2 moved by a factor 2 with the grid (-x + 0.5 y: 0.108,
+    0.111, 0.057 on 241, 301, 481 points); the band's mean does not (0.085, 0.086, 0.085).
     """
     cv, q, F = (np.asarray(a, dtype=np.float64).ravel() for a in (cv, q, free_energy))
     keep = (q > q_range[0]) & (q < q_range[1]) & (F <= f_max)
@@ -31,8 +35,11 @@ def cv_committor_quality(cv: np.ndarray, q: np.ndarray, free_energy: np.ndarray,
     total = q - np.average(q, weights=w)
     r2 = 1.0 - np.sum(w * resid**2) / np.sum(w * total**2)
     var = np.bincount(labels, w * resid**2, n_bins) / np.maximum(wsum, 1e-300)
-    mid = int(np.argmin(np.where(wsum > 0, np.abs(mean - 0.5), np.inf)))
-    return {"r2": float(r2), "width": float(np.sqrt(var[mid])), "n_points": int(keep.sum())}
+    mid = (mean > band[0]) & (mean < band[1])
+    if not mid.any():  # no bin's mean in the band: the bin nearest q = 1/2
+        mid = np.arange(n_bins) == np.argmin(np.abs(mean - 0.5))
+    return {"r2": float(r2), "width": float(np.sqrt(np.average(var[mid], weights=wsum[mid]))),
+            "n_points": int(keep.sum())}
 
 
 def committor_rmse(q_pred: np.ndarray, q: np.ndarray, free_energy: np.ndarray, q_range: tuple[float, float] = (0.05, 0.95),
