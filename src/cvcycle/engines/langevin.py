@@ -66,7 +66,7 @@ class LangevinEngine(Engine):
     def draw_velocities(self, seed: int) -> None:
         """v ~ N(0, kT/m) per component (BAOAB); for the overdamped scheme the last noise term
         xi_n ~ N(0, 1), so the first step has the full noise xi_n + xi_{n+1} of every later one."""
-        gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(seed, 7_000_003) % (2**63))
+        gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(seed, 7_000_003))  # < 2**63
         xi = torch.randn(self.x.shape, generator=gen, dtype=self.x.dtype, device=self.device)
         if self.integrator == "overdamped":
             self.noise, self.v = xi, torch.zeros_like(self.x)
@@ -115,7 +115,7 @@ class LangevinEngine(Engine):
         if bias_stride < 1:
             raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
         key = (self.seed, *stream) if stream is not None else (self.seed, self.step)
-        gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(*key) % (2**63))
+        gen = torch.Generator(device=self.device).manual_seed(cio.derive_seed(*key))  # < 2**63
         hook, dt, g, kT = bias, self.dt, self.friction, self.kT
         beta = 1.0 / kT
         noise_od = math.sqrt(0.5 * kT * dt / g)
