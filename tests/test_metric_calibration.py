@@ -90,6 +90,17 @@ def test_width_averages_the_bins_of_the_transition_region():
     assert m["width"] == pytest.approx(math.sqrt((0.0025 + 0.01) / 2), rel=1e-12)
 
 
+def test_width_band_is_open_and_falls_back_to_the_bin_nearest_one_half():
+    """Bin means exactly at the band's ends are outside it (means 0.25 and 0.75 are exact in binary);
+    with no bin inside, the width is that of the bin whose mean is nearest 1/2 (0.35, not 0.7)."""
+    q = np.array([0.125, 0.375, 0.5, 0.5, 0.625, 0.875])  # bins: mean 0.25 (var 1/64), 0.5 (0), 0.75 (1/64)
+    m = cv_committor_quality(np.arange(6.0), q, np.zeros(6), n_bins=3, band=(0.25, 0.75))
+    assert m["width"] == 0.0
+    q = np.array([0.3, 0.4, 0.6, 0.8])  # bins: mean 0.35 (var 0.0025), 0.7 (var 0.01)
+    m = cv_committor_quality(np.arange(4.0), q, np.zeros(4), n_bins=2)
+    assert m["width"] == pytest.approx(0.05, rel=1e-9)
+
+
 def test_quality_on_a_hand_made_input_with_one_bin():
     """One bin: R^2 = 0 and the width is the plain standard deviation of q (equal weights)."""
     q = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
