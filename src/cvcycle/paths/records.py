@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -47,29 +48,35 @@ def chunk_path(workdir: Path, index: int) -> Path:
     return Path(workdir) / f"chunk-{index:04d}.npz"
 
 
+def _chunks(workdir: Path) -> Iterator[dict[str, np.ndarray]]:
+    """The arrays of every chunk file present in `workdir`, in order (also moves beyond the last
+    call's n_moves)."""
+    index = 0
+    while chunk_path(workdir, index).is_file():
+        yield cio.read_npz(chunk_path(workdir, index))
+        index += 1
+
+
+def _accepted(chunk: dict[str, np.ndarray]) -> list[np.ndarray]:
+    lengths = chunk["accepted_lengths"]
+    return np.split(chunk["accepted_positions"], np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
 def chain_paths(workdir: Path, start: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """The Markov chain of a TPS run as distinct paths and the number of moves each was the current
     path after: `start` (the path the run began from) for the moves before the first acceptance,
     then each accepted path for the move that accepted it and every rejected move after it. A
     path-ensemble average weights each path by its count (averages over accepted paths alone
     overweight the paths the chain leaves quickly)."""
-    paths = [np.asarray(start)] + accepted_paths(workdir)
-    accepted, index = [], 0
-    while chunk_path(workdir, index).is_file():
-        accepted.append(cio.read_npz(chunk_path(workdir, index))["accepted"])
-        index += 1
-    held = np.bincount(np.cumsum(np.concatenate(accepted or [np.zeros(0, bool)])), minlength=len(paths))
-    return paths, held
+    paths, accepted = [np.asarray(start)], [np.zeros(0, bool)]
+    for chunk in _chunks(workdir):
+        paths += _accepted(chunk)
+        accepted.append(chunk["accepted"])
+    return paths, np.bincount(np.cumsum(np.concatenate(accepted)), minlength=len(paths))
 
 
 def accepted_paths(workdir: Path) -> list[np.ndarray]:
     """Positions (n, 2) of every accepted A -> B path in the chunk files of `workdir`, in move order
     (the transition path ensemble: path lengths, transition states, and the path averages a rate
     estimate needs). Every chunk file present is read, also moves beyond the last call's n_moves."""
-    out: list[np.ndarray] = []
-    index = 0
-    while chunk_path(workdir, index).is_file():
-        chunk = cio.read_npz(chunk_path(workdir, index))
-        out += np.split(chunk["accepted_positions"], np.cumsum(chunk["accepted_lengths"])[:-1]) if len(chunk["accepted_lengths"]) else []
-        index += 1
-    return out
+    return [path for chunk in _chunks(workdir) for path in _accepted(chunk)]
