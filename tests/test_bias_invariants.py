@@ -83,9 +83,9 @@ def test_kolmogorov_bias_defaults_to_reduced_units():
     lin.requires_grad_(False)
     bias = Opes(Grid([-3.0], [3.0], 121), 1.0, 1, 0.2, 8.0)  # flat: V = -barrier everywhere
     lam, eps = 0.7, 1e-3
-    x = torch.tensor([[0.2, 0.1], [-0.4, 0.3], [0.0, 0.0]], dtype=f64)
-    energy, cv = CVBias(lin, bias, kolmogorov=(lam, eps)).energy(x)
-    s = x.numpy() @ np.array([1.5, -2.0])
+    x = torch.tensor([[0.2, 0.1], [-0.4, 0.3], [0.0, 0.0]], dtype=f64, requires_grad=True)
+    energy, cv = CVBias(lin, bias, kolmogorov=(lam, eps)).energy(x, x)
+    s = x.detach().numpy() @ np.array([1.5, -2.0])
     q = 1.0 / (1.0 + np.exp(-s))
     grad_sq = (q * (1 - q)) ** 2 * (1.5**2 + 2.0**2)
     expected = -8.0 - lam * 1.0 * np.log(grad_sq + eps)

@@ -72,7 +72,7 @@ def test_kolmogorov_bias_energy_and_forces():
     bias = make_bias(spec_with(), 1)
     hook = CVBias(net, bias, kolmogorov=(0.7, 1e-3), kT=1.3)
     x = torch.tensor([[-0.5, 0.9], [0.1, 0.4], [0.6, 0.1]], dtype=torch.float64, requires_grad=True)
-    energy, cv = hook.energy(x)
+    energy, cv = hook.energy(x, x)  # Cartesian features: the features are the positions
     xq = x.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(torch.sigmoid(net(xq)).sum(), xq)
     expected = bias(net(x.detach()).double()) - 0.7 * 1.3 * torch.log((g.double()**2).sum(1) + 1e-3)
@@ -81,11 +81,58 @@ def test_kolmogorov_bias_energy_and_forces():
     assert energy.std() > 0.1  # the Kolmogorov term varies between the points
     (force,) = torch.autograd.grad(-energy.sum(), x)
     h = 1e-3
+
+    def at(p: torch.Tensor) -> torch.Tensor:
+        p = p.detach().requires_grad_(True)
+        return hook.energy(p, p)[0]
+
     for i in range(2):
         step = torch.zeros_like(x)
         step[:, i] = h
-        fd = -(hook.energy(x.detach() + step)[0] - hook.energy(x.detach() - step)[0]) / (2 * h)
+        fd = -(at(x + step) - at(x - step)) / (2 * h)
         torch.testing.assert_close(force[:, i], fd.detach(), rtol=1e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="needs the positions"):
+        hook.energy(x)
+
+
+class PairFeatures(torch.nn.Module):
+    """Nonlinear features of two particles in 2-D: (|r_1 - r_2|^2, y_1)."""
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.stack([((p[:, 0] - p[:, 1]) ** 2).sum(-1), p[:, 0, 1]], dim=-1)
+
+
+@pytest.mark.parametrize("inverse_mass", [None, np.array([1.0, 4.0])], ids=["unit", "masses"])
+def test_kolmogorov_bias_takes_grad_q_in_the_dynamics_metric(inverse_mass):
+    """With nonlinear features the Kolmogorov term is -lambda kT log(sum_i |grad_i q|^2 / m_i + eps),
+    the gradient with respect to the positions (the metric the variational loss uses), not the
+    features; its forces match finite differences of that energy."""
+    torch.manual_seed(3)
+    net, feats = CommittorNet(2, [8, 8]), PairFeatures()
+    lam, eps, kT = 0.7, 1e-6, 1.3
+    hook = CVBias(net, make_bias(spec_with(), 1), kolmogorov=(lam, eps), kT=kT, inverse_mass=inverse_mass)
+    x = torch.tensor([[[0.2, 0.5], [-0.6, 0.1]], [[1.1, -0.3], [0.4, 0.7]], [[0.0, 0.9], [0.5, 0.5]]],
+                     dtype=torch.float64, requires_grad=True)
+    energy, cv = hook.energy(feats(x), x)
+    xq = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(net.committor(feats(xq).float()).sum(), xq)
+    w = torch.ones(2, dtype=torch.float64) if inverse_mass is None else torch.as_tensor(inverse_mass)
+    grad_sq = (g.double() ** 2 * w[:, None]).sum((1, 2))
+    expected = hook.bias(cv.detach()) - lam * kT * torch.log(grad_sq + eps)
+    torch.testing.assert_close(energy.detach(), expected, rtol=1e-5, atol=1e-5)
+    fq = feats(x.detach()).float().requires_grad_(True)
+    (gf,) = torch.autograd.grad(net.committor(fq).sum(), fq)
+    feature_grad = (gf.double() ** 2).sum(1)
+    assert (grad_sq / feature_grad - 1).abs().max() > 0.5  # the metric matters here
+    (force,) = torch.autograd.grad(-energy.sum(), x)
+    h = 1e-4
+    for particle in range(2):
+        for axis in range(2):
+            step = torch.zeros_like(x)
+            step[:, particle, axis] = h
+            plus, minus = (x.detach() + step).requires_grad_(True), (x.detach() - step).requires_grad_(True)
+            fd = -(hook.energy(feats(plus), plus)[0] - hook.energy(feats(minus), minus)[0]) / (2 * h)
+            torch.testing.assert_close(force[:, particle, axis], fd.detach(), rtol=2e-3, atol=2e-3)
 
 
 def test_committor_export_matches_model(tmp_path):

@@ -50,7 +50,7 @@ class PairBias:
     def __init__(self, height: float = 0.7) -> None:
         self.height = height
 
-    def energy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         cv = (features[:, 0] ** 2 - features[:, 1])[:, None]
         return self.height * torch.tanh(cv[:, 0]) ** 2, cv
 
@@ -140,13 +140,37 @@ def test_bias_force_is_minus_gradient_of_bias_of_cv_of_features(name, integrator
     np.testing.assert_allclose(eng.forces(None), -STIFFNESS * pos, rtol=1e-12)
 
 
+class GradientBias(PairBias):
+    """h |grad_x cv|^2 with respect to the positions (as the Kolmogorov bias): needs the positions
+    the features were computed from, in the autograd graph."""
+
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        cv = (features[:, 0] ** 2 - features[:, 1])[:, None]
+        (g,) = torch.autograd.grad(cv.sum(), positions, create_graph=True)
+        return self.height * (g**2).flatten(1).sum(1), cv
+
+
+@pytest.mark.parametrize("name,integrator", CASES)
+def test_engine_hands_the_bias_the_positions_its_features_came_from(name, integrator):
+    n = 8
+    eng = engine_for(name, integrator, n, featurizer=PairDistances())
+    pos = start(n, seed=5)
+    eng.set_positions(pos)
+    f_bias = eng.forces(GradientBias()) - eng.forces(None)
+    x = torch.as_tensor(pos).requires_grad_(True)
+    energy, _ = GradientBias().energy(PairDistances()(x), x)
+    (grad,) = torch.autograd.grad(energy.sum(), x)
+    np.testing.assert_allclose(f_bias, -grad.numpy(), rtol=1e-8, atol=1e-10)
+    assert np.abs(f_bias).max() > 0.05
+
+
 class LinearBias:
     """V = c x_0 on the first feature (x of particle 0), recording the steps it is observed at."""
 
     def __init__(self, slope: float) -> None:
         self.slope, self.observed = slope, []
 
-    def energy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.slope * features[:, 0], features[:, :1]
 
     def observe(self, step: int, cv: torch.Tensor) -> bool:

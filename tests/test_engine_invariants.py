@@ -102,7 +102,7 @@ class ShiftedBias:
     def __init__(self) -> None:
         self.steps: list[int] = []
 
-    def energy(self, features):
+    def energy(self, features, positions=None):
         return 0.4 * features[:, 0], features[:, :1]
 
     def observe(self, step, cv):

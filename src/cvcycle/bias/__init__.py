@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from .grid import Grid
@@ -27,23 +28,28 @@ class CVBias:
     With `kolmogorov` = (lambda, epsilon) and a CV that is logit q, a static Kolmogorov bias
     -lambda kT log(|grad q|^2 + epsilon) is added (Kang, Trizio & Parrinello 2024): it draws
     walkers to where q changes, the transition region that the variational loss needs sampled.
-    The gradient is taken with respect to the features (exact for Cartesian coordinates)."""
+    |grad q|^2 is taken with respect to the positions the features were computed from, in the
+    dynamics' metric: sum_i |grad_i q|^2 / m_i with `inverse_mass` (N,) (underdamped, unequal
+    masses), else the positions' own (the metric the variational loss uses, learn.committor)."""
 
     def __init__(self, cv_model: torch.nn.Module, bias: GridBias, kolmogorov: tuple[float, float] | None = None,
-                 kT: float = 1.0) -> None:
+                 kT: float = 1.0, inverse_mass: np.ndarray | None = None) -> None:
         self.cv_model, self.bias, self.kolmogorov, self.kT = cv_model, bias, kolmogorov, kT
+        self.inverse_mass = None if inverse_mass is None else torch.as_tensor(inverse_mass, dtype=torch.float64)
 
-    def energy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        cv = self.cv_model(features.to(torch.float32))
         if self.kolmogorov is None:
-            cv = self.cv_model(features.to(torch.float32)).to(torch.float64)
-            return self.bias(cv), cv
-        f = features.to(torch.float32)
-        if not f.requires_grad:
-            f = f.detach().requires_grad_(True)
-        cv = self.cv_model(f)
-        (g,) = torch.autograd.grad(torch.sigmoid(cv).sum(), f, create_graph=True)
+            return self.bias(cv.to(torch.float64)), cv.to(torch.float64)
+        if positions is None or not positions.requires_grad:
+            raise ValueError("the Kolmogorov bias needs the positions the features were computed from, with "
+                             "requires_grad, to take |grad q|^2 with respect to them")
+        (g,) = torch.autograd.grad(torch.sigmoid(cv).sum(), positions, create_graph=True)
+        g = g.to(torch.float64) ** 2
+        if self.inverse_mass is not None:
+            g = g * self.inverse_mass[:, None]
         lam, eps = self.kolmogorov
-        v_k = -lam * self.kT * torch.log((g.to(torch.float64) ** 2).sum(1) + eps)
+        v_k = -lam * self.kT * torch.log(g.flatten(1).sum(1) + eps)
         cv = cv.to(torch.float64)
         return self.bias(cv) + v_k, cv
 

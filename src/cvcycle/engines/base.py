@@ -27,8 +27,11 @@ from ..systems.base import System
 class BiasHook(Protocol):
     """What an engine needs from a bias on a learned CV."""
 
-    def energy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bias energy per walker (n,) and CV values (n, d); differentiable in `features`."""
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bias energy per walker (n,) and CV values (n, d); differentiable in `features`, and in
+        `positions` (walkers, N, d), the tensor the features were computed from, which engines
+        pass so that a bias on gradients of the CV (the Kolmogorov bias) can take them with
+        respect to the positions."""
 
     def observe(self, step: int, cv: torch.Tensor) -> bool:
         """Called at every bias evaluation with the global step and detached CV values; True when

@@ -99,7 +99,7 @@ class LangevinEngine(Engine):
             bias = torch.zeros_like(u)
             cv = torch.zeros(len(u), 0, dtype=x.dtype)
         else:
-            bias, cv = hook.energy(feats)
+            bias, cv = hook.energy(feats, x)
             if bias_scale == 1.0:
                 total = u + bias
             elif bias_scale:

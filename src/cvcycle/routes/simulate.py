@@ -20,8 +20,8 @@ from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached
 from ..systems import System, make_system
-from .data import (equilibrated, fes_iterations, flat, iteration_steps, load_samples, mixture_weights, steps_before,
-                   transitions, walker_steps_through)
+from .data import (equilibrated, fes_iterations, flat, inverse_mass, iteration_steps, load_samples, mixture_weights,
+                   steps_before, transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
 
 Log = Callable[[str], None]
@@ -61,7 +61,8 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     if k > 0:
         b = spec["bias"]
         kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
-        hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, spec["system"]["temperature"])
+        hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, spec["system"]["temperature"],
+                      inverse_mass(spec))
     checkpoints = _sim_checkpoints(c, k)
     saved = checkpoints.latest(log)
     if saved is None:
