@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ref = campaign_reference(c)
     q, F = ref.committor.ravel(), ref.free_energy.ravel()
     grid_features = make_featurizer(c.spec)(torch.as_tensor(ref.points)[:, None, :]).detach().numpy()
-    states = state_features(c.spec, t.pos, t.feats)
+    states = state_features(c.spec, t.labels, t.feats)
 
-    criterion, score = autoencoder_score(c, k, t)
+    criterion, score, _ = autoencoder_score(c, k, t)
     columns = criterion.split(" / ")
     print(f"\n{c.id}: iteration {k}, {len(t.pool)} training frames from iterations {t.used}\n")
     print(f"| member | start | {' | '.join(columns)} | committor R² | width |")

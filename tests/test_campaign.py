@@ -275,3 +275,16 @@ def test_ensemble_keeps_the_member_with_the_lowest_score_tuple(tmp_path, warm, f
                                  lambda m: scores[m], "K_s / loss", previous="warm")
     assert model == ["warm", "fresh"][kept] and info["chosen"] == kept and info["criterion"] == "K_s / loss"
     assert info["candidate_scores"] == [[None if math.isinf(v) else v for v in sc] for sc in (warm, fresh)]
+
+
+@pytest.mark.parametrize("below, kept", [
+    ({0: 0.0, 1: 0.97, 2: 0.90}, 1),  # only member 2 scores lower than 1, but not beyond the error
+    ({0: 0.0, 1: 0.96, 2: 0.99}, 2),  # both beat the warm member beyond the error: the lower K_s
+    ({0: 0.0, 1: 0.94, 2: 0.90}, 0),  # lower point estimates within the error: the warm member stays
+    ({0: 0.0, 1: 0.95}, 1),  # member 2 untrusted (no K_s); 0.95 is enough
+])
+def test_a_fresh_member_replaces_the_warm_one_only_beyond_the_bootstrap_error(below, kept):
+    from cvcycle.routes.autoencoder import warm_unless_beaten
+
+    scores = [(1.0, 0.2), (0.9, 0.3), (0.8, 0.1)]
+    assert warm_unless_beaten(scores, below) == kept

@@ -61,3 +61,21 @@ def cv_kolmogorov(s: np.ndarray, grad_sq: np.ndarray, weights: np.ndarray, s_a: 
     if not np.all(g > 0):
         return float("inf")
     return float(1.0 / np.sum(np.diff(edges) ** 2 / g))
+
+
+def bootstrap_kolmogorov(cvs: list[tuple[np.ndarray, np.ndarray, float, float]], weights: np.ndarray, blocks: np.ndarray,
+                         resamples: int, seed: int) -> np.ndarray:
+    """K_s of several CVs, each (s, grad_sq, s_a, s_b) on the same frames with Boltzmann `weights`,
+    on `resamples` bootstrap resamples of whole blocks of frames (`blocks` (n,): a block id per
+    frame, e.g. its walker, whose frames are correlated in time) drawn with replacement. Every CV
+    sees the same resamples, so differences between columns are paired: (resamples, len(cvs))."""
+    rng = np.random.default_rng(seed)
+    _, inverse = np.unique(blocks, return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == b) for b in range(inverse.max() + 1)]
+    out = np.empty((resamples, len(cvs)))
+    for r in range(resamples):
+        rows = np.concatenate([rows_of[b] for b in rng.integers(len(rows_of), size=len(rows_of))])
+        w = weights[rows] / weights[rows].sum()
+        for j, (s, grad_sq, s_a, s_b) in enumerate(cvs):
+            out[r, j] = cv_kolmogorov(s[rows], grad_sq[rows], w, s_a, s_b)
+    return out

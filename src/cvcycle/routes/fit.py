@@ -32,11 +32,21 @@ def save_trained(c: Campaign, k: int, model: Any, info: dict[str, Any], committo
     c.update_doc(phase="analyze")
 
 
+Choose = Callable[[list[Any], list[tuple[float, ...]]], tuple[int, dict[str, Any]]]
+
+
+def lowest(models: list[Any], scores: list[tuple[float, ...]]) -> tuple[int, dict[str, Any]]:
+    """The member with the lowest score tuple (the first of equals), and nothing to record."""
+    return min(range(len(scores)), key=lambda j: (scores[j], j)), {}
+
+
 def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any, CheckpointSeries, str, Log], TrainResult],
-                   score: Callable[[Any], tuple[float, ...]], criterion: str, previous: Any) -> tuple[Any, dict[str, Any]]:
+                   score: Callable[[Any], tuple[float, ...]], criterion: str, previous: Any,
+                   choose: Choose = lowest) -> tuple[Any, dict[str, Any]]:
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
-    the one with the lowest `score` (a tuple, compared in order; `criterion` names its entries).
-    With resources.cpus > 1 the members are fitted in that many processes at once: each is
+    the one `choose` picks from the models and their `score`s (tuples, compared in order;
+    `criterion` names their entries): by default the lowest; what `choose` returns besides the
+    index is added to the training record. With resources.cpus > 1 the members are fitted in that many processes at once: each is
     independent and seeded, so the results are the same bits; a member whose process was killed
     is fitted here, resuming from the checkpoints that process left."""
     cfg = c.spec["learner"]
@@ -52,13 +62,13 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
     forked = fork_map([partial(fit, j) for j in range(cfg["ensemble"])], workers, log)
     results = [r if r is not None else fit(j, log) for j, r in enumerate(forked)]
     scores = [score(r.model) for r in results]
-    best = min(range(len(results)), key=lambda j: (scores[j], j))
+    best, record = choose([r.model for r in results], scores)
     shown = ", ".join(" / ".join(f"{v:.3e}" for v in sc) for sc in scores)
     log(f"[iter {k} train] {criterion}: {shown}: keeping model {best + 1}")
     r = results[best]
     finite = [[v if math.isfinite(v) else None for v in sc] for sc in scores]
     return r.model, {"train_loss": r.train_loss, "val_loss": r.val_loss, "best_epoch": r.best_epoch,
-                     "seconds": r.seconds, "chosen": best, "criterion": criterion, "candidate_scores": finite}
+                     "seconds": r.seconds, "chosen": best, "criterion": criterion, "candidate_scores": finite, **record}
 
 
 def cv_of(c: Campaign, k: int) -> torch.nn.Module:
