@@ -288,3 +288,34 @@ def test_a_fresh_member_replaces_the_warm_one_only_beyond_the_bootstrap_error(be
 
     scores = [(1.0, 0.2), (0.9, 0.3), (0.8, 0.1)]
     assert warm_unless_beaten(scores, below) == kept
+
+
+def test_bias_is_primed_from_every_frame_with_its_weight(tmp_path):
+    """Priming takes the reweighted frames as they are (no resampling, which stacks kernels on
+    the heavy frames): the primed OPES state is the prior of all the FES iterations' frames."""
+    import torch
+
+    from cvcycle.bias import CVBias, make_bias
+    from cvcycle.routes.data import equilibrated, fes_iterations, flat, load_samples, mixture_weights, transitions
+    from cvcycle.routes.fit import cv_of, eval_cv
+    from cvcycle.routes.simulate import _prime_bias
+
+    spec = tiny_spec()
+    path = make_campaign(tmp_path / "c", spec)
+    _run_until(path, "[iter 2 simulate] bias primed")
+    c = Campaign(path)
+    hook = CVBias(cv_of(c, 1), make_bias(spec, 1))
+    lines: list[str] = []
+    _prime_bias(c, 2, hook, lines.append)
+    data = [load_samples(c, i) for i in range(2)]
+    its = fes_iterations([transitions(d) for d in data], spec["analysis"]["fes_window"]) or [0, 1]
+    eq = [equilibrated(d, spec["analysis"]["equilibration"]) for d in data]
+    w = mixture_weights(eq, its, [transitions(d) for d in data])
+    s = torch.as_tensor(eval_cv(hook.cv_model, np.concatenate([flat(eq[i], "features") for i in its])))
+    expected = make_bias(spec, 1)
+    en = spec["engine"]
+    expected.prime(s, torch.as_tensor(w), spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"])
+    assert len(np.unique(w)) > 10  # the frames carry different weights
+    for key, value in expected.state_dict().items():
+        torch.testing.assert_close(hook.bias.state_dict()[key], value, msg=key)
+    assert lines == [f"[iter 2 simulate] bias primed from iterations {its} on CV_2 ({len(s)} weighted frames)"]

@@ -41,12 +41,12 @@ def free_energy_kT(s):
 
 def prior(kind: str):
     rng = np.random.default_rng(11)
-    if kind == "resampled":  # samples drawn from exp(-F/kT), equal weights (as steps._prime_bias)
+    if kind == "resampled":  # samples drawn from exp(-F/kT), equal weights
         fine = np.linspace(-2.0, 2.0, 40001)
         p = np.exp(-free_energy_kT(fine))
         s = rng.choice(fine, 4000, p=p / p.sum()) + rng.uniform(-5e-5, 5e-5, 4000)
         w = np.full(len(s), 1.0 / len(s))
-    else:  # "weighted": spread-out samples carrying Boltzmann weights
+    else:  # "weighted": spread-out samples carrying Boltzmann weights (as routes.simulate._prime_bias)
         s = rng.uniform(-1.8, 1.8, 3000)
         w = np.exp(-free_energy_kT(s))
         w /= w.sum()

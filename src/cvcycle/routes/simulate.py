@@ -149,10 +149,10 @@ def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     fes_its = fes_iterations(crossings, spec["analysis"]["fes_window"]) or list(range(k))
     w = mixture_weights(data, fes_its, crossings)
     feats = np.concatenate([flat(data[i], "features") for i in fes_its])
-    rng = np.random.default_rng(cio.derive_seed(c.seed, k, 4_000_037))
-    idx = rng.choice(len(feats), min(len(feats), 20000), replace=True, p=w)  # importance resampling
-    s = torch.as_tensor(eval_cv(hook.cv_model, feats[idx]))
+    # every frame with its weight: resampling by weight repeats the heavy frames, and kernels
+    # stacked on one point make the primed bias spikier than the density it estimates
+    s = torch.as_tensor(eval_cv(hook.cv_model, feats))
     en = spec["engine"]
     n_kernels = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
-    hook.bias.prime(s, torch.full((len(s),), 1.0 / len(s), dtype=torch.float64), n_kernels)
-    log(f"[iter {k} simulate] bias primed from iterations {fes_its} on CV_{k} ({len(s)} resampled frames)")
+    hook.bias.prime(s, torch.as_tensor(w), n_kernels)
+    log(f"[iter {k} simulate] bias primed from iterations {fes_its} on CV_{k} ({len(s)} weighted frames)")
