@@ -74,6 +74,28 @@ def gate(test: dict | None) -> str:
         f"{test['p_B_mean']:.3f} / {test['p_B_std_intrinsic']:.3f}"
 
 
+def interval(values: list[float | None], form: str = ".3f") -> str:
+    """Mean ± half-width of the 95 % t-interval of the values that exist ('-' when none, the
+    value alone when one)."""
+    import numpy as np
+    from scipy import stats
+
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return "-"
+    if len(v) == 1:
+        return format(v[0], form)
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return f"{format(v.mean(), form)} ± {format(half, form)}"
+
+
+SUMMARY = [(lambda r: r["iterations"], ".1f"), (lambda r: r["total_steps"], ",.0f"),
+           (lambda r: r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"], ".3f"),
+           (lambda r: r["committor_r2"], ".4f"), (lambda r: r["committor_width"], ".3f"),
+           (lambda r: r["committor_rmse"], ".4f"),
+           (lambda r: r["rate_AB"] / r["rate_AB_exact"] if r["rate_AB"] is not None and r["rate_AB_exact"] else None, ".2f")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specs", nargs="+", default=["workflows/mueller-brown-autoencoder.toml",
@@ -113,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(fes)} | {fmt(others, '.2f')} | {fmt(r['committor_r2'], '.4f')} | {fmt(r['committor_width'])} | "
               f"{fmt(r['committor_rmse'], '.4f')} | {fmt(rate, '.2f')} | {gate(r['committor_test'])} | "
               f"{', '.join(r['failed_checks']) or '-'} |")
+    print("\nMean and 95 % t-interval over seeds (converged campaigns / all)\n")
+    print("| spec | converged | iterations | walker steps | FES RMSE (kT) | CV committor R² | CV width | q RMSE "
+          "| k_AB / exact |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in args.specs:
+        runs = [r for spec_path, r, _ in results if spec_path == s]
+        print(f"| {Path(s).stem} | {sum(r['converged'] for r in runs)} / {len(runs)} | "
+              + " | ".join(interval([metric(r) for r in runs], form) for metric, form in SUMMARY) + " |")
     print("\nReference CVs on the same grid and metric (R² / width)\n")
     print("| spec | x | -x+0.5y | best straight line | exact committor |")
     print("|---|---|---|---|---|")
