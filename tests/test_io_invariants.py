@@ -138,3 +138,18 @@ def test_pruning_tolerates_a_checkpoint_removed_meanwhile(tmp_path, monkeypatch)
     monkeypatch.setattr(series, "indices", lambda: [*real(), 0])  # index 0 is listed but not on disk
     assert series.latest(print)[0] == 3
     assert sorted(Path(p).name for p in os.listdir(tmp_path)) == ["c-0002.npz", "c-0003.npz"]
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_respect_the_umask(tmp_path, umask, expected):
+    """Group members on shared cluster storage read a campaign's results when the umask lets
+    them: every writer gives 0666 & ~umask, as open() does, not mkstemp's 0600."""
+    old = os.umask(umask)
+    try:
+        cio.write_json(tmp_path / "m.json", {"k": 1})
+        cio.write_npz(tmp_path / "a.npz", x=np.arange(3))
+        cio.write_bytes(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    for name in ("m.json", "a.npz", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name

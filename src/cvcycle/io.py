@@ -2,6 +2,7 @@
 
 Every output goes to a temporary name in the same directory, is flushed and fsynced, then
 renamed over the target: a reader sees either the old complete file or the new complete one.
+Files get the permissions the process's umask allows, as open() would give them.
 Array files carry the checksum of their contents inside, so a damaged one is detected on reading.
 """
 
@@ -20,12 +21,19 @@ import numpy as np
 from .errors import WorkspaceError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a group may share the workspace
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
