@@ -17,7 +17,7 @@ import sys
 
 import signac
 from flow import FlowProject
-from flow.errors import UserOperationError
+from flow.errors import NoSchedulerError, UserOperationError
 
 from cvcycle.campaign import Campaign
 from cvcycle.errors import CvcycleError
@@ -144,15 +144,32 @@ def init(argv: list[str]) -> int:
     return 0
 
 
+INIT_HELP = """
+  init SPEC.toml [--seeds N]
+                        create the project and one campaign (job) per seed from a campaign
+                        spec; `python project.py init -h` for its options"""
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["init"]:
         sys.exit(init(sys.argv[2:]))
+    wants_help = sys.argv[1:2] in (["-h"], ["--help"])
     try:
         project = Project.get_project()
     except LookupError:
+        if wants_help:
+            print("usage: project.py {init,status,next,run,submit,exec} ...\n\nno signac project here yet; start with"
+                  + INIT_HELP)
+            sys.exit(0)
         sys.exit("error: no signac project here; create one with `python project.py init SPEC.toml`")
     try:
         project.main()
+    except SystemExit:
+        if wants_help:
+            print("\nand, before any of these:" + INIT_HELP)
+        raise
+    except NoSchedulerError:
+        sys.exit("error: no batch scheduler on this machine (SLURM's sbatch is not on PATH): `submit` needs one. "
+                 "Run the campaigns here with `python project.py run`, or submit from a SLURM login node.")
     except signac.errors.JobsCorruptedError as exc:
         for job_id in exc.job_ids:
             print(f"error: job {job_id}: workspace/{job_id}/signac_statepoint.json is missing, corrupted or edited "

@@ -227,3 +227,20 @@ def test_submit_script_renders_for_slurm(tmp_path):
     assert "export CVCYCLE_WALLTIME_SECONDS=6600" in script  # 2 h less a 10-minute safety margin
     assert f"project.py run -o advance -j {job_id}" in script
     assert "VIRTUAL_ENV" in script
+
+
+def test_help_lists_init_with_and_without_a_project(tmp_path):
+    r = project(tmp_path, "-h")  # no project yet
+    assert r.returncode == 0 and "init SPEC.toml [--seeds N]" in r.stdout and "no signac project here yet" in r.stdout
+    assert project(tmp_path, "init", str(SPEC)).returncode == 0
+    r = project(tmp_path, "-h")
+    assert r.returncode == 0, r.stderr
+    assert "{status,next,run,submit,exec}" in r.stdout and "init SPEC.toml [--seeds N]" in r.stdout
+
+
+def test_submit_without_a_scheduler_is_one_clear_error(tmp_path):
+    assert project(tmp_path, "init", str(SPEC)).returncode == 0
+    r = project(tmp_path, "submit", "--pretend")  # the test environment has no scheduler
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: no batch scheduler on this machine")
