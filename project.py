@@ -135,6 +135,10 @@ def init(argv: list[str]) -> int:
     except CvcycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if specs[0]["resources"]["gpus"]:
+        print(f"warning: resources.gpus = {specs[0]['resources']['gpus']}: no engine of this version runs on a GPU "
+              f"(engine.name = {specs[0]['engine']['name']!r} runs on the CPU); SLURM jobs will hold GPUs that stay idle",
+              file=sys.stderr)
     project = signac.init_project()
     for s in specs:
         job = project.open_job({"spec": s})

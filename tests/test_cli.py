@@ -244,3 +244,12 @@ def test_submit_without_a_scheduler_is_one_clear_error(tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: no batch scheduler on this machine")
+
+
+def test_init_warns_that_no_engine_uses_a_gpu(tmp_path):
+    spec = write_spec(tmp_path / "gpu.toml", resources={"gpus": 1})
+    r = project(tmp_path, "init", str(spec))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("warning: resources.gpus = 1: no engine of this version runs on a GPU")
+    assert "created" in r.stdout
+    assert "warning" not in project(tmp_path, "init", str(write_spec(tmp_path / "cpu.toml"))).stderr
