@@ -319,3 +319,17 @@ def test_bias_is_primed_from_every_frame_with_its_weight(tmp_path):
     for key, value in expected.state_dict().items():
         torch.testing.assert_close(hook.bias.state_dict()[key], value, msg=key)
     assert lines == [f"[iter 2 simulate] bias primed from iterations {its} on CV_2 ({len(s)} weighted frames)"]
+
+
+def test_ensemble_choice_is_logged_and_recorded(tmp_path):
+    from cvcycle.learn.train import TrainResult
+    from cvcycle.routes.fit import train_ensemble
+
+    c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
+    lines: list[str] = []
+    model, info = train_ensemble(c, 1, lines.append, lambda j, init, ckpt, label, log: TrainResult(["warm", "fresh"][j]),
+                                 lambda m: {"warm": (1.0,), "fresh": (0.9,)}[m], "K_s", previous="warm",
+                                 choose=lambda models, scores: (0, {"ks_below_warm": [None, 0.5]}))
+    assert model == "warm" and info["chosen"] == 0 and info["ks_below_warm"] == [None, 0.5]
+    assert lines[-2:] == ["[iter 1 train] K_s: 1.000e+00, 9.000e-01: keeping model 1",
+                          "[iter 1 train] ks_below_warm: [None, 0.5]"]

@@ -102,7 +102,7 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
         boot = bootstrap_kolmogorov([evaluated[id(models[j])] for j in trusted], boltzmann,
                                     t.pos_rows % c.spec["engine"]["walkers"], BOOTSTRAP_RESAMPLES,
                                     cio.derive_seed(c.seed, k, 3_000_023))
-        below = dict(zip(trusted, np.mean(boot < boot[:, :1], axis=0).tolist()))
+        below = dict(zip(trusted, np.round(np.mean(boot < boot[:, :1], axis=0), 4).tolist()))
         return warm_unless_beaten(scores, below), {"ks_below_warm": [below.get(j) for j in range(len(models))]}
 
     return criterion, kolmogorov, choose

@@ -46,9 +46,10 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
     """Train spec['learner']['ensemble'] members (the first warm-started from `previous`) and keep
     the one `choose` picks from the models and their `score`s (tuples, compared in order;
     `criterion` names their entries): by default the lowest; what `choose` returns besides the
-    index is added to the training record. With resources.cpus > 1 the members are fitted in that many processes at once: each is
-    independent and seeded, so the results are the same bits; a member whose process was killed
-    is fitted here, resuming from the checkpoints that process left."""
+    index is logged and added to the training record. With resources.cpus > 1 the members are
+    fitted in that many processes at once: each is independent and seeded, so the results are
+    the same bits; a member whose process was killed is fitted here, resuming from the
+    checkpoints that process left."""
     cfg = c.spec["learner"]
 
     def fit(j: int, log: Log) -> TrainResult:
@@ -65,6 +66,8 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
     best, record = choose([r.model for r in results], scores)
     shown = ", ".join(" / ".join(f"{v:.3e}" for v in sc) for sc in scores)
     log(f"[iter {k} train] {criterion}: {shown}: keeping model {best + 1}")
+    for key, value in record.items():
+        log(f"[iter {k} train] {key}: {value}")
     r = results[best]
     finite = [[v if math.isfinite(v) else None for v in sc] for sc in scores]
     return r.model, {"train_loss": r.train_loss, "val_loss": r.val_loss, "best_epoch": r.best_epoch,
