@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(fes)} | {fmt(others, '.2f')} | {fmt(r['committor_r2'], '.4f')} | {fmt(r['committor_width'])} | "
               f"{fmt(r['committor_rmse'], '.4f')} | {fmt(rate, '.2f')} | {gate(r['committor_test'])} | "
               f"{', '.join(r['failed_checks']) or '-'} |")
-    print("\nMean and 95 % t-interval over seeds (converged campaigns / all)\n")
+    print("\nMean and 95 % t-interval over all seeds, those that did not converge included\n")
     print("| spec | converged | iterations | walker steps | FES RMSE (kT) | CV committor R² | CV width | q RMSE "
           "| k_AB / exact |")
     print("|---|---|---|---|---|---|---|---|---|")
