@@ -38,8 +38,14 @@ def _progress(job) -> dict:
 
 
 def _resource(key: str):
-    """A directive read from the campaign spec's [resources] section."""
-    return lambda job: job.sp["spec"]["resources"][key]
+    """A directive read from the campaign's [resources] settings (the state point's, or what
+    `python -m cvcycle extend` set since)."""
+    def directive(job):
+        try:
+            return Campaign(job.path).spec["resources"][key]
+        except CvcycleError:  # a damaged campaign: its run reports the problem
+            return job.sp["spec"]["resources"][key]
+    return directive
 
 
 def finished(job) -> bool:

@@ -237,6 +237,19 @@ def edit_spec(job: Path) -> None:
     cio.write_json(job / SP, sp)
 
 
+def set_sp(**changes) -> Callable[[Path], None]:
+    """Change `section.key` values of the state point and move the job to the id of the new one,
+    as signac's `job.sp[...] = ...` does."""
+    def f(job: Path) -> None:
+        sp = cio.read_json(job / SP)
+        for dotted, value in changes.items():
+            section, key = dotted.split("__")
+            sp["spec"][section][key] = value
+        cio.write_json(job / SP, sp)
+        rehash(job)
+    return f
+
+
 def edit_spec_and_rehash(job: Path) -> None:
     """An invalid spec under a job id that matches it (as an older, laxer cvcycle could have made)."""
     from signac.job import calc_id
@@ -303,6 +316,23 @@ WORKSPACE_CASES = [
                   (f"{{job}}/{SP}: campaign spec of schema version 99 (made by a newer cvcycle)",)),
     WorkspaceCase("run-statepoint-without-schema-version", chain(set_schema(None), rehash), RUN,
                   (SP, "schema version 1", "reads schema version 4", "python project.py init SPEC.toml")),
+    WorkspaceCase("run-statepoint-segment-changed-after-start", chain(resume("train"), set_sp(engine__segment_steps=100)),
+                  RUN, (SP, "the campaign spec changed after the campaign started (engine.segment_steps: 200 -> 100)",
+                        "python project.py init"), resumed=True),
+    WorkspaceCase("run-statepoint-temperature-changed-after-start", chain(resume("train"), set_sp(system__temperature=3.0)),
+                  RUN, ("changed after the campaign started (system.temperature: 1.0 -> 3.0)",), resumed=True),
+    WorkspaceCase("run-statepoint-budget-changed-after-start", chain(resume("train"), set_sp(budget__max_iterations=5)),
+                  RUN, ("budget.max_iterations: 3 -> 5", "python -m cvcycle extend"), resumed=True),
+    WorkspaceCase("extend-not-a-run-setting", lambda job: None, ("extend", "{id}", "--set", "engine.steps=5"),
+                  ("--set engine.steps: only the run settings change", "engine.* describes the campaign itself",)),
+    WorkspaceCase("extend-below-what-is-spent", lambda job: None, ("extend", "{id}", "--set", "budget.max_total_steps=100"),
+                  ("budget.max_total_steps: the campaign has spent 8,000 walker steps, got 100",)),
+    WorkspaceCase("extend-invalid-value", lambda job: None, ("extend", "{id}", "--set", "resources.cpus=0"),
+                  ("resources.cpus: must be >= 1, got 0",)),
+    WorkspaceCase("extend-not-a-value", lambda job: None, ("extend", "{id}", "--set", "budget.max_iterations=many"),
+                  ("--set budget.max_iterations: 'many' is not a TOML value",)),
+    WorkspaceCase("extend-converged-campaign", set_doc(status="converged", converged=True),
+                  ("extend", "{id}", "--set", "budget.max_iterations=9"), ("has converged",)),
     WorkspaceCase("run-not-a-signac-project", rm("../../.signac"), RUN, ("no signac project here",)),
     # --- the job document ---
     WorkspaceCase("show-document-truncated", truncate(DOC), SHOW, ("corrupted JSON file", f"{{job}}/{DOC}")),
@@ -316,6 +346,8 @@ WORKSPACE_CASES = [
     WorkspaceCase("run-unknown-phase", set_doc(phase="trian", status="running"), RUN, ("phase", "'trian'"),
                   resumed=True),
     WorkspaceCase("show-unknown-status", set_doc(status="finished"), SHOW, (f"{{job}}/{DOC}", "unknown status 'finished'")),
+    WorkspaceCase("show-converged-not-a-boolean", set_doc(converged="no"), SHOW_JSON,
+                  (f"{{job}}/{DOC}", "converged must be true or false, got 'no'")),
     WorkspaceCase("show-iteration-not-an-integer", set_doc(iteration="two"), SHOW_JSON,
                   (f"{{job}}/{DOC}", "iteration must be a non-negative integer, got 'two'")),
     WorkspaceCase("show-iteration-beyond-folders", set_doc(iteration=7, phase="simulate", status="running"), SHOW,
@@ -380,3 +412,23 @@ def test_broken_workspace(finished_project, tmp_path, case):
     after = tree(d, ignore)
     changed = sorted(k for k in before if after.get(k) != before[k])
     assert not changed, f"files modified or removed: {changed}"
+
+
+def test_verify_lists_every_damaged_file_and_passes_an_intact_campaign(finished_project, tmp_path):
+    base, job_id = finished_project
+    d = tmp_path / "project"
+    shutil.copytree(base, d, symlinks=True)
+    r = command(d, ("verify", job_id[:8]))
+    assert r.returncode == 0 and r.stdout.startswith(f"ok: campaign {job_id}: ") and "files intact" in r.stdout, r.stderr
+    job = _job(d, job_id)
+    damaged = ["iter-001/samples.npz", "iter-002/cv.pt", "iter-002/metrics.json", "iter-000/samples.npz"]
+    (job / damaged[0]).write_bytes((job / damaged[0]).read_bytes()[:100])
+    garbage(damaged[1])(job)
+    truncate(damaged[2])(job)
+    tamper_array(damaged[3])(job)  # a number changed under the stored checksum
+    before = tree(d, {".cvcycle.lock"})
+    r = command(d, ("verify", job_id))
+    check_failure(r, (f"campaign {job_id}: 4 problem(s)",))
+    listed = [line for line in r.stdout.splitlines() if line.startswith("damaged: ")]
+    assert len(listed) == 4 and all(any(str(job / rel) in line for line in listed) for rel in damaged), r.stdout
+    assert tree(d, {".cvcycle.lock"}) == before

@@ -1,4 +1,6 @@
-"""Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml` and
+"""Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml`,
+`python -m cvcycle verify JOB` (every file read back),
+`python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other resources) and
 `python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
@@ -27,6 +29,32 @@ def _validate(args: argparse.Namespace) -> None:
     print(f"ok: {load_spec(args.spec)['campaign']['name']}")
 
 
+def _extend(args: argparse.Namespace) -> None:
+    from .extend import extend, parse_settings
+    from .routes import route_for
+    from .show import find_campaign
+
+    changes = parse_settings(args.set)
+    c = find_campaign(args.job)
+    with c.lock():
+        c.check(route_for(c.spec).files)
+        for line in extend(c, changes):
+            print(f"{c.id}: {line}")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from .show import find_campaign
+    from .verify import verify
+
+    c = find_campaign(args.job)
+    checked, problems = verify(c)
+    for problem in problems:
+        print(f"damaged: {problem}")
+    if problems:
+        raise CvcycleError(f"campaign {c.id}: {len(problems)} problem(s) in {checked} files checked (listed above)")
+    print(f"ok: campaign {c.id}: {checked} files intact (checksums, JSON, models)")
+
+
 def _committor_test(args: argparse.Namespace) -> None:
     from .analysis.committor_histogram import committor_histogram
     from .show import find_campaign
@@ -48,6 +76,17 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a campaign spec (TOML) and print its name")
     validate.add_argument("spec")
     validate.set_defaults(func=_validate)
+    ver = sub.add_parser("verify", help="read back every file of a campaign (checksums, JSON, models) and list "
+                                        "the damaged ones")
+    ver.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
+    ver.set_defaults(func=_verify)
+    ext = sub.add_parser("extend", help="change a campaign's budget or resources (a campaign that spent its budget "
+                                        "goes on with the next iteration)")
+    ext.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
+    ext.add_argument("--set", action="append", required=True, metavar="SECTION.KEY=VALUE",
+                     help="a budget.* or resources.* value, e.g. budget.max_iterations=12 or resources.walltime_hours=4 "
+                          "(repeatable)")
+    ext.set_defaults(func=_extend)
     test = sub.add_parser("committor-test", help="committor histogram test of the latest 1-D CV by shooting "
                                                  "(writes committor_test.json and .png in the job directory)")
     test.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")

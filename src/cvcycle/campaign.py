@@ -1,9 +1,13 @@
 """A campaign on disk: one signac job directory, read and written without signac.
 
 State point (signac_statepoint.json) = what the campaign is: {"spec": {...}} with the seed in
-spec.campaign.seed. Job document (signac_job_document.json) = where it stands: iteration, phase,
-status, history of metrics. Bulk data live in iteration folders iter-000/, iter-001/, ...
-The document is rewritten atomically and only after the files it points to are complete.
+spec.campaign.seed. It is fixed once the campaign starts: the first run records it in the job
+document (spec_at_start) and every later run or `show` refuses a state point that differs.
+Job document (signac_job_document.json) = where it stands: iteration, phase, status, history of
+metrics, and `settings`: the run settings (budget, resources) that `extend` changed since the
+campaign was created, which override the state point's. Bulk data live in iteration folders
+iter-000/, iter-001/, ... The document is rewritten atomically and only after the files it
+points to are complete.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from . import io as cio
 from .errors import SpecError, WorkspaceError
 from .spec import validate
 
+RUN_SETTINGS = ("budget", "resources")  # spec sections that describe the run, not the science: `extend` changes them
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
 PHASES = ("simulate", "train", "analyze", "done")
@@ -65,9 +70,26 @@ class Campaign:
             raise WorkspaceError(f"{sp}: not a cvcycle state point (expected {{\"spec\": {{...}}}})")
         check_schema_version(sp, raw["spec"])
         try:
-            self.spec = validate(raw["spec"])
+            self.created_spec = validate(raw["spec"])
         except SpecError as exc:
             raise SpecError(f"{sp}: invalid campaign spec: {exc}") from None
+        self.spec = self.created_spec
+        settings = self.doc().get("settings") or {}
+        if settings:
+            try:
+                self.spec = self.with_settings(settings)
+            except SpecError as exc:
+                raise SpecError(f"{self.path / DOCUMENT}: settings: {exc}") from None
+
+    def with_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The state point's spec with run settings {section: {key: value}} (sections of
+        RUN_SETTINGS only) applied and validated; a SpecError names the setting."""
+        for section in settings:
+            if section not in RUN_SETTINGS:
+                raise SpecError(f"{section}: not a run setting (settings that may change: {', '.join(RUN_SETTINGS)})")
+        if not all(isinstance(body, dict) for body in settings.values()):
+            raise SpecError("settings: expected a table per section")
+        return validate({name: {**body, **settings.get(name, {})} for name, body in self.created_spec.items()})
 
     @property
     def id(self) -> str:
@@ -123,8 +145,11 @@ class Campaign:
             raise WorkspaceError(f"{doc_path}: unknown phase {phase!r} (known: {', '.join(PHASES)})")
         if status not in STATUSES:
             raise WorkspaceError(f"{doc_path}: unknown status {status!r} (known: {', '.join(STATUSES)})")
+        if not isinstance(doc["converged"], bool):
+            raise WorkspaceError(f"{doc_path}: converged must be true or false, got {doc['converged']!r}")
         if not isinstance(doc["total_steps"], int) or isinstance(doc["total_steps"], bool):
             raise WorkspaceError(f"{doc_path}: total_steps must be an integer, got {doc['total_steps']!r}")
+        self.check_spec_unchanged()
         history = doc["history"]
         if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("iteration"), int)
                                                     for h in history):
@@ -135,6 +160,21 @@ class Campaign:
                                      f"phase {phase})")
             if not path.is_file():
                 raise WorkspaceError(f"missing file {path} (iteration {i} finished its {finished} phase)")
+
+    def check_spec_unchanged(self) -> None:
+        """Raise WorkspaceError when the state point's spec differs from the one the campaign
+        started with (an edit through signac's API, or by hand), naming the fields that changed."""
+        started = self.doc().get("spec_at_start")
+        if started is None or started == self.created_spec:
+            return
+        diffs = _differences(started, self.created_spec)
+        shown = "; ".join(f"{path}: {a!r} -> {b!r}" for path, a, b in diffs[:4])
+        more = f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""
+        run_only = all(path.split(".")[0] in RUN_SETTINGS for path, _, _ in diffs)
+        raise WorkspaceError(f"{self.path / STATEPOINT}: the campaign spec changed after the campaign started ({shown}{more}); "
+                             "its finished iterations were made with the old one. Put the old values back, or start a "
+                             "new campaign from the changed spec with `python project.py init SPEC.toml`"
+                             + ("; budget and resources change with `python -m cvcycle extend`" if run_only else ""))
 
     def finished_files(self, phase_files: PhaseFiles) -> list[tuple[int, str, Path]]:
         """(iteration, phase, file) for every file left by a phase the job document records as finished."""
@@ -157,9 +197,15 @@ class Campaign:
 
     def record_run(self) -> None:
         """Note in the document which process (and SLURM job, if any) now advances the campaign;
-        the error of an earlier run, if any, is cleared (a new one is recorded by steps.advance)."""
+        the error of an earlier run, if any, is cleared (a new one is recorded by loop.advance).
+        The first run also records the spec, cvcycle version and schema the campaign starts with."""
+        from . import __version__
+
+        first = {} if "spec_at_start" in self.doc() else {
+            "spec_at_start": self.created_spec, "started_with": {"cvcycle": __version__,
+                                                                 "schema": self.created_spec["campaign"]["schema"]}}
         self.update_doc(run={"host": os.uname().nodename, "pid": os.getpid(), "started": now_iso(),
-                             "slurm_job": os.environ.get("SLURM_JOB_ID")}, last_error=None)
+                             "slurm_job": os.environ.get("SLURM_JOB_ID")}, last_error=None, **first)
 
     @property
     def finished(self) -> bool:
@@ -193,6 +239,14 @@ class Campaign:
             return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         finally:
             os.close(fd)
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted path, old, new) for every leaf where two nested dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in list(a) + [k for k in b if k not in a]
+                for d in _differences(a.get(key), b.get(key), f"{path}.{key}" if path else key)]
+    return [] if a == b else [(path, a, b)]
 
 
 class CampaignLock:

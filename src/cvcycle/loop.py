@@ -84,5 +84,5 @@ def finish_iteration(c: Campaign, k: int, metrics: dict[str, Any], next_steps: i
 
         plot_convergence(c.path / "convergence.png", history, spec["convergence"])
     c.update_doc(history=history, iteration=k + 1 if status == "running" else k, phase="simulate" if status == "running" else "done",
-                 status=status, converged=converged)
+                 status=status, converged=converged, next_total_steps=next_steps)
     return status
