@@ -11,7 +11,7 @@ wall time per campaign, iterations and walker steps to convergence, the reweight
 against F = V over F - Fmin <= 8 kT, and the committor quality of the final CV (R^2 and
 histogram width at q ~ 0.5) next to straight-line CVs and the exact committor on the same grid.
 Committor campaigns add the RMSE of the learned q against the exact one (0.05 < q < 0.95,
-F - Fmin <= 12 kT) and the transition-path-theory rate k_AB of the learned q over the exact one.
+F - Fmin <= 12 kT or 1 kT above the transition state) and the transition-path-theory rate k_AB of the learned q over the exact one.
 Particle systems without an exact answer (LJ7) report the FES RMSE against the system's stored
 reference and the free energy of the other states relative to the first, F(others) - F(A).
 Every campaign also reports its last committor histogram test (the convergence gate,

@@ -11,8 +11,12 @@ import math
 import numpy as np
 import pytest
 from cvcycle.analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
-from cvcycle.analysis.quality import committor_rmse, cv_committor_quality
+from cvcycle.analysis.quality import committor_rmse, cv_committor_quality, free_energy_window
 from cvcycle.analysis.rates import grid_tpt_rate, tpt_rate
+from cvcycle.analysis.reference import exact_reference
+from cvcycle.systems.potentials import Potential2D
+
+STATES = {"A": {"center": [-0.558, 1.442], "radius": 0.15}, "B": {"center": [0.623, 0.028], "radius": 0.15}}
 
 
 def test_histogram_fes_1d_is_minus_log_probability_from_zero():
@@ -79,6 +83,21 @@ def test_committor_rmse_over_the_transition_region():
     F = np.array([0.0, 0.0, 1.0, 12.0, 0.0, 0.0, 0.0, 12.5])
     # kept: 0.05 < q < 0.95 and F <= 12 -> indices 1, 2, 3 (errors 0.1, -0.2, 0.1)
     assert committor_rmse(pred, q, F) == pytest.approx(math.sqrt((0.01 + 0.04 + 0.01) / 3), rel=1e-12)
+
+
+def test_the_metric_window_rises_with_the_transition_state_and_stays_12_kT_below_it():
+    """F <= 12 kT unless the transition state (lowest F at 0.45 < q < 0.55) lies above 11 kT; then
+    1 kT above it. On Mueller-Brown at 13 kT (scale 0.1226) the fixed window held no grid point
+    with 0.45 < q < 0.55; the raised one holds the saddle region."""
+    q = np.array([0.1, 0.5, 0.52, 0.9])
+    assert free_energy_window(q, np.array([0.0, 10.9, 11.5, 0.0])) == 12.0
+    assert free_energy_window(q, np.array([0.0, 13.0, 12.5, 0.0])) == 13.5
+    assert free_energy_window(np.array([0.1, 0.9]), np.array([0.0, 20.0])) == 12.0  # no transition state on the grid
+    for scale, window in ((0.1, 12.0), (0.1226, 13.81)):
+        ref = exact_reference(Potential2D("mueller-brown", scale), 1.0, STATES, bins=241)
+        q, F = ref.committor.ravel(), ref.free_energy.ravel()
+        assert free_energy_window(q, F) == pytest.approx(window, abs=0.01)
+        assert ((q > 0.45) & (q < 0.55) & (F <= free_energy_window(q, F))).sum() >= 20
 
 
 def test_tpt_rate_of_a_linear_committor_on_a_uniform_density():

@@ -112,7 +112,7 @@ def test_quality_on_a_hand_made_input_with_one_bin():
 
 def test_quality_on_a_hand_made_weighted_input_with_two_bins():
     """Four kept points in two equal-count bins, weights exp(-F) = 1, 1, 1, 1/2; one point with
-    q outside (0.05, 0.95) and one with F > 12 kT are left out.
+    q outside (0.05, 0.95) and one with F > f_max = 12 kT are left out.
 
     bin 0 (cv 0, 1): q 0.1, 0.3 -> mean 0.2
     bin 1 (cv 2, 3): q 0.6 (w 1), 0.9 (w 1/2) -> mean (0.6 + 0.45)/1.5 = 0.7, nearest 1/2,
@@ -124,7 +124,7 @@ def test_quality_on_a_hand_made_weighted_input_with_two_bins():
     cv = np.array([0.0, 1.0, 2.0, 3.0, 1.5, 2.5])
     q = np.array([0.1, 0.3, 0.6, 0.9, 0.99, 0.5])
     F = np.array([0.0, 0.0, 0.0, math.log(2.0), 0.0, 20.0])
-    m = cv_committor_quality(cv, q, F, n_bins=2)
+    m = cv_committor_quality(cv, q, F, n_bins=2, f_max=12.0)
     assert m["n_points"] == 4
     mean = 1.45 / 3.5
     ss_tot = (0.1 - mean) ** 2 + (0.3 - mean) ** 2 + (0.6 - mean) ** 2 + 0.5 * (0.9 - mean) ** 2
