@@ -107,6 +107,12 @@ def test_shipped_workflow_specs_load(name):
     assert spec["convergence"]["min_iterations"] <= spec["budget"]["max_iterations"]
 
 
+def test_a_byte_order_mark_at_the_start_is_read_as_the_same_spec(tmp_path):
+    text = (WORKFLOWS / "mueller-brown-autoencoder.toml").read_text()
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_spec(tmp_path / "bom.toml") == load_spec(WORKFLOWS / "mueller-brown-autoencoder.toml")
+
+
 def test_mueller_brown_workflow_values():
     import tomllib
 

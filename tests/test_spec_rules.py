@@ -57,11 +57,23 @@ RANGES = {
     "analysis.grid_bins": (10, 9, 2000, 2001),
     "analysis.equilibration": (0.0, -1e-9, 0.9, 0.9 + 1e-9),
     "engine.start_spread": (0.0, -1e-9, None, None),
+    "engine.walkers": (1, 0, 100_000, 100_001),
+    "engine.steps": (10, 0, None, 10**12 + 10),  # (a trillion steps of 25 walkers do not fit resources.memory_gb)
+    "engine.segment_steps": (10, 0, 10**9, 10**9 + 10),
+    "system.temperature": (1e-3, 1e-3 - 1e-12, 1e3, 1e3 + 1e-9),
+    "system.scale": (1e-6, 1e-6 - 1e-15, 1e6, 1e6 + 1e-6),
+    "learner.epochs": (1, 0, 10**6, 10**6 + 1),
+    "learner.batch_size": (1, 0, 10**8, 10**8 + 1),
+    "bias.pace": (1, 0, 10**9, 10**9 + 1),
+    "paths.moves": (1, 0, 10**7, 10**7 + 1),
+    "budget.max_total_steps": (1, 0, 10**15, 10**15 + 1),
+    "analysis.fes_window": (1, 0, 10_000, 10_001),
 }
 EXTRA = {
     "learner.cv_dim": {"learner": {"select": "reconstruction"}},  # a 2-D CV is ranked by reconstruction
     "bias.barrier": {"bias": {"kind": "metad"}},                   # OPES also needs barrier > 2 kT
     "bias.bias_factor": {"bias": {"kind": "metad"}},
+    "system.temperature": {"bias": {"kind": "metad"}},               # OPES's barrier > 2 kT caps kT at 250
 }
 
 
@@ -88,7 +100,8 @@ def test_each_bound_is_accepted_and_the_value_beyond_it_rejected(field):
 
 
 def test_memory_and_barrier_are_open_at_zero_and_bias_factor_at_one():
-    assert validate(_raw("resources.memory_gb", 1e-6))["resources"]["memory_gb"] == 1e-6
+    one_frame = {"walkers": 1, "steps": 10, "initial_steps": 10, "segment_steps": 10}  # ~300 bytes: fits 1e-6 GB
+    assert validate(_with(resources={"memory_gb": 1e-6}, engine=one_frame))["resources"]["memory_gb"] == 1e-6
     assert validate(_raw("bias.barrier", 1e-6))["bias"]["barrier"] == 1e-6
     assert validate(_raw("bias.bias_factor", 1.0 + 1e-9))["bias"]["bias_factor"] == 1.0 + 1e-9
 

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import SpecError
-from .systems import MODEL_POTENTIALS, PARTICLE_SYSTEMS
+from .systems import MODEL_BOXES, MODEL_POTENTIALS, PARTICLE_SYSTEMS
 
 SCHEMA_VERSION = 4  # of the spec schema; bump on any change to its fields or defaults (see above)
 
@@ -75,9 +75,9 @@ def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
         if isinstance(v, float) and not math.isfinite(v):
             return f"must be a finite number, got {v}"
         if lo is not None and (v <= lo if lo_open else v < lo):
-            return f"must be {'>' if lo_open else '>='} {lo}, got {v}"
+            return f"must be {'>' if lo_open else '>='} {lo}, got {_shown(v)}"
         if hi is not None and v > hi:
-            return f"must be <= {hi}, got {v}"
+            return f"must be <= {hi}, got {_shown(v)}"
         return None
 
     return check
@@ -94,33 +94,54 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _finite(v: Any) -> bool:
+    """A number that is finite as a float (an integer of 400 digits is not)."""
+    try:
+        return _is_number(v) and math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _shown(v: Any) -> str:
+    """A value for an error message; huge integers by their number of digits."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**30:
+        return f"an integer of {len(str(abs(v)))} digits"
+    if isinstance(v, list) and any(isinstance(c, int) and abs(c) >= 10**30 for c in v):
+        return "[" + ", ".join(_shown(c) for c in v) + "]"
+    return repr(v)
+
+
 def _point_or_state(v: Any) -> str | None:
     if isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(c, str) for c in v)):
         return None
     if isinstance(v, list) and len(v) == 2 and all(_is_number(c) for c in v):
-        return None if all(math.isfinite(c) for c in v) else f"must be finite, got {v}"
-    return f"must be a state name, a list of state names or a point [x, y], got {v!r}"
+        return None if all(_finite(c) for c in v) else f"must be finite, got {_shown(v)}"
+    return f"must be a state name, a list of state names or a point [x, y], got {_shown(v)}"
 
 
-def _positive_ints(v: Any) -> str | None:
-    if not v or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v):
-        return f"must be a non-empty list of positive integers, got {v!r}"
+def _layer_widths(v: Any) -> str | None:
+    if not v or len(v) > 16 or not all(isinstance(h, int) and not isinstance(h, bool) and 0 < h <= 65536 for h in v):
+        return f"must be a list of 1 to 16 layer widths, each in [1, 65536], got {_shown(v)}"
     return None
 
 
 def _moment_orders(v: Any) -> str | None:
-    if not v or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 2 for h in v):
-        return f"must be a non-empty list of integers >= 2 (central moments; the first is always 0), got {v!r}"
+    if not v or not all(isinstance(h, int) and not isinstance(h, bool) and 2 <= h <= 16 for h in v):
+        return f"must be a non-empty list of integers in [2, 16] (central moments; the first is always 0), got {_shown(v)}"
     return None
 
 
 def _seed(v: Any) -> str | None:
-    return None if 0 <= v < 2**63 else f"must be in [0, 2**63), got {v}"
+    return None if 0 <= v < 2**63 else f"must be in [0, 2**63), got {_shown(v)}"
 
 
 POSITIVE = _range(0.0, lo_open=True)
-AT_LEAST_1 = _range(1)
 FRACTION = _range(0.0, 1.0)
+# counts get a bound far above any real campaign, so that a typo (1e12 walkers, a 400-digit
+# integer) is an error here, not an allocation failure hours later
+STEPS = _range(1, 10**12)
+STRIDE = _range(1, 10**9)
+EPOCHS = _range(1, 10**6)
 
 
 def _schema_version(v: Any) -> str | None:
@@ -159,8 +180,8 @@ class StateSpec:
 @dataclass(frozen=True, kw_only=True)
 class SystemSpec:
     potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS))
-    scale: float = spec_field(1.0, check=POSITIVE)
-    temperature: float = spec_field(1.0, check=POSITIVE)
+    scale: float = spec_field(1.0, check=_range(1e-6, 1e6))
+    temperature: float = spec_field(1.0, check=_range(1e-3, 1e3))  # kT in the potential's energy unit
     states: Mapping[str, StateSpec] = spec_field()  # each entry checked by STATE_FIELDS
 
 
@@ -171,13 +192,13 @@ class EngineSpec:
     dt: float = spec_field(5e-4, check=POSITIVE)
     friction: float = spec_field(1.0, check=POSITIVE)
     mass: float = spec_field(1.0, check=POSITIVE)
-    walkers: int = spec_field(25, check=AT_LEAST_1)
-    steps: int = spec_field(12000, check=AT_LEAST_1)
-    initial_steps: int = spec_field(4000, check=AT_LEAST_1)
-    report_stride: int = spec_field(10, check=AT_LEAST_1)
-    segment_steps: int = spec_field(1000, check=AT_LEAST_1)
-    position_stride: int = spec_field(1, check=AT_LEAST_1)  # frames between stored positions
-    bias_stride: int = spec_field(1, check=AT_LEAST_1)  # steps between bias evaluations (an impulse of this x its force)
+    walkers: int = spec_field(25, check=_range(1, 100_000))
+    steps: int = spec_field(12000, check=STEPS)
+    initial_steps: int = spec_field(4000, check=STEPS)
+    report_stride: int = spec_field(10, check=STRIDE)
+    segment_steps: int = spec_field(1000, check=STRIDE)
+    position_stride: int = spec_field(1, check=STRIDE)  # frames between stored positions
+    bias_stride: int = spec_field(1, check=STRIDE)  # steps between bias evaluations (an impulse of this x its force)
     start: str | tuple[str, ...] | tuple[float, float] = spec_field("A", check=_point_or_state)
     start_spread: float = spec_field(0.05, check=_range(0.0))
 
@@ -196,14 +217,14 @@ class CoordinatesFeatures(FeaturesSpec):
 
 @dataclass(frozen=True, kw_only=True)
 class ParticleFeatures(FeaturesSpec):
-    particles: int = spec_field(0, check=_range(0))  # 0: the system's number of particles
+    particles: int = spec_field(0, check=_range(0, 10**6))  # 0: the system's number of particles
 
 
 @dataclass(frozen=True, kw_only=True)
 class SwitchingFeatures(ParticleFeatures):
     r0: float = spec_field(1.5, check=POSITIVE)
-    nn: int = spec_field(8, check=AT_LEAST_1)
-    mm: int = spec_field(16, check=AT_LEAST_1)
+    nn: int = spec_field(8, check=_range(1, 64))
+    mm: int = spec_field(16, check=_range(1, 64))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,10 +246,10 @@ FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
 class LearnerSpec:
     kind: Literal["autoencoder", "committor"] = "autoencoder"
     cv_dim: int = spec_field(1, check=_range(1, 2))
-    hidden: tuple[int, ...] = spec_field((32, 32), check=_positive_ints)
+    hidden: tuple[int, ...] = spec_field((32, 32), check=_layer_widths)
     activation: Literal["tanh", "elu", "softplus"] = "tanh"
-    epochs: int = spec_field(200, check=AT_LEAST_1)
-    batch_size: int = spec_field(512, check=AT_LEAST_1)
+    epochs: int = spec_field(200, check=EPOCHS)
+    batch_size: int = spec_field(512, check=_range(1, 10**8))
     learning_rate: float = spec_field(1e-3, check=POSITIVE)
     warm_start: bool = True
     ensemble: int = spec_field(3, check=_range(1, 16))
@@ -238,9 +259,9 @@ class LearnerSpec:
     reweight: bool = True
     reweight_power: float = spec_field(0.5, check=FRACTION)
     validation_fraction: float = spec_field(0.1, check=_range(0.0, 0.5))
-    patience: int = spec_field(30, check=AT_LEAST_1)
-    checkpoint_epochs: int = spec_field(10, check=AT_LEAST_1)
-    max_samples: int = spec_field(20000, check=_range(100))
+    patience: int = spec_field(30, check=EPOCHS)
+    checkpoint_epochs: int = spec_field(10, check=EPOCHS)
+    max_samples: int = spec_field(20000, check=_range(100, 10**9))
     method: Literal["variational", "shooting"] = "variational"  # committor only
     boundary_weight: float = spec_field(100.0, check=POSITIVE)  # variational: weight of q = 0 on A, 1 on B
 
@@ -253,7 +274,7 @@ class LearnerSpec:
 @dataclass(frozen=True, kw_only=True)
 class BiasSpec:
     kind: Literal["opes", "metad"] = "opes"
-    pace: int = spec_field(50, check=AT_LEAST_1)
+    pace: int = spec_field(50, check=STRIDE)
     sigma: float = spec_field(0.025, check=POSITIVE)
     barrier: float = spec_field(11.0, check=_range(0.0, 500.0, lo_open=True))
     height: float = spec_field(0.5, check=POSITIVE)
@@ -270,25 +291,25 @@ class BiasSpec:
 @dataclass(frozen=True, kw_only=True)
 class PathsSpec:
     """Committor learner by shooting: transition path sampling with openpathsampling."""
-    moves: int = spec_field(200, check=AT_LEAST_1)
-    stride: int = spec_field(10, check=AT_LEAST_1)
-    max_frames: int = spec_field(2000, check=_range(3))
-    chunk_moves: int = spec_field(50, check=AT_LEAST_1)
+    moves: int = spec_field(200, check=_range(1, 10**7))
+    stride: int = spec_field(10, check=STRIDE)
+    max_frames: int = spec_field(2000, check=_range(3, 10**8))
+    chunk_moves: int = spec_field(50, check=_range(1, 10**7))
     selector_width: float = spec_field(1.0, check=POSITIVE)
-    extra_shots: int = spec_field(8, check=_range(1))  # trajectories per shooting point with fresh velocities: the committor data
+    extra_shots: int = spec_field(8, check=_range(1, 10**5))  # trajectories per shooting point with fresh velocities: the committor data
     initial_temperature: float = spec_field(3.0, check=POSITIVE)
-    initial_steps: int = spec_field(4000, check=AT_LEAST_1)
+    initial_steps: int = spec_field(4000, check=STEPS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class BudgetSpec:
-    max_iterations: int = spec_field(8, check=AT_LEAST_1)
-    max_total_steps: int = spec_field(2_000_000, check=AT_LEAST_1)
+    max_iterations: int = spec_field(8, check=_range(1, 10_000))
+    max_total_steps: int = spec_field(2_000_000, check=_range(1, 10**15))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConvergenceSpec:
-    min_iterations: int = spec_field(4, check=_range(2))
+    min_iterations: int = spec_field(4, check=_range(2, 10_000))
     cv_r2: float = spec_field(0.99, check=FRACTION)
     q_change: float = spec_field(0.05, check=FRACTION)  # committor learner: instead of cv_r2
     fes_rmse: float = spec_field(0.5, check=POSITIVE)
@@ -315,7 +336,7 @@ class ResourcesSpec:
 class AnalysisSpec:
     grid_bins: int = spec_field(120, check=_range(10, 2000))
     plots: bool = True
-    fes_window: int = spec_field(3, check=AT_LEAST_1)
+    fes_window: int = spec_field(3, check=_range(1, 10_000))
     equilibration: float = spec_field(0.0, check=_range(0.0, 0.9))  # of each iteration's frames, left out of reweighting
 
 
@@ -394,12 +415,14 @@ def _unknown(where: str, key: str, known: list[str]) -> SpecError:
 def _coerce(path: str, value: Any, field: Field) -> Any:
     kinds = field.kind if isinstance(field.kind, tuple) else (field.kind,)
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        if not _finite(value):
+            raise SpecError(f"{path}: must be a finite number, got {_shown(value)}")
         value = float(value)
     if isinstance(value, bool) and bool not in kinds:
         raise SpecError(f"{path}: expected {'/'.join(k.__name__ for k in kinds)}, got boolean {value}")
     if not isinstance(value, kinds):
         names = "/".join(k.__name__ for k in kinds)
-        raise SpecError(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
+        raise SpecError(f"{path}: expected {names}, got {type(value).__name__} {_shown(value)}")
     if field.check is not None:
         problem = field.check(value)
         if problem:
@@ -432,11 +455,55 @@ def _states(states: dict[str, Any], dim: int) -> dict[str, Any]:
     for name, body in states.items():
         state = _section(f"system.states.{name}", body, STATE_FIELDS)
         c = state["center"]
-        if len(c) != dim or not all(_is_number(v) and math.isfinite(v) for v in c):
-            raise SpecError(f"system.states.{name}.center: must be {dim} finite numbers, got {c!r}")
+        if len(c) != dim or not all(_finite(v) for v in c):
+            raise SpecError(f"system.states.{name}.center: must be {dim} finite numbers, got {_shown(list(c))}")
         state["center"] = [float(v) for v in c]
         out[name] = state
     return out
+
+
+def _disjoint_states(states: dict[str, Any]) -> None:
+    names = list(states)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            gap = math.dist(states[a]["center"], states[b]["center"])
+            ra, rb = states[a]["radius"], states[b]["radius"]
+            if gap <= ra + rb:
+                raise SpecError(f"system.states.{b}: overlaps state {a} (centres {gap:.4g} apart, radii {ra:g} + {rb:g}); "
+                                "states must be disjoint")
+
+
+def _states_on_grid(states: dict[str, Any], potential: str, grid_bins: int) -> None:
+    """Each state of a 2-D potential lies in its box and holds a point of the reference grid
+    (2 x analysis.grid_bins + 1 points a side), on which the exact committor is solved."""
+    box, n = MODEL_BOXES[potential], 2 * grid_bins + 1
+    for name, state in states.items():
+        c, r = state["center"], state["radius"]
+        if not all(lo <= x <= hi for x, (lo, hi) in zip(c, box)):
+            raise SpecError(f"system.states.{name}.center: {c} lies outside the {potential} box "
+                            f"x in [{box[0][0]}, {box[0][1]}], y in [{box[1][0]}, {box[1][1]}]")
+        nearest = [lo + round((x - lo) / ((hi - lo) / (n - 1))) * (hi - lo) / (n - 1) for x, (lo, hi) in zip(c, box)]
+        if math.dist(nearest, c) > r:
+            spacing = max((hi - lo) / (n - 1) for lo, hi in box)
+            raise SpecError(f"system.states.{name}.radius: {r:g} holds no point of the reference grid (spacing "
+                            f"{spacing:.3g} with analysis.grid_bins = {grid_bins}); use a radius of at least "
+                            f"{spacing * 0.71:.3g} or more grid bins")
+
+
+def _memory_estimate(spec: dict[str, Any], n_particles: int, n_features: int) -> None:
+    """Refuse a campaign whose one iteration of frames cannot fit resources.memory_gb: frames of
+    walkers x steps / report_stride, each with its features, state coordinates, energies and
+    weights (8 bytes each) and every position_stride-th positions, held about three times over
+    (segments, the joined arrays, training copies)."""
+    e = spec["engine"]
+    frames = e["walkers"] * max(e["steps"], e["initial_steps"]) // e["report_stride"]
+    per_frame = 8 * (n_features + 8) + 8 * n_particles * 2 / e["position_stride"]
+    need = 3 * frames * per_frame / 2**30
+    if need > spec["resources"]["memory_gb"]:
+        raise SpecError(f"engine.walkers: {e['walkers']:,} walkers x {max(e['steps'], e['initial_steps']):,} steps / "
+                        f"report_stride {e['report_stride']} = {frames:,} frames per iteration need about {need:,.1f} GB, "
+                        f"more than resources.memory_gb = {spec['resources']['memory_gb']:g}; use fewer walkers or steps, "
+                        "a larger engine.report_stride or position_stride, or more memory")
 
 
 def _particle_features(features: dict[str, Any], n_particles: int) -> None:
@@ -462,6 +529,9 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in schema.items()}
     spec["system"]["states"] = _states(spec["system"]["states"], 2)
     model_potential = spec["system"]["potential"] in MODEL_POTENTIALS
+    _disjoint_states(spec["system"]["states"])
+    if model_potential:
+        _states_on_grid(spec["system"]["states"], spec["system"]["potential"], spec["analysis"]["grid_bins"])
 
     if kind == "coordinates":
         names = spec["features"]["names"]
@@ -521,8 +591,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
                             f"reweight_power = {learner['reweight_power']}")
 
     lo_hi = spec["bias"]["cv_range"]
-    if len(lo_hi) != 2 or not all(_is_number(v) and math.isfinite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
-        raise SpecError(f"bias.cv_range: must be [low, high] with low < high, got {lo_hi!r}")
+    if len(lo_hi) != 2 or not all(_finite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
+        raise SpecError(f"bias.cv_range: must be [low, high] with low < high, got {_shown(list(lo_hi))}")
     spec["bias"]["cv_range"] = [float(v) for v in lo_hi]
 
     bias = spec["bias"]
@@ -532,6 +602,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if bias["pace"] % spec["engine"]["bias_stride"]:
         raise SpecError(f"bias.pace: the bias is deposited where it is evaluated, every engine.bias_stride = "
                         f"{spec['engine']['bias_stride']} steps, so its pace must be a multiple of that, got {bias['pace']}")
+
+    n_particles = PARTICLE_SYSTEMS.get(spec["system"]["potential"], 1)
+    n_features = len(spec["features"]["names"]) if kind == "coordinates" else n_particles * (n_particles + 1) // 2
+    _memory_estimate(spec, n_particles, n_features)
 
     conv, budget = spec["convergence"], spec["budget"]
     if conv["min_iterations"] > budget["max_iterations"]:
@@ -560,9 +634,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark, as some Windows editors write
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit for conversion
+        raise SpecError(f"{path}: not valid TOML: {str(exc).split(':')[0]}") from None
     try:
         return validate(raw)
     except SpecError as exc:

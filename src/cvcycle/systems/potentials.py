@@ -7,6 +7,8 @@ from typing import Callable
 
 import torch
 
+from . import MODEL_BOXES
+
 Tensor = torch.Tensor
 
 # Mueller-Brown parameters (Mueller & Brown 1979).
@@ -44,9 +46,9 @@ class PotentialInfo:
 
 
 POTENTIALS: dict[str, PotentialInfo] = {
-    "mueller-brown": PotentialInfo(mueller_brown, ((-1.7, 1.3), (-0.5, 2.2))),
-    "wolfe-quapp": PotentialInfo(wolfe_quapp, ((-2.2, 2.2), (-2.2, 2.2))),
-    "double-well": PotentialInfo(double_well, ((-2.0, 2.0), (-1.5, 1.5))),
+    "mueller-brown": PotentialInfo(mueller_brown, MODEL_BOXES["mueller-brown"]),
+    "wolfe-quapp": PotentialInfo(wolfe_quapp, MODEL_BOXES["wolfe-quapp"]),
+    "double-well": PotentialInfo(double_well, MODEL_BOXES["double-well"]),
 }
 
 
