@@ -21,7 +21,7 @@ from flow.errors import NoSchedulerError, UserOperationError
 
 from cvcycle.campaign import Campaign
 from cvcycle.errors import CvcycleError
-from cvcycle.scheduler import slurm_state
+from cvcycle.scheduler import slurm_state, walltime_from_environment
 
 class Project(FlowProject):
     def __init__(self, *args, **kwargs):
@@ -109,9 +109,8 @@ def advance(job):
     """Cycle simulate -> train -> analyze until converged, out of budget or out of walltime."""
     from cvcycle.loop import advance as advance_campaign
 
-    walltime = os.environ.get("CVCYCLE_WALLTIME_SECONDS")
     try:
-        advance_campaign(job.path, walltime=float(walltime) if walltime else None)
+        advance_campaign(job.path, walltime=walltime_from_environment())
     except CvcycleError as exc:
         print(f"error: campaign {job.id}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -79,10 +79,12 @@ def env() -> dict[str, str]:
     return e
 
 
-def command(cwd: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess:
-    """`project ARGS` runs project.py, anything else `python -m cvcycle ARGS`."""
+def command(cwd: Path, args: tuple[str, ...], **variables: str) -> subprocess.CompletedProcess:
+    """`project ARGS` runs project.py, anything else `python -m cvcycle ARGS` (with extra
+    environment variables)."""
     argv = [str(PROJECT), *args[1:]] if args[0] == "project" else ["-m", "cvcycle", *args]
-    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env={**env(), **variables}, capture_output=True, text=True,
+                          timeout=300)
 
 
 def tree(root: Path, ignore: set[str]) -> dict[str, str]:
@@ -157,6 +159,9 @@ SPEC_CASES = [
              "center = [0.623, 0.028]", "center = [5.0, 5.0]"),
     SpecCase("temperature-1e-300", "validate", ("system.temperature: must be >= 0.001, got 1e-300",),
              "temperature = 1.0", "temperature = 1e-300"),
+    SpecCase("budget-below-the-first-iteration", "init",
+             ("budget.max_total_steps: iteration 0 alone takes engine.walkers x engine.initial_steps = 1,600 walker steps, "
+              "got 10",), "max_iterations = 3\n", "max_iterations = 3\nmax_total_steps = 10\n"),
     SpecCase("other-schema-version", "init", ("spec.toml: campaign.schema: must be 4", "got 1"),
              "seed = 0\n", "seed = 0\nschema = 1\n"),
 ]
@@ -453,4 +458,16 @@ def test_verify_lists_every_damaged_file_and_passes_an_intact_campaign(finished_
     check_failure(r, (f"campaign {job_id}: 4 problem(s)",))
     listed = [line for line in r.stdout.splitlines() if line.startswith("damaged: ")]
     assert len(listed) == 4 and all(any(str(job / rel) in line for line in listed) for rel in damaged), r.stdout
+    assert tree(d, {".cvcycle.lock"}) == before
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-5"])
+def test_a_bad_walltime_variable_is_one_error_and_changes_nothing(finished_project, tmp_path, value):
+    base, job_id = finished_project
+    d = tmp_path / "project"
+    shutil.copytree(base, d, symlinks=True)
+    resume("train")(_job(d, job_id))
+    before = tree(d, {".cvcycle.lock"})
+    r = command(d, ("project", "run"), CVCYCLE_WALLTIME_SECONDS=value)
+    check_failure(r, (f"CVCYCLE_WALLTIME_SECONDS: expected a positive number of seconds, got '{value}'",))
     assert tree(d, {".cvcycle.lock"}) == before

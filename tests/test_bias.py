@@ -331,3 +331,16 @@ def test_make_bias_from_spec():
     o = make_bias(validate(minimal_raw(bias={"barrier": 12.0})), 1)
     default_bins = SCHEMA["bias"]["grid_bins"].default
     assert isinstance(o, Opes) and o.barrier == 12.0 and o.values.shape == (default_bins,)
+
+
+def test_a_non_finite_cv_reads_as_nan_on_the_grid_not_an_index_error():
+    """A diverged walker's CV (NaN) must reach the engine's divergence check as a NaN bias; an
+    infinite one is outside the grid like any other (the edge value, no force)."""
+    from cvcycle.bias.grid import Grid
+
+    grid = Grid([-1.0], [1.0], 11)
+    values = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    s = torch.tensor([[0.1], [float("nan")], [float("inf")], [-float("inf")], [1e39]], dtype=torch.float64)
+    out = grid.interpolate(values, s)
+    assert out[0] == pytest.approx(0.55) and torch.isnan(out[1])
+    assert out[2:].tolist() == [1.0, 0.0, 1.0]  # outside: clamped to the edge

@@ -3,6 +3,7 @@ interrupted campaign that resumes to results identical to an uninterrupted one."
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -155,6 +156,44 @@ def test_second_process_is_refused(tmp_path):
             advance(path, log=lambda line: None)
 
 
+def test_a_run_whose_lock_file_is_deleted_stops_before_it_writes_progress(tmp_path):
+    """Deleting .cvcycle.lock lets a second run lock a new file; the first one notices at its next
+    update of the job document and stops without writing it."""
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    lock_file = path / ".cvcycle.lock"
+
+    def delete_once(line: str) -> None:
+        if lock_file.exists() and "segment" in line:
+            lock_file.unlink()
+
+    with pytest.raises(WorkspaceError, match="was deleted or replaced while this run held it"):
+        advance(path, log=delete_once)
+    doc = Campaign(path).progress()
+    assert (doc["iteration"], doc["phase"], doc["total_steps"]) == (0, "simulate", 0)  # the phase's end was not recorded
+    c = Campaign(path)
+    with c.lock():  # the next run takes the lock as usual
+        c.update_doc(note="ok")
+
+
+@pytest.mark.parametrize("code, remedy", [(errno.ENOSPC, "free space on that file system"),
+                                          (errno.EROFS, "mounted read-only")])
+def test_a_full_or_read_only_disk_is_one_error_with_the_path_and_kept_in_last_error(tmp_path, monkeypatch, code, remedy):
+    from cvcycle.routes import simulate
+
+    path = make_campaign(tmp_path / "c", tiny_spec())
+    target = path / "iter-000" / "sim" / "segment-0000.npz"
+
+    def refuse(p, **arrays):
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr(simulate.cio, "write_npz", refuse)
+    with pytest.raises(WorkspaceError) as info:
+        advance(path, log=lambda line: None)
+    assert str(info.value) == f"{os.strerror(code)}: {target} ({cio.REMEDIES[code]})" and remedy in str(info.value)
+    error = Campaign(path).progress()["last_error"]
+    assert (error["iteration"], error["phase"], error["message"]) == (0, "simulate", str(info.value))
+
+
 def test_walltime_budget_stops_between_phases_and_the_next_call_continues(tmp_path):
     path = make_campaign(tmp_path / "c", tiny_spec())
     lines: list[str] = []
@@ -176,9 +215,12 @@ def test_walltime_budget_stops_between_phases_and_the_next_call_continues(tmp_pa
 def test_diverging_simulation_names_iteration_step_and_walker_and_keeps_its_checkpoints(tmp_path):
     path = make_campaign(tmp_path / "c", tiny_spec())
     _run_until(path, "[iter 1 simulate] opes on CV_1: segment 1/3")
+    checkpoint = path / "iter-001" / "sim" / "checkpoint-0001.npz"
+    good = checkpoint.read_bytes()
+    state = cio.read_npz(checkpoint)
+    state["positions"][0] += 10.0  # one walker far up Mueller-Brown's steep wall: its next steps blow up
+    cio.write_npz(checkpoint, **state)
     before = {p.name: p.read_bytes() for p in (path / "iter-001" / "sim").iterdir()}
-    spec = tiny_spec(engine={"dt": 0.2})  # far too large a time step for Mueller-Brown
-    cio.write_json(path / "signac_statepoint.json", {"spec": spec})
     with pytest.raises(SimulationError, match=r"iteration 1, segment 2/3: simulation diverged at step \d+, walker \d+") as err:
         advance(path, log=lambda line: None)
     assert "last good checkpoint: " in str(err.value) and "checkpoint-0001.npz" in str(err.value)
@@ -188,7 +230,7 @@ def test_diverging_simulation_names_iteration_step_and_walker_and_keeps_its_chec
     from cvcycle.show import render, summary
 
     assert "error      iteration 1 simulate at " in render(summary(Campaign(path)))
-    cio.write_json(path / "signac_statepoint.json", {"spec": tiny_spec()})  # the user fixes dt and resumes
+    checkpoint.write_bytes(good)  # the user restores the checkpoint and resumes
     advance(path, log=lambda line: None)
     assert Campaign(path).progress()["last_error"] is None
 

@@ -66,7 +66,7 @@ RANGES = {
     "learner.batch_size": (1, 0, 10**8, 10**8 + 1),
     "bias.pace": (1, 0, 10**9, 10**9 + 1),
     "paths.moves": (1, 0, 10**7, 10**7 + 1),
-    "budget.max_total_steps": (1, 0, 10**15, 10**15 + 1),
+    "budget.max_total_steps": (10, 0, 10**15, 10**15 + 1),  # 10: one walker's 10 first steps (EXTRA)
     "analysis.fes_window": (1, 0, 10_000, 10_001),
 }
 EXTRA = {
@@ -74,6 +74,8 @@ EXTRA = {
     "bias.barrier": {"bias": {"kind": "metad"}},                   # OPES also needs barrier > 2 kT
     "bias.bias_factor": {"bias": {"kind": "metad"}},
     "system.temperature": {"bias": {"kind": "metad"}},               # OPES's barrier > 2 kT caps kT at 250
+    "engine.walkers": {"budget": {"max_total_steps": 10**8}},        # iteration 0 must fit the budget
+    "budget.max_total_steps": {"engine": {"walkers": 1, "initial_steps": 10}},
 }
 
 

@@ -62,6 +62,7 @@ class Campaign:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).resolve()
+        self.held: CampaignLock | None = None
         sp = self.path / STATEPOINT
         if not sp.is_file():
             raise WorkspaceError(f"{self.path} is not a campaign directory (no {STATEPOINT})")
@@ -120,6 +121,8 @@ class Campaign:
         return d
 
     def update_doc(self, **changes: Any) -> dict[str, Any]:
+        if self.held is not None:
+            self.held.check_held()  # never write the progress record under a lock that is no longer ours
         doc = self.progress()
         doc.update(changes)
         doc["updated"] = now_iso()
@@ -221,7 +224,10 @@ class Campaign:
 
     # -- locking -------------------------------------------------------------------------
     def lock(self) -> "CampaignLock":
-        return CampaignLock(self.path / ".cvcycle.lock")
+        """The campaign's lock; while it is held, every update of the job document first checks
+        that its lock file is still the one locked (see CampaignLock.check_held)."""
+        self.held = CampaignLock(self.path / ".cvcycle.lock")
+        return self.held
 
     def lock_holder(self) -> str | None:
         """Who is advancing the campaign right now ("pid N on HOST since ..."), or None.
@@ -257,7 +263,10 @@ class CampaignLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "CampaignLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise cio.os_error(exc) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -269,6 +278,22 @@ class CampaignLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {os.uname().nodename} since {time.ctime()}".encode(), 0)
         return self
+
+    def check_held(self) -> None:
+        """Raise WorkspaceError if the lock file was deleted or replaced while this lock was held:
+        a second run could then have taken a new lock file and be working in the same job."""
+        if self.fd is None:
+            return
+        held = os.fstat(self.fd)
+        try:
+            now = os.stat(self.path)
+            same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise WorkspaceError(f"{self.path} was deleted or replaced while this run held it: another run may be working "
+                                 "in the same job now, so this one stops here (what it finished is saved; the other "
+                                 "run, or the next one, goes on from there)")
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:

@@ -8,6 +8,7 @@ Array files carry the checksum of their contents inside, so a damaged one is det
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -115,3 +116,18 @@ def derive_seed(*keys: int) -> int:
     """A 63-bit seed derived from integer keys, e.g. (seed, iteration, segment)."""
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+REMEDIES = {errno.ENOSPC: "free space on that file system (finished iterations are intact; the run resumes from its "
+                          "last checkpoint)",
+            errno.EDQUOT: "free space within your quota (the run resumes from its last checkpoint)",
+            errno.EROFS: "the file system is mounted read-only: run where the workspace is writable",
+            errno.EACCES: "no permission: check the owner and mode of the job directory",
+            errno.EPERM: "no permission: check the owner and mode of the job directory"}
+
+
+def os_error(exc: OSError) -> WorkspaceError:
+    """An OSError as one message: what failed, on which path, and what to do."""
+    where = f": {exc.filename}" if exc.filename else ""
+    remedy = REMEDIES.get(exc.errno or 0)
+    return WorkspaceError(f"{exc.strerror or exc}{where}" + (f" ({remedy})" if remedy else ""))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .campaign import Campaign, now_iso
+from . import io as cio
 from .errors import CvcycleError, WalltimeReached
 from .routes import Analysis, route_for
 
@@ -22,36 +23,54 @@ Log = Callable[[str], None]
 def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
     """Run phases of one campaign until it converges, spends its budget, or (with `walltime`
     seconds) until the walltime is nearly spent: between phases when the next would likely not
-    fit, inside simulation and training at a checkpoint. Returns the job document."""
+    fit, inside simulation and training at a checkpoint. Returns the job document. An OSError
+    (disk full, read-only file system) becomes one WorkspaceError with the path and the remedy;
+    every error that stops a phase is kept in the document's last_error where the disk allows."""
     c = Campaign(path)
+    with c.lock():
+        try:
+            return _phases(c, walltime, log)
+        except OSError as exc:
+            raise cio.os_error(exc) from None
+
+
+def _phases(c: Campaign, walltime: float | None, log: Log) -> dict[str, Any]:
     t_start = time.monotonic()
     longest = 0.0
-    with c.lock():
-        route = route_for(c.spec)
-        c.check(route.files)
-        if stale := c.remove_stale_temporaries():
-            log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
-        if not c.finished:
-            c.record_run()
-        while not c.finished:
-            doc = c.progress()
-            k, phase = doc["iteration"], doc["phase"]
-            if walltime is not None and longest and time.monotonic() - t_start + 1.5 * longest > walltime:
-                log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
-                break
-            t0 = time.monotonic()
-            try:
-                result = route.phase(phase)(c, k, log, deadline=None if walltime is None else t_start + walltime)
-                if phase == "analyze":
-                    record(c, k, result, log)
-            except WalltimeReached as stop:
-                log(str(stop))
-                break
-            except CvcycleError as exc:  # kept in the document for `status -d` and `show`; nothing else changes
-                c.update_doc(last_error={"time": now_iso(), "iteration": k, "phase": phase, "message": str(exc)})
-                raise
-            longest = max(longest, time.monotonic() - t0)
+    route = route_for(c.spec)
+    c.check(route.files)
+    if stale := c.remove_stale_temporaries():
+        log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
+    if not c.finished:
+        c.record_run()
+    while not c.finished:
+        doc = c.progress()
+        k, phase = doc["iteration"], doc["phase"]
+        if walltime is not None and longest and time.monotonic() - t_start + 1.5 * longest > walltime:
+            log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
+            break
+        t0 = time.monotonic()
+        try:
+            result = route.phase(phase)(c, k, log, deadline=None if walltime is None else t_start + walltime)
+            if phase == "analyze":
+                record(c, k, result, log)
+        except WalltimeReached as stop:
+            log(str(stop))
+            break
+        except Exception as exc:  # kept in the document for `status -d` and `show`; nothing else changes
+            message = str(cio.os_error(exc) if isinstance(exc, OSError) else exc)
+            _record_error(c, k, phase, message if isinstance(exc, (CvcycleError, OSError)) else f"{type(exc).__name__}: {exc}")
+            raise
+        longest = max(longest, time.monotonic() - t0)
     return c.progress()
+
+
+def _record_error(c: Campaign, k: int, phase: str, message: str) -> None:
+    """Keep the error that stopped the run in the job document, where the disk allows."""
+    try:
+        c.update_doc(last_error={"time": now_iso(), "iteration": k, "phase": phase, "message": message})
+    except (OSError, CvcycleError):
+        pass  # the document cannot be written (a full or read-only disk, a lost lock): the console has the error
 
 
 def record(c: Campaign, k: int, analysis: Analysis, log: Log) -> str:

@@ -608,6 +608,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     _memory_estimate(spec, n_particles, n_features)
 
     conv, budget = spec["convergence"], spec["budget"]
+    first = spec["engine"]["walkers"] * spec["engine"]["initial_steps"]
+    if learner_route(spec) != "shooting" and budget["max_total_steps"] < first:
+        raise SpecError(f"budget.max_total_steps: iteration 0 alone takes engine.walkers x engine.initial_steps = "
+                        f"{first:,} walker steps, got {budget['max_total_steps']:,}")
     if conv["min_iterations"] > budget["max_iterations"]:
         raise SpecError(
             f"convergence.min_iterations: {conv['min_iterations']} exceeds budget.max_iterations ({budget['max_iterations']})"

@@ -29,7 +29,9 @@ class Grid:
     def interpolate(self, values: Tensor, s: Tensor) -> Tensor:
         """Values at points s (n, dim), differentiable in s."""
         t = (s - self.lows) / self.spacing
-        i = t.detach().floor().clamp(0, self.bins - 2)
+        # a non-finite CV (a diverged walker) reads cell 0 and gives a NaN value, which the engine
+        # reports as a divergence; cast to an index it would be out of bounds
+        i = torch.nan_to_num(t.detach(), nan=0.0, posinf=self.bins - 2, neginf=0.0).floor().clamp(0, self.bins - 2)
         f = (t - i).clamp(0.0, 1.0)
         i = i.long()
         if self.dim == 1:
