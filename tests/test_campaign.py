@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cvcycle import io as cio
 from cvcycle.campaign import Campaign
@@ -302,6 +303,24 @@ def test_training_spread_benchmark_retrains_the_campaigns_own_cv(tmp_path, capsy
     assert width == pytest.approx(metrics["committor_width"], abs=6e-4)
 
 
+def test_a_campaign_whose_training_diverges_stops_in_train_and_saves_no_model(tmp_path):
+    from cvcycle.errors import TrainingError
+
+    path = make_campaign(tmp_path / "c", tiny_spec(learner={"learning_rate": 1e30}))
+    with pytest.raises(TrainingError, match="iteration 0 train: every ensemble member diverged") as err:
+        advance(path, log=lambda line: None)
+    assert not any((path / "iter-000" / name).exists() for name in ("model.npz", "cv.pt", "train.json"))
+    doc = Campaign(path).progress()
+    assert (doc["phase"], doc["last_error"]["phase"], doc["last_error"]["message"]) == ("train", "train", str(err.value))
+
+
+def named(name: str) -> torch.nn.Module:
+    """A tiny model that keeps its name through the forked workers' pickling."""
+    model = torch.nn.Linear(1, 1)
+    model.name = name
+    return model
+
+
 @pytest.mark.parametrize("warm, fresh, kept", [
     ((1.0, 0.2), (0.97, 0.3), 1),  # the lower K_s wins over a lower reconstruction loss
     ((1.0, 0.2), (math.inf, 0.1), 0),  # a member without K_s (untrusted) loses to one with it
@@ -312,11 +331,36 @@ def test_ensemble_keeps_the_member_with_the_lowest_score_tuple(tmp_path, warm, f
     from cvcycle.routes.fit import train_ensemble
 
     c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
+    models = [named("warm"), named("fresh")]
     scores = {"warm": warm, "fresh": fresh}
-    model, info = train_ensemble(c, 1, lambda line: None, lambda j, init, ckpt, label, log: TrainResult(["warm", "fresh"][j]),
-                                 lambda m: scores[m], "K_s / loss", previous="warm")
-    assert model == ["warm", "fresh"][kept] and info["chosen"] == kept and info["criterion"] == "K_s / loss"
+    model, info = train_ensemble(c, 1, lambda line: None, lambda j, init, ckpt, label, log: TrainResult(models[j]),
+                                 lambda m: scores[m.name], "K_s / loss", previous=models[0])
+    assert model.name == ["warm", "fresh"][kept] and info["chosen"] == kept and info["criterion"] == "K_s / loss"
     assert info["candidate_scores"] == [[None if math.isinf(v) else v for v in sc] for sc in (warm, fresh)]
+
+
+def test_a_diverged_member_is_left_out_and_an_ensemble_that_all_diverged_saves_nothing(tmp_path):
+    from cvcycle.errors import TrainingError
+    from cvcycle.learn.train import TrainResult
+    from cvcycle.routes.fit import train_ensemble
+
+    c = Campaign(make_campaign(tmp_path / "c", tiny_spec(learner={"ensemble": 3})))
+    good, nan_weights, nan_loss = named("good"), named("nan weights"), named("nan loss")
+    with torch.no_grad():
+        nan_weights.weight.fill_(math.nan)
+    results = [TrainResult(nan_weights, [0.5, 0.4]), TrainResult(good, [0.5, 0.4]), TrainResult(nan_loss, [0.5, math.inf])]
+    lines = []
+    model, info = train_ensemble(c, 1, lines.append, lambda j, init, ckpt, label, log: results[j],
+                                 lambda m: (0.0,), "loss", previous=None)
+    assert model.name == "good" and info["chosen"] == 1
+    assert "[iter 1 train] member 1 diverged (non-finite parameters weight): left out of the choice" in lines
+    assert "[iter 1 train] member 3 diverged (training loss inf from epoch 2): left out of the choice" in lines
+    with pytest.raises(TrainingError, match=r"iteration 1 train: every ensemble member diverged \(member 1: non-finite "
+                                            r"parameters weight; member 2: training loss inf from epoch 2; member 3: "
+                                            r"non-finite parameters weight\); nothing was saved"):
+        train_ensemble(c, 1, lines.append, lambda j, init, ckpt, label, log: [results[0], results[2], results[0]][j],
+                       lambda m: (0.0,), "loss", previous=None)
+    assert not (c.iter_dir(1) / "model.npz").exists()
 
 
 @pytest.mark.parametrize("below, kept", [
@@ -369,9 +413,10 @@ def test_ensemble_choice_is_logged_and_recorded(tmp_path):
 
     c = Campaign(make_campaign(tmp_path / "c", tiny_spec()))
     lines: list[str] = []
-    model, info = train_ensemble(c, 1, lines.append, lambda j, init, ckpt, label, log: TrainResult(["warm", "fresh"][j]),
-                                 lambda m: {"warm": (1.0,), "fresh": (0.9,)}[m], "K_s", previous="warm",
+    models = [named("warm"), named("fresh")]
+    model, info = train_ensemble(c, 1, lines.append, lambda j, init, ckpt, label, log: TrainResult(models[j]),
+                                 lambda m: {"warm": (1.0,), "fresh": (0.9,)}[m.name], "K_s", previous=models[0],
                                  choose=lambda models, scores: (0, {"ks_below_warm": [None, 0.5]}))
-    assert model == "warm" and info["chosen"] == 0 and info["ks_below_warm"] == [None, 0.5]
+    assert model.name == "warm" and info["chosen"] == 0 and info["ks_below_warm"] == [None, 0.5]
     assert lines[-2:] == ["[iter 1 train] K_s: 1.000e+00, 9.000e-01: keeping model 1",
                           "[iter 1 train] ks_below_warm: [None, 0.5]"]

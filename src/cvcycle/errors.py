@@ -17,6 +17,10 @@ class SimulationError(CvcycleError):
     """A simulation diverged (NaN/inf); the message names iteration, step and walker."""
 
 
+class TrainingError(CvcycleError):
+    """Training diverged (a non-finite loss or parameter); nothing of it was saved."""
+
+
 class WorkspaceError(CvcycleError):
     """A job directory is missing files, holds corrupted ones, or is locked by another process."""
 

@@ -13,6 +13,7 @@ import torch
 from .. import io as cio
 from ..campaign import Campaign
 from ..checkpoints import CheckpointSeries
+from ..errors import TrainingError
 from ..forked import fork_map, usable_workers
 from ..learn.train import TrainResult
 from ..models.export import cv_module, export_committor, export_cv, load_model, save_model
@@ -62,8 +63,19 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
         log(f"[iter {k} train] fitting {cfg['ensemble']} members in {workers} processes")
     forked = fork_map([partial(fit, j) for j in range(cfg["ensemble"])], workers, log)
     results = [r if r is not None else fit(j, log) for j, r in enumerate(forked)]
-    scores = [score(r.model) for r in results]
-    best, record = choose([r.model for r in results], scores)
+    diverged = {j: why for j, r in enumerate(results) if (why := _divergence(r))}
+    if len(diverged) == len(results):
+        raise TrainingError(f"iteration {k} train: every ensemble member diverged ("
+                            + "; ".join(f"member {j + 1}: {why}" for j, why in diverged.items())
+                            + f"); nothing was saved. learner.learning_rate = {cfg['learning_rate']:g} may be too large: "
+                            "start a new campaign with a smaller one (`python project.py init SPEC.toml`)")
+    for j, why in diverged.items():
+        log(f"[iter {k} train] member {j + 1} diverged ({why}): left out of the choice")
+    kept = [j for j in range(len(results)) if j not in diverged]
+    scores = [score(r.model) if j in kept else (math.inf,) for j, r in enumerate(results)]
+    pick = lowest if 0 in diverged else choose  # `choose` may favour member 0, the warm one
+    chosen, record = pick([results[j].model for j in kept], [scores[j] for j in kept])
+    best = kept[chosen]
     shown = ", ".join(" / ".join(f"{v:.3e}" for v in sc) for sc in scores)
     log(f"[iter {k} train] {criterion}: {shown}: keeping model {best + 1}")
     for key, value in record.items():
@@ -72,6 +84,15 @@ def train_ensemble(c: Campaign, k: int, log: Log, fit_member: Callable[[int, Any
     finite = [[v if math.isfinite(v) else None for v in sc] for sc in scores]
     return r.model, {"train_loss": r.train_loss, "val_loss": r.val_loss, "best_epoch": r.best_epoch,
                      "seconds": r.seconds, "chosen": best, "criterion": criterion, "candidate_scores": finite, **record}
+
+
+def _divergence(result: TrainResult) -> str | None:
+    """Why a trained member is unusable (a non-finite training loss or parameter), or None."""
+    bad_epochs = [e for e, loss in enumerate(result.train_loss, 1) if not math.isfinite(loss)]
+    if bad_epochs:
+        return f"training loss {result.train_loss[bad_epochs[0] - 1]} from epoch {bad_epochs[0]}"
+    bad = [name for name, t in result.model.state_dict().items() if not torch.isfinite(t).all()]
+    return f"non-finite parameters {', '.join(bad[:3])}" if bad else None
 
 
 def cv_of(c: Campaign, k: int) -> torch.nn.Module:
