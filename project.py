@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from flow.errors import NoSchedulerError, UserOperationError
 from cvcycle.campaign import Campaign
 from cvcycle.errors import CvcycleError
 from cvcycle.scheduler import slurm_state, walltime_from_environment
+from cvcycle.spec import ResourcesSpec
 
 class Project(FlowProject):
     def __init__(self, *args, **kwargs):
@@ -37,14 +39,24 @@ def _progress(job) -> dict:
         return {"error": str(exc)}
 
 
+def problem(job) -> str | None:
+    """Why a job cannot be run as a campaign (not one, an older version, a damaged state point
+    or document), or None: such jobs are skipped by `run` and `submit` and reported at the end."""
+    try:
+        Campaign(job.path)
+    except CvcycleError as exc:
+        return str(exc)
+    return None
+
+
 def _resource(key: str):
     """A directive read from the campaign's [resources] settings (the state point's, or what
-    `python -m cvcycle extend` set since)."""
+    `python -m cvcycle extend` set since); the default for a job that is not a campaign."""
     def directive(job):
         try:
             return Campaign(job.path).spec["resources"][key]
-        except CvcycleError:  # a damaged campaign: its run reports the problem
-            return job.sp["spec"]["resources"][key]
+        except CvcycleError:  # skipped by the precondition, reported after the run
+            return getattr(ResourcesSpec(), key)
     return directive
 
 
@@ -100,7 +112,7 @@ def slurm(job):
 # -- the one operation ----------------------------------------------------------------------
 # With an omp_num_threads directive, `run` executes each operation in a fresh process
 # (`project.py exec advance <id>` with OMP_NUM_THREADS set), which reports its own errors.
-@Project.pre(lambda job: not finished(job))
+@Project.pre(lambda job: problem(job) is None and not finished(job))
 @Project.post(finished)
 # `advance` stops between phases early enough to checkpoint before the walltime (script.sh).
 @Project.operation(directives={"np": _resource("cpus"), "omp_num_threads": _resource("cpus"), "ngpu": _resource("gpus"),
@@ -145,12 +157,41 @@ def init(argv: list[str]) -> int:
               f"(engine.name = {specs[0]['engine']['name']!r} runs on the CPU); SLURM jobs will hold GPUs that stay idle",
               file=sys.stderr)
     project = signac.init_project()
-    for s in specs:
-        job = project.open_job({"spec": s})
-        state = "exists" if job in project else "created"
-        job.init()
-        print(f"{job.id}  {s['campaign']['name']}  seed {s['campaign']['seed']}  {state}")
+    job = None
+    try:
+        for s in specs:
+            job = project.open_job({"spec": s})
+            state = "exists" if os.path.isfile(os.path.join(job.path, "signac_statepoint.json")) else "created"
+            job.init()
+            print(f"{job.id}  {s['campaign']['name']}  seed {s['campaign']['seed']}  {state}")
+    except KeyboardInterrupt:  # leave no job folder without its state point behind
+        if job is not None and os.path.isdir(job.path) and not os.path.isfile(os.path.join(job.path, "signac_statepoint.json")):
+            shutil.rmtree(job.path, ignore_errors=True)
+        print("interrupted: the campaigns listed above were created; run init again to create the rest", file=sys.stderr)
+        return 130
     return 0
+
+
+def remove_empty_job_folders(project) -> None:
+    """Remove workspace folders that hold nothing at all (what an `init` killed between creating a
+    job's folder and writing its state point leaves): signac would refuse the whole project."""
+    workspace = project.workspace if hasattr(project, "workspace") else os.path.join(project.path, "workspace")
+    if not os.path.isdir(workspace):
+        return
+    for name in sorted(os.listdir(workspace)):
+        folder = os.path.join(workspace, name)
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+            print(f"warning: removed the empty job folder {folder} (left by an interrupted init; it held no data)",
+                  file=sys.stderr)
+
+
+def report_skipped(project, others: str) -> bool:
+    """One `error:` line per job that is not a runnable campaign; True if there was one."""
+    skipped = [(job.id, why) for job in project if (why := problem(job))]
+    for job_id, why in skipped:
+        print(f"error: job {job_id} skipped: {why} (the other campaigns {others})", file=sys.stderr)
+    return bool(skipped)
 
 
 INIT_HELP = """
@@ -170,8 +211,13 @@ if __name__ == "__main__":
                   + INIT_HELP)
             sys.exit(0)
         sys.exit("error: no signac project here; create one with `python project.py init SPEC.toml`")
+    runs = sys.argv[1:2] in (["run"], ["submit"])
+    if runs:
+        remove_empty_job_folders(project)
     try:
         project.main()
+        if runs and report_skipped(project, "ran" if sys.argv[1] == "run" else "were submitted"):
+            sys.exit(2)
     except SystemExit:
         if wants_help:
             print("\nand, before any of these:" + INIT_HELP)

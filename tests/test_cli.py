@@ -253,3 +253,35 @@ def test_init_warns_that_no_engine_uses_a_gpu(tmp_path):
     assert r.stderr.startswith("warning: resources.gpus = 1: no engine of this version runs on a GPU")
     assert "created" in r.stdout
     assert "warning" not in project(tmp_path, "init", str(write_spec(tmp_path / "cpu.toml"))).stderr
+
+
+def test_bad_jobs_are_skipped_and_reported_and_the_other_campaigns_run(tmp_path):
+    """A foreign signac job and the empty folder an interrupted init leaves do not stop `run`:
+    the campaign runs to its end, the empty folder is removed (it held nothing), and the foreign
+    job is named in one error line with exit status 2."""
+    import signac
+
+    spec = write_spec(tmp_path / "tiny.toml", budget={"max_iterations": 2}, convergence={"min_iterations": 2})
+    r = project(tmp_path, "init", str(spec))
+    assert r.returncode == 0, r.stderr
+    campaign = r.stdout.split()[0]
+    foreign = signac.get_project(str(tmp_path)).open_job({"a": 1}).init().id
+    empty = tmp_path / "workspace" / ("0" * 32)
+    empty.mkdir()
+    r = project(tmp_path, "run")
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == [f"warning: removed the empty job folder {empty} (left by an interrupted init; it held no data)",
+                     f"error: job {foreign} skipped: {tmp_path / 'workspace' / foreign / 'signac_statepoint.json'}: not a "
+                     "cvcycle state point (expected {\"spec\": {...}}) (the other campaigns ran)"]
+    assert show_json(tmp_path, campaign)["status"] in ("converged", "budget") and not empty.exists()
+
+
+def test_init_creates_a_job_whose_folder_exists_without_its_state_point(tmp_path):
+    spec = write_spec(tmp_path / "tiny.toml")
+    job_id = project(tmp_path, "init", str(spec)).stdout.split()[0]
+    (tmp_path / "workspace" / job_id / "signac_statepoint.json").unlink()  # as a killed init leaves it
+    r = project(tmp_path, "init", str(spec))
+    assert r.returncode == 0 and r.stdout.split()[-1] == "created", r.stderr
+    assert (tmp_path / "workspace" / job_id / "signac_statepoint.json").is_file()
