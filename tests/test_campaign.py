@@ -133,6 +133,25 @@ def test_corrupted_simulation_checkpoint_falls_back_to_the_previous_one(tmp_path
     assert campaign_digests(path) == campaign_digests(reference)
 
 
+@pytest.mark.parametrize("segment, resumed", [(0, None), (1, "[iter 1 simulate] resuming at segment 1/3")])
+def test_a_damaged_segment_is_recomputed_and_the_campaign_ends_bit_for_bit(tmp_path, segment, resumed):
+    """Segment 0 precedes every kept checkpoint: the iteration starts again; segment 1 follows
+    checkpoint 1: the run resumes there. Either way the results equal an undamaged run's."""
+    spec = tiny_spec()
+    reference = make_campaign(tmp_path / "reference", spec)
+    advance(reference, log=lambda line: None)
+    path = make_campaign(tmp_path / "c", spec)
+    _run_until(path, "[iter 1 simulate] opes on CV_1: segment 2/3")
+    damaged = path / "iter-001" / "sim" / f"segment-{segment:04d}.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    lines: list[str] = []
+    advance(path, log=lines.append)
+    warning = next(line for line in lines if line.startswith("warning:"))
+    assert str(damaged) in warning and "iteration 1 is recomputed from" in warning
+    assert resumed is None or resumed in lines
+    assert campaign_digests(path) == campaign_digests(reference)
+
+
 def test_corrupted_training_checkpoint_falls_back_and_training_resumes_bit_for_bit(tmp_path):
     # one process, so that member 1 has finished when member 2 starts
     spec = tiny_spec(learner={"epochs": 8, "checkpoint_epochs": 2, "patience": 100}, resources={"cpus": 1})

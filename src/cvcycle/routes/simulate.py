@@ -18,7 +18,7 @@ from ..campaign import Campaign
 from ..checkpoints import CheckpointSeries
 from ..engines import make_engine
 from ..engines.base import Frames
-from ..errors import SimulationError, WalltimeReached
+from ..errors import SimulationError, WalltimeReached, WorkspaceError
 from ..systems import System, make_system
 from .data import (equilibrated, fes_iterations, flat, inverse_mass, iteration_steps, load_samples, mixture_weights,
                    steps_before, transitions, walker_steps_through)
@@ -64,6 +64,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, spec["system"]["temperature"],
                       inverse_mass(spec))
     checkpoints = _sim_checkpoints(c, k)
+    _recompute_damaged_segments(c, k, n_seg, checkpoints, log)
     saved = checkpoints.latest(log)
     if saved is None:
         start = 0
@@ -109,6 +110,32 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     if hook is not None:
         cio.write_npz(c.iter_dir(k) / "bias.npz", **{key: v.numpy() for key, v in hook.bias.state_dict().items()})
     c.update_doc(phase="train", total_steps=walker_steps_through(spec, k))
+
+
+def _recompute_damaged_segments(c: Campaign, k: int, n_seg: int, checkpoints: CheckpointSeries, log: Log) -> None:
+    """If a finished segment file of iteration k fails its checksum (a truncated or damaged file),
+    remove it, the segments after it and the checkpoints after the newest one that precedes it,
+    so that the run recomputes them: from that checkpoint, or from the iteration's start (the
+    streams are seeded, so the recomputed segments are the same bits)."""
+    sim, d = c.iter_dir(k) / "sim", c.iter_dir(k)
+    if (d / "samples.npz").is_file() and (d / "trajectory.npz").is_file():
+        return  # already joined: the segments left are being removed
+    for seg in range(n_seg):
+        path = sim / f"segment-{seg:04d}.npz"
+        if not path.is_file():
+            continue
+        try:
+            cio.read_npz(path)
+        except WorkspaceError as exc:
+            restart = max([i for i in checkpoints.indices() if i <= seg], default=0)
+            for later in range(restart, n_seg):
+                (sim / f"segment-{later:04d}.npz").unlink(missing_ok=True)
+            for index in checkpoints.indices():
+                if index > restart:
+                    checkpoints.path(index).unlink()
+            log(f"warning: {exc}; iteration {k} is recomputed from "
+                + (f"checkpoint {checkpoints.path(restart).name}" if restart else "its start") + " (the same bits)")
+            return
 
 
 def _write_segment(path: Path, frames: Frames, system: System, first_frame: int, position_stride: int) -> np.ndarray:
