@@ -64,35 +64,44 @@ def finished(job) -> bool:
     return _progress(job).get("status") in ("converged", "budget")
 
 
-# -- labels for `status -d` ---------------------------------------------------------------
-@Project.label
-def iteration(job):
+# -- labels for `status` ---------------------------------------------------------------------
+# The overview counts each distinct label text: the state labels below take few values (one row
+# each); the per-campaign details are one `progress` label, so N campaigns give at most N rows.
+def state(job) -> str:
+    """not a campaign | not started | running | failed (last run stopped by an error) | converged | budget."""
     p = _progress(job)
-    return f"error: {p['error']}" if "error" in p else f"iteration {p['iteration']}"
+    if "error" in p:
+        return "not a campaign"
+    if p["status"] != "running":
+        return p["status"]
+    if p.get("last_error"):
+        return "failed"
+    return "running" if p.get("run") else "not started"
+
+
+for _state in ("not a campaign", "not started", "running", "failed", "converged", "budget"):
+    Project.label(_state)(lambda job, _state=_state: state(job) == _state)
 
 
 @Project.label
-def phase(job):
-    return f"phase {_progress(job).get('phase', '?')}"
-
-
-@Project.label
-def status(job):
-    return f"status {_progress(job).get('status', '?')}"
-
-
-@Project.label
-def total_steps(job):
-    return f"steps {_progress(job).get('total_steps', 0):,}"
-
-
-@Project.label
-def last_checkpoint(job):
-    try:
-        stamp = Campaign(job.path).last_checkpoint()
-    except CvcycleError:
-        return None
-    return f"checkpoint {stamp}" if stamp else None
+def progress(job):
+    """iteration, phase, walker steps, the checks the last analysis failed, the newest checkpoint
+    and the SLURM job that last advanced the campaign (with its state now)."""
+    p = _progress(job)
+    if "error" in p:
+        return f"error: {p['error'][:160]}"
+    history = sorted(p["history"], key=lambda h: h.get("iteration", -1))
+    failed = [name for name, ok in history[-1].get("checks", {}).items() if not ok] if history else []
+    parts = [f"iteration {p['iteration']} {p['phase']}", f"{p['total_steps']:,} steps"]
+    if failed and p["status"] != "converged":
+        parts.append(f"checks failed: {', '.join(failed)}")
+    stamp = Campaign(job.path).last_checkpoint()
+    if stamp:
+        parts.append(f"checkpoint {stamp}")
+    slurm_job = (p.get("run") or {}).get("slurm_job")
+    if slurm_job:
+        parts.append(f"slurm {slurm_job} {slurm_state(slurm_job) or '?'}")
+    return ", ".join(parts)
 
 
 @Project.label
@@ -102,17 +111,13 @@ def last_error(job):
     return f"error in iteration {error['iteration']} {error['phase']}: {error['message'][:120]}" if error else None
 
 
-@Project.label
-def slurm(job):
-    """The SLURM job that last advanced the campaign, and its state now."""
-    slurm_job = (_progress(job).get("run") or {}).get("slurm_job")
-    return f"slurm {slurm_job} {slurm_state(slurm_job) or '?'}" if slurm_job else None
-
-
 # -- the one operation ----------------------------------------------------------------------
 # With an omp_num_threads directive, `run` executes each operation in a fresh process
 # (`project.py exec advance <id>` with OMP_NUM_THREADS set), which reports its own errors.
-@Project.pre(lambda job: problem(job) is None and not finished(job))
+# A campaign whose last run failed (a divergence, a damaged file) would fail the same way again,
+# so it is not eligible (a cron-driven `submit` would resubmit it forever) until the cause is
+# fixed and it is run by hand: `python project.py run -j ID --ignore-conditions pre`.
+@Project.pre(lambda job: problem(job) is None and not finished(job) and not _progress(job).get("last_error"))
 @Project.post(finished)
 # `advance` stops between phases early enough to checkpoint before the walltime (script.sh).
 @Project.operation(directives={"np": _resource("cpus"), "omp_num_threads": _resource("cpus"), "ngpu": _resource("gpus"),

@@ -147,8 +147,30 @@ def test_status_shows_labels(finished):
     assert r.returncode == 0, r.stderr
     for job_id in ids:
         line = next(line for line in r.stdout.splitlines() if line.startswith(job_id))
-        assert "iteration 1" in line and "phase done" in line and "steps 4,800" in line
-        assert "status budget" in line or "status converged" in line
+        assert "iteration 1 done, 4,800 steps" in line and "checkpoint 20" in line
+        assert ("budget" in line and "checks failed: " in line) or "converged" in line
+    # the overview: one row per state the campaigns are in, one progress row per campaign at most
+    overview = r.stdout.split("Detailed View")[0]
+    rows = [line for line in overview.splitlines() if "|" in line and "/2 (" in line]
+    assert 3 <= len(rows) <= 4, overview
+
+
+def test_a_failed_campaign_shows_as_failed_and_is_not_run_again_until_asked(finished, tmp_path):
+    import shutil
+
+    d = tmp_path / "p"
+    shutil.copytree(finished[0], d, symlinks=True)
+    doc_path = d / "workspace" / finished[1][0] / "signac_job_document.json"
+    doc = json.loads(doc_path.read_text())
+    doc.update(status="running", phase="simulate", iteration=2, last_error={"time": "t", "iteration": 2, "phase": "simulate",
+                                                                              "message": "simulation diverged at step 9"})
+    doc_path.write_text(json.dumps(doc))
+    r = project(d, "status", "-d")
+    line = next(line for line in r.stdout.splitlines() if line.startswith(finished[1][0]))
+    assert ", failed, iteration 2 simulate" in line and "error in iteration 2 simulate: simulation diverged at step 9" in line
+    r = project(d, "run")
+    assert r.returncode == 0 and "[iter" not in r.stdout + r.stderr, r.stderr
+    assert json.loads(doc_path.read_text()) == doc  # not eligible: untouched
 
 
 def test_second_run_does_nothing(finished):

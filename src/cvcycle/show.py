@@ -148,10 +148,11 @@ def _fmt(v: Any) -> str:
 
 def render(s: dict[str, Any]) -> str:
     """A readable report: header, per-iteration metrics table, paths."""
-    n = len(s["iterations"])
+    n = len(s["iterations"])  # iterations are numbered from 0, as in `status`, iter-NNN/ and the plots
+    done = f"at iteration {s['iteration']} ({n} iteration{'s' if n != 1 else ''}, 0-{s['iteration']})"
     state = {"running": f"running (iteration {s['iteration']}, phase {s['phase']})",
-             "converged": f"converged after {n} iteration(s)",
-             "budget": f"budget spent after {n} iteration(s), not converged"}.get(s["status"], s["status"])
+             "converged": f"converged {done}",
+             "budget": f"budget spent {done}, not converged"}.get(s["status"], s["status"])
     lines = [
         f"campaign   {s['campaign']}  (seed {s['seed']})",
         f"job        {s['id']}",
