@@ -430,7 +430,7 @@ def test_broken_workspace(finished_project, tmp_path, case):
     d = tmp_path / "project"
     shutil.copytree(base, d, symlinks=True)
     case.breaks(_job(d, job_id))
-    ignore = {".cvcycle.lock"} | ({DOC} if case.resumed else set())
+    ignore = {".cvcycle.lock", "campaign.log"} | ({DOC} if case.resumed else set())  # the log records the attempt
     before = tree(d, ignore)
     args = tuple(a.format(id=job_id, prefix=job_id[:8], id4=job_id[:4]) for a in case.args)
     r = command(d, args)
@@ -467,7 +467,7 @@ def test_a_bad_walltime_variable_is_one_error_and_changes_nothing(finished_proje
     d = tmp_path / "project"
     shutil.copytree(base, d, symlinks=True)
     resume("train")(_job(d, job_id))
-    before = tree(d, {".cvcycle.lock"})
+    before = tree(d, {".cvcycle.lock", "campaign.log"})
     r = command(d, ("project", "run"), CVCYCLE_WALLTIME_SECONDS=value)
     check_failure(r, (f"CVCYCLE_WALLTIME_SECONDS: expected a positive number of seconds, got '{value}'",))
-    assert tree(d, {".cvcycle.lock"}) == before
+    assert tree(d, {".cvcycle.lock", "campaign.log"}) == before

@@ -298,6 +298,21 @@ def test_bad_jobs_are_skipped_and_reported_and_the_other_campaigns_run(tmp_path)
                      f"error: job {foreign} skipped: {tmp_path / 'workspace' / foreign / 'signac_statepoint.json'}: not a "
                      "cvcycle state point (expected {\"spec\": {...}}) (the other campaigns ran)"]
     assert show_json(tmp_path, campaign)["status"] in ("converged", "budget") and not empty.exists()
+    out = [line for line in r.stdout.splitlines() if line.strip() and not line.startswith(("Using environment", "Fetching"))]
+    assert out and all(line.startswith(f"[{campaign[:8]}] ") for line in out), out[:5]  # whose line it is
+    assert out[-1].startswith(f"[{campaign[:8]}] summary: mueller-brown-autoencoder seed 0: ")
+
+
+def test_each_campaign_keeps_a_log_file_with_times_levels_and_a_summary(finished):
+    import re
+
+    d, ids = finished
+    for seed, job_id in enumerate(ids):
+        lines = (d / "workspace" / job_id / "campaign.log").read_text().splitlines()
+        assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 (INFO|WARNING|ERROR) ", line) for line in lines)
+        assert any("[iter 0 simulate] unbiased: segment 1/" in line and "elapsed" in line for line in lines)
+        assert re.search(rf"INFO summary: mueller-brown-autoencoder seed {seed}: (budget|converged) at iteration 1, "
+                         r"4,800 walker steps, \d+ s in this run", lines[-1]), lines[-1]
 
 
 def test_init_creates_a_job_whose_folder_exists_without_its_state_point(tmp_path):

@@ -14,24 +14,54 @@ from typing import Any, Callable
 
 from .campaign import Campaign, now_iso
 from . import io as cio
+from . import timing
 from .errors import CvcycleError, WalltimeReached
 from .routes import Analysis, route_for
 
 Log = Callable[[str], None]
 
 
-def advance(path: str | Path, walltime: float | None = None, log: Log = print) -> dict[str, Any]:
+LOG_FILE = "campaign.log"
+
+
+def advance(path: str | Path, walltime: float | None = None, log: Log | None = None) -> dict[str, Any]:
     """Run phases of one campaign until it converges, spends its budget, or (with `walltime`
     seconds) until the walltime is nearly spent: between phases when the next would likely not
     fit, inside simulation and training at a checkpoint. Returns the job document. An OSError
     (disk full, read-only file system) becomes one WorkspaceError with the path and the remedy;
-    every error that stops a phase is kept in the document's last_error where the disk allows."""
+    every error that stops a phase is kept in the document's last_error where the disk allows.
+
+    Every line goes to the campaign's log file (campaign.log: UTC time, level, line) and to
+    `log`, by default the console with the job id in front; the run ends with a summary line."""
     c = Campaign(path)
+    console = log if log is not None else (lambda line: print(f"[{c.id[:8]}] {line}", flush=True))
+    t0 = time.monotonic()
     with c.lock():
         try:
-            return _phases(c, walltime, log)
+            with open(c.path / LOG_FILE, "a") as fh:
+                def both(line: str) -> None:
+                    fh.write(f"{now_iso()} {'WARNING' if line.startswith('warning:') else 'INFO'} {line}\n")
+                    fh.flush()
+                    console(line)
+                try:
+                    doc = _phases(c, walltime, both)
+                except Exception as exc:
+                    fh.write(f"{now_iso()} ERROR {cio.os_error(exc) if isinstance(exc, OSError) else exc}\n")
+                    raise
+                both(summary_line(c, doc, time.monotonic() - t0))
+                return doc
         except OSError as exc:
             raise cio.os_error(exc) from None
+
+
+def summary_line(c: Campaign, doc: dict[str, Any], seconds: float) -> str:
+    """One line on where the campaign stands after a run."""
+    history = sorted(doc["history"], key=lambda h: h["iteration"])
+    failed = [name for name, ok in history[-1].get("checks", {}).items() if not ok] if history else []
+    where = f"{doc['status']} at iteration {doc['iteration']}" + (f" {doc['phase']}" if doc["status"] == "running" else "")
+    checks = f"; checks failed: {', '.join(failed)}" if failed and doc["status"] != "converged" else ""
+    return (f"summary: {c.spec['campaign']['name']} seed {c.seed}: {where}, {doc['total_steps']:,} walker steps, "
+            f"{timing.clock(seconds)} in this run{checks}")
 
 
 def _phases(c: Campaign, walltime: float | None, log: Log) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached, WorkspaceError
 from ..systems import System, make_system
+from ..timing import progress_time
 from .data import (equilibrated, fes_iterations, flat, inverse_mass, iteration_steps, load_samples, mixture_weights,
                    steps_before, transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
@@ -88,6 +89,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
             hook.bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
         log(f"[iter {k} simulate] resuming at segment {start}/{n_seg}")
     kind = "unbiased" if hook is None else f"{spec['bias']['kind']} on CV_{k}"
+    t_phase = time.perf_counter()
     for seg in range(start, n_seg):
         t0 = time.perf_counter()
         n = min(seg_len, steps - seg * seg_len)
@@ -103,7 +105,8 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         rate = en["walkers"] * n / (time.perf_counter() - t0)
         share = "  ".join(f"{name} {100 * np.mean(labels == j):4.1f}%" for j, name in enumerate(system.states))
         log(f"[iter {k} simulate] {kind}: segment {seg + 1}/{n_seg}, step {seg * seg_len + n}/{steps}, "
-            f"{rate:,.0f} walker-steps/s, frames in {share}")
+            f"{rate:,.0f} walker-steps/s, frames in {share}; "
+            f"{progress_time(time.perf_counter() - t_phase, seg + 1 - start, n_seg - start)}")
         if deadline is not None and seg + 1 < n_seg and time.monotonic() + 1.5 * (time.perf_counter() - t0) > deadline:
             raise WalltimeReached(f"[iter {k} simulate] stopping after segment {seg + 1}/{n_seg}: walltime budget nearly spent")
     _gather_segments(c, k, n_seg)
