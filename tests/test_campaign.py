@@ -219,15 +219,16 @@ def test_walltime_budget_stops_between_phases_and_the_next_call_continues(tmp_pa
     lines: list[str] = []
     doc = advance(path, walltime=1e-3, log=lines.append)  # always one phase, then the budget is spent
     assert (doc["iteration"], doc["phase"], doc["status"]) == (0, "train", "running")
-    assert lines[-1].endswith("stopping before iteration 0 train: walltime budget nearly spent")
+    assert lines[-2].endswith("stopping before iteration 0 train: walltime budget nearly spent")
+    assert lines[-1].startswith("summary: mueller-brown-autoencoder seed 0: running at iteration 0 train, 1,600 walker steps")
     lines.clear()
     doc = advance(path, walltime=1e-3, log=lines.append)  # inside training: at the first epoch checkpoint
-    assert lines[-1] == "[iter 0 train 1/2] stopping at epoch 2: walltime budget nearly spent"
+    assert lines[-2] == "[iter 0 train 1/2] stopping at epoch 2: walltime budget nearly spent"
     assert (doc["iteration"], doc["phase"]) == (0, "train")
     _run_until(path, "[iter 1 simulate] bias primed")
     lines.clear()
     doc = advance(path, walltime=1e-3, log=lines.append)  # inside simulation: after a segment
-    assert lines[-1] == "[iter 1 simulate] stopping after segment 1/3: walltime budget nearly spent"
+    assert lines[-2] == "[iter 1 simulate] stopping after segment 1/3: walltime budget nearly spent"
     assert (doc["iteration"], doc["phase"]) == (1, "simulate")
     assert advance(path, log=lambda line: None)["status"] in ("converged", "budget")
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -75,7 +76,7 @@ def queued(campaign_id: str) -> dict[str, str]:
     return {job: state for job, state, name in rows if f"/{campaign_id}/" in name}
 
 
-def wait_until(predicate, what: str, timeout: float = 120.0):
+def wait_until(predicate, what: str, timeout: float = 120.0, poll: float = POLL):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -83,7 +84,7 @@ def wait_until(predicate, what: str, timeout: float = 120.0):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def submit(cwd: Path, campaign_id: str, out: Path) -> set[str]:
@@ -195,11 +196,17 @@ def test_cancelled_job_resumes_bit_for_bit(tmp_path, campaigns):
                 doc = {}
             if not queued(cid):
                 raise AssertionError(f"job {first} left the queue before iteration 1:\n{job_log(out, first)}")
-            # Segment 2 starts only after the checkpoint of segment 1 is written.
-            return (doc.get("iteration", 0) >= 1 and doc.get("phase") == "simulate"
-                    and len(list(sim.glob("segment-*.npz"))) >= 2)
+            return doc if doc.get("iteration", 0) >= 1 and doc.get("phase") == "simulate" else None
 
-        wait_until(in_iteration_1, "two segments of iteration 1")
+        # The cancel must land between segment 2 and the iteration's end: rather than racing the
+        # job, hold its process (SIGSTOP) as soon as iteration 1 starts, then let it run in short
+        # slices until two segments are written; scancel (SIGCONT, SIGTERM, later SIGKILL) ends it.
+        pid = wait_until(in_iteration_1, "iteration 1 to start", poll=0.005)["run"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        while len(list(sim.glob("segment-*.npz"))) < 2:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+            os.kill(pid, signal.SIGSTOP)
         subprocess.run(["scancel", first], check=True, timeout=30)
         wait_for_queue(cid)
         done = sorted(p.name for p in sim.glob("segment-*.npz"))
