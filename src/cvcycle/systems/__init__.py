@@ -7,10 +7,9 @@ from typing import Any
 
 from .base import System
 
-MODEL_POTENTIALS = ("mueller-brown", "wolfe-quapp", "double-well")
-# each 2-D potential's box: ((x0, x1), (y0, y1)), the range of its reference grid and plots
-MODEL_BOXES = {"mueller-brown": ((-1.7, 1.3), (-0.5, 2.2)), "wolfe-quapp": ((-2.2, 2.2), (-2.2, 2.2)),
-               "double-well": ((-2.0, 2.0), (-1.5, 1.5))}
+from .boxes import MODEL_BOXES
+
+MODEL_POTENTIALS = tuple(MODEL_BOXES)  # the 2-D model potentials
 PARTICLE_SYSTEMS = {"lj7": 7}  # name -> number of particles
 
 

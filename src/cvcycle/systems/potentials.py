@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from . import MODEL_BOXES
+from .boxes import MODEL_BOXES
 
 Tensor = torch.Tensor
 
