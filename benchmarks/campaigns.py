@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from cvcycle.analysis.benchmark import campaign_summary, straight_line_quality
-    from cvcycle.spec import load_spec
+    from cvcycle.spec import load_spec, validate
     from cvcycle.systems import MODEL_POTENTIALS
 
     tasks = [(s, seed) for s in args.specs for seed in range(args.seeds)]
@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| spec | x | -x+0.5y | best straight line | exact committor |")
     print("|---|---|---|---|---|")
     for s in args.specs:
-        if load_spec(s)["system"]["potential"] not in MODEL_POTENTIALS:  # no exact committor to compare with
+        spec = validate(override(load_spec(s), args.set))  # the condition the campaigns ran at
+        if spec["system"]["potential"] not in MODEL_POTENTIALS:  # no exact committor to compare with
             continue
-        q = straight_line_quality(load_spec(s))
+        q = straight_line_quality(spec)
         cells = " | ".join(f"{q[k]['r2']:.4f} / {q[k]['width']:.3f}" for k in ("x", "-x+0.5y", "best line", "exact q"))
         print(f"| {Path(s).stem} | {cells} |")
     return 0
