@@ -83,7 +83,7 @@ def fit(model: torch.nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor],
         st = _restore(saved[1], model, opt, gen)
         log(f"[{label}] resuming at epoch {st.epoch}/{cfg['epochs']}{' (finished)' if st.done else ''}")
     t0 = last = time.perf_counter()
-    first = st.epoch
+    first, started = st.epoch, time.monotonic()  # (for progress lines; perf_counter paces the checkpoints)
     while not st.done:
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen)]
@@ -109,7 +109,7 @@ def fit(model: torch.nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor],
         st.done = early or st.epoch == cfg["epochs"]
         if epoch % 50 == 0 or st.done:
             log(f"[{label}] epoch {st.epoch:4d}/{cfg['epochs']}  loss {st.train_loss[-1]:.3e}  val {vloss:.3e}  "
-                f"({progress_time(time.perf_counter() - t0, st.epoch - first, cfg['epochs'] - first, bound=not st.done)})")
+                f"({progress_time(time.monotonic() - started, st.epoch - first, cfg['epochs'] - first, bound=not st.done)})")
         if early:
             log(f"[{label}] early stop: no validation improvement for {cfg['patience']} epochs")
         if st.done and st.best_state is not None:
