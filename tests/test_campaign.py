@@ -219,7 +219,7 @@ def test_walltime_budget_stops_between_phases_and_the_next_call_continues(tmp_pa
     lines: list[str] = []
     doc = advance(path, walltime=1e-3, log=lines.append)  # always one phase, then the budget is spent
     assert (doc["iteration"], doc["phase"], doc["status"]) == (0, "train", "running")
-    assert lines[-2].endswith("stopping before iteration 0 train: walltime budget nearly spent")
+    assert lines[-2] == "[iter 0 train] stopping before it: walltime budget nearly spent"
     assert lines[-1].startswith("summary: mueller-brown-autoencoder seed 0: running at iteration 0 train, 1,600 walker steps")
     lines.clear()
     doc = advance(path, walltime=1e-3, log=lines.append)  # inside training: at the first epoch checkpoint

@@ -70,14 +70,14 @@ def _phases(c: Campaign, walltime: float | None, log: Log) -> dict[str, Any]:
     route = route_for(c.spec)
     c.check(route.files)
     if stale := c.remove_stale_temporaries():
-        log(f"[{c.id}] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
+        log(f"[start] removed {len(stale)} temporary file(s) of writes interrupted by a kill")
     if not c.finished:
         c.record_run()
     while not c.finished:
         doc = c.progress()
         k, phase = doc["iteration"], doc["phase"]
         if walltime is not None and longest and time.monotonic() - t_start + 1.5 * longest > walltime:
-            log(f"[{c.id}] stopping before iteration {k} {phase}: walltime budget nearly spent")
+            log(f"[iter {k} {phase}] stopping before it: walltime budget nearly spent")
             break
         t0 = time.monotonic()
         try:
