@@ -351,7 +351,8 @@ WORKSPACE_CASES = [
     WorkspaceCase("run-statepoint-budget-changed-after-start", chain(resume("train"), set_sp(budget__max_iterations=5)),
                   RUN, ("budget.max_iterations: 3 -> 5", "python -m cvcycle extend"), resumed=True),
     WorkspaceCase("extend-not-a-run-setting", lambda job: None, ("extend", "{id}", "--set", "engine.steps=5"),
-                  ("--set engine.steps: only the run settings change", "engine.* describes the campaign itself",)),
+                  ("--set engine.steps: only the run settings change after a campaign is created (budget.*, resources.*, "
+                   "analysis.plots); engine.steps describes the campaign itself",)),
     WorkspaceCase("extend-below-what-is-spent", lambda job: None, ("extend", "{id}", "--set", "budget.max_total_steps=5000"),
                   ("budget.max_total_steps: the campaign has spent 8,000 walker steps, got 5,000",)),
     WorkspaceCase("extend-invalid-value", lambda job: None, ("extend", "{id}", "--set", "resources.cpus=0"),

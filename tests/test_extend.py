@@ -29,6 +29,9 @@ def test_extended_campaign_continues_bit_for_bit_like_one_with_the_larger_budget
         lines = extend(c, {"budget": {"max_total_steps": 2_000_000}})
     assert lines == ["budget.max_total_steps: 6400 -> 2000000", "status: budget -> running (continues with iteration 2)"]
     assert Campaign(short).spec["budget"]["max_total_steps"] == 2_000_000  # the document's setting overrides
+    with c.lock():  # plots are a run setting too: on and off again, nothing else changes
+        assert extend(c, {"analysis": {"plots": True}}) == ["analysis.plots: False -> True"]
+        assert extend(c, {"analysis": {"plots": False}}) == ["analysis.plots: True -> False"]
     advance(short, log=lambda line: None)
 
     assert campaign_digests(short) == campaign_digests(reference)

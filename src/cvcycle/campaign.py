@@ -23,7 +23,17 @@ from . import io as cio
 from .errors import SpecError, WorkspaceError
 from .spec import validate
 
-RUN_SETTINGS = ("budget", "resources")  # spec sections that describe the run, not the science: `extend` changes them
+# what describes the run, not the science: `extend` changes it (section -> its keys, None for all)
+RUN_SETTINGS: dict[str, tuple[str, ...] | None] = {"budget": None, "resources": None, "analysis": ("plots",)}
+
+
+def is_run_setting(section: str, key: str) -> bool:
+    return section in RUN_SETTINGS and (RUN_SETTINGS[section] is None or key in RUN_SETTINGS[section])
+
+
+def run_setting_names() -> str:
+    """budget.*, resources.*, analysis.plots"""
+    return ", ".join(f"{s}.*" if keys is None else ", ".join(f"{s}.{k}" for k in keys) for s, keys in RUN_SETTINGS.items())
 STATEPOINT = "signac_statepoint.json"
 DOCUMENT = "signac_job_document.json"
 PHASES = ("simulate", "train", "analyze", "done")
@@ -83,13 +93,14 @@ class Campaign:
                 raise SpecError(f"{self.path / DOCUMENT}: settings: {exc}") from None
 
     def with_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """The state point's spec with run settings {section: {key: value}} (sections of
-        RUN_SETTINGS only) applied and validated; a SpecError names the setting."""
-        for section in settings:
-            if section not in RUN_SETTINGS:
-                raise SpecError(f"{section}: not a run setting (settings that may change: {', '.join(RUN_SETTINGS)})")
+        """The state point's spec with run settings {section: {key: value}} (RUN_SETTINGS only)
+        applied and validated; a SpecError names the setting."""
         if not all(isinstance(body, dict) for body in settings.values()):
             raise SpecError("settings: expected a table per section")
+        for section, body in settings.items():
+            for key in body:
+                if not is_run_setting(section, key):
+                    raise SpecError(f"{section}.{key}: not a run setting (those that may change: {run_setting_names()})")
         return validate({name: {**body, **settings.get(name, {})} for name, body in self.created_spec.items()})
 
     @property
@@ -173,11 +184,12 @@ class Campaign:
         diffs = _differences(started, self.created_spec)
         shown = "; ".join(f"{path}: {a!r} -> {b!r}" for path, a, b in diffs[:4])
         more = f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""
-        run_only = all(path.split(".")[0] in RUN_SETTINGS for path, _, _ in diffs)
+        run_only = all(is_run_setting(*path.split(".", 1)) for path, _, _ in diffs if "." in path)
         raise WorkspaceError(f"{self.path / STATEPOINT}: the campaign spec changed after the campaign started ({shown}{more}); "
                              "its finished iterations were made with the old one. Put the old values back, or start a "
                              "new campaign from the changed spec with `python project.py init SPEC.toml`"
-                             + ("; budget and resources change with `python -m cvcycle extend`" if run_only else ""))
+                             + (f"; run settings ({run_setting_names()}) change with `python -m cvcycle extend`"
+                                if run_only else ""))
 
     def finished_files(self, phase_files: PhaseFiles) -> list[tuple[int, str, Path]]:
         """(iteration, phase, file) for every file left by a phase the job document records as finished."""

@@ -1,5 +1,5 @@
-"""`python -m cvcycle extend`: change a campaign's run settings (budget, resources) without
-making a new campaign, and let one that spent its budget go on.
+"""`python -m cvcycle extend`: change a campaign's run settings (budget, resources, plots)
+without making a new campaign, and let one that spent its budget go on.
 
 The settings go into the job document (`settings`), which overrides the state point's; the
 state point, and so the job id, stay as they are. A campaign stopped by its budget becomes
@@ -13,22 +13,22 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
-from .campaign import RUN_SETTINGS, Campaign
+from .campaign import RUN_SETTINGS, Campaign, is_run_setting, run_setting_names
 from .errors import SpecError, WorkspaceError
 
 
 def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
-    """SECTION.KEY=VALUE strings (VALUE read as TOML) as {section: {key: value}}; only the
-    sections of RUN_SETTINGS."""
+    """SECTION.KEY=VALUE strings (VALUE read as TOML) as {section: {key: value}}; run settings
+    only (campaign.RUN_SETTINGS)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise SpecError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. budget.max_iterations=12")
-        if section not in RUN_SETTINGS:
+        if not is_run_setting(section, name):
             raise SpecError(f"--set {key}: only the run settings change after a campaign is created "
-                            f"({', '.join(s + '.*' for s in RUN_SETTINGS)}); {section}.* describes the campaign itself")
+                            f"({run_setting_names()}); {key} describes the campaign itself")
         try:
             out.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
@@ -52,7 +52,8 @@ def extend(c: Campaign, changes: dict[str, dict[str, Any]]) -> list[str]:
     if budget["max_total_steps"] < doc["total_steps"]:
         raise SpecError(f"budget.max_total_steps: the campaign has spent {doc['total_steps']:,} walker steps, "
                         f"got {budget['max_total_steps']:,}")
-    lines = [f"{s}.{k}: {c.spec[s][k]!r} -> {new[s][k]!r}" for s in RUN_SETTINGS for k in new[s] if new[s][k] != c.spec[s][k]]
+    lines = [f"{s}.{k}: {c.spec[s][k]!r} -> {new[s][k]!r}" for s in RUN_SETTINGS for k in new[s]
+             if is_run_setting(s, k) and new[s][k] != c.spec[s][k]]
     update: dict[str, Any] = {"settings": settings}
     k = doc["iteration"]
     if doc["status"] == "budget":
@@ -67,4 +68,5 @@ def extend(c: Campaign, changes: dict[str, dict[str, Any]]) -> list[str]:
         raise WorkspaceError(f"campaign {c.id} has converged; extend gives more budget or other resources to a "
                              "campaign that is running or ran out of budget")
     c.update_doc(**update)
+    c.spec = new
     return lines or ["nothing changed"]
