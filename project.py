@@ -11,6 +11,7 @@ All the work happens in cvcycle.loop.advance(job directory); this file only maps
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import signac
 from flow import FlowProject
 from flow.errors import NoSchedulerError, UserOperationError
 
-from cvcycle.campaign import Campaign
+from cvcycle.campaign import Campaign, science
 from cvcycle.errors import CvcycleError
 from cvcycle.scheduler import slurm_state, walltime_from_environment
 from cvcycle.spec import ResourcesSpec
@@ -162,10 +163,21 @@ def init(argv: list[str]) -> int:
               f"(engine.name = {specs[0]['engine']['name']!r} runs on the CPU); SLURM jobs will hold GPUs that stay idle",
               file=sys.stderr)
     project = signac.init_project()
+    existing = {}  # the science of each campaign already here -> its job id
+    for other in project:
+        try:
+            existing[json.dumps(science(Campaign(other.path).created_spec), sort_keys=True)] = other.id
+        except CvcycleError:
+            continue
     job = None
     try:
         for s in specs:
+            twin = existing.get(json.dumps(science(s), sort_keys=True))
             job = project.open_job({"spec": s})
+            if twin is not None and twin != job.id:  # the same campaign with other run settings
+                print(f"{twin}  {s['campaign']['name']}  seed {s['campaign']['seed']}  exists with other run settings "
+                      f"(change them with `python -m cvcycle extend {twin[:8]} --set ...`)")
+                continue
             state = "exists" if os.path.isfile(os.path.join(job.path, "signac_statepoint.json")) else "created"
             job.init()
             print(f"{job.id}  {s['campaign']['name']}  seed {s['campaign']['seed']}  {state}")

@@ -111,6 +111,19 @@ def test_init_is_idempotent_and_accepts_seed_lists(tmp_path):
     assert sp["spec"]["campaign"]["seed"] == 7 and sp["spec"]["engine"]["walkers"] == 8
 
 
+def test_init_of_the_same_campaign_with_another_budget_points_to_extend(tmp_path):
+    first = project(tmp_path, "init", str(write_spec(tmp_path / "a.toml")))
+    job_id = first.stdout.split()[0]
+    larger = write_spec(tmp_path / "b.toml", budget={"max_iterations": 9}, resources={"walltime_hours": 3.0})
+    r = project(tmp_path, "init", str(larger), "--seed-list", "0", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == (f"{job_id}  mueller-brown-autoencoder  seed 0  exists with other run settings "
+                        f"(change them with `python -m cvcycle extend {job_id[:8]} --set ...`)")
+    assert lines[1].endswith("seed 1  created")  # another seed is another campaign
+    assert len(list((tmp_path / "workspace").iterdir())) == 2
+
+
 def test_init_rejects_bad_spec_with_field_name(tmp_path):
     spec = write_spec(tmp_path / "bad.toml", engine={"walkers": -3})
     r = project(tmp_path, "init", str(spec))

@@ -31,6 +31,12 @@ def is_run_setting(section: str, key: str) -> bool:
     return section in RUN_SETTINGS and (RUN_SETTINGS[section] is None or key in RUN_SETTINGS[section])
 
 
+def science(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec without its run settings: what two campaigns must share to be the same campaign."""
+    return {section: {k: v for k, v in body.items() if not is_run_setting(section, k)} if isinstance(body, dict) else body
+            for section, body in spec.items()}
+
+
 def run_setting_names() -> str:
     """budget.*, resources.*, analysis.plots"""
     return ", ".join(f"{s}.*" if keys is None else ", ".join(f"{s}.{k}" for k in keys) for s, keys in RUN_SETTINGS.items())
