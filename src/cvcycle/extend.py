@@ -42,7 +42,7 @@ def extend(c: Campaign, changes: dict[str, dict[str, Any]]) -> list[str]:
     doc = c.progress()
     settings = {s: dict((doc.get("settings") or {}).get(s, {})) for s in RUN_SETTINGS}
     for section, body in changes.items():
-        settings[section].update(body)
+        settings.setdefault(section, {}).update(body)
     settings = {s: body for s, body in settings.items() if body}
     new = c.with_settings(settings)
     budget = new["budget"]
