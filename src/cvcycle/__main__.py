@@ -1,6 +1,6 @@
 """Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml`,
 `python -m cvcycle verify JOB` (every file read back),
-`python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other resources) and
+`python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other run settings) and
 `python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
@@ -80,12 +80,12 @@ def parser() -> argparse.ArgumentParser:
                                         "the damaged ones")
     ver.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
     ver.set_defaults(func=_verify)
-    ext = sub.add_parser("extend", help="change a campaign's budget or resources (a campaign that spent its budget "
-                                        "goes on with the next iteration)")
+    ext = sub.add_parser("extend", help="change a campaign's run settings: budget, resources, plots (a campaign that "
+                                        "spent its budget goes on with the next iteration)")
     ext.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
     ext.add_argument("--set", action="append", required=True, metavar="SECTION.KEY=VALUE",
-                     help="a budget.* or resources.* value, e.g. budget.max_iterations=12 or resources.walltime_hours=4 "
-                          "(repeatable)")
+                     help="a budget.*, resources.* or analysis.plots value, e.g. budget.max_iterations=12 or "
+                          "resources.walltime_hours=4 (repeatable)")
     ext.set_defaults(func=_extend)
     test = sub.add_parser("committor-test", help="committor histogram test of the latest 1-D CV by shooting "
                                                  "(writes committor_test.json and .png in the job directory)")
