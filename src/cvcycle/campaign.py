@@ -47,6 +47,17 @@ STATUSES = ("running", "converged", "budget")
 PhaseFiles = dict[str, tuple[str, ...]]  # phase -> files a finished phase leaves (the route's Route.files)
 
 
+def failed_checks(metrics: dict[str, Any]) -> list[str]:
+    """The convergence checks an iteration's metrics record as failed."""
+    return [name for name, ok in metrics.get("checks", {}).items() if not ok]
+
+
+def latest_failed_checks(doc: dict[str, Any]) -> list[str]:
+    """The checks the latest analysed iteration of a job document failed (none before one)."""
+    history = doc.get("history") or []
+    return failed_checks(max(history, key=lambda h: h.get("iteration", -1))) if history else []
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .campaign import Campaign, now_iso
+from .campaign import Campaign, latest_failed_checks, now_iso
 from . import io as cio
 from . import timing
 from .errors import CvcycleError, WalltimeReached
@@ -56,8 +56,7 @@ def advance(path: str | Path, walltime: float | None = None, log: Log | None = N
 
 def summary_line(c: Campaign, doc: dict[str, Any], seconds: float) -> str:
     """One line on where the campaign stands after a run."""
-    history = sorted(doc["history"], key=lambda h: h["iteration"])
-    failed = [name for name, ok in history[-1].get("checks", {}).items() if not ok] if history else []
+    failed = latest_failed_checks(doc)
     where = f"{doc['status']} at iteration {doc['iteration']}" + (f" {doc['phase']}" if doc["status"] == "running" else "")
     checks = f"; checks failed: {', '.join(failed)}" if failed and doc["status"] != "converged" else ""
     return (f"summary: {c.spec['campaign']['name']} seed {c.seed}: {where}, {doc['total_steps']:,} walker steps, "

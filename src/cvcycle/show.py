@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import io as cio
-from .campaign import STATEPOINT, Campaign
+from .campaign import STATEPOINT, Campaign, failed_checks
 from .errors import WorkspaceError
 from .features import make_featurizer
 from .scheduler import slurm_state
@@ -123,7 +123,7 @@ def summary(c: Campaign) -> dict[str, Any]:
         "plots": {k: v for k, v in plots.items() if v},
         "iterations": [{"iteration": h["iteration"], **{k: h.get(k) for k in keys},
                         "committor_test": _test(h.get("committor_test")), "converged": bool(h.get("converged")),
-                        "failed": [name for name, ok in h.get("checks", {}).items() if not ok]} for h in history],
+                        "failed": failed_checks(h)} for h in history],
     })
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..campaign import Campaign
+from ..campaign import Campaign, failed_checks
 from .quality import cv_committor_quality
 from .reference import reference_from_spec
 
@@ -39,4 +39,4 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
             "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact"),
             "committor_test": last.get("committor_test"),
-            "failed_checks": [name for name, ok in last.get("checks", {}).items() if not ok]}
+            "failed_checks": failed_checks(last)}
