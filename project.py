@@ -21,7 +21,7 @@ import signac
 from flow import FlowProject
 from flow.errors import NoSchedulerError, UserOperationError
 
-from cvcycle.campaign import Campaign, science
+from cvcycle.campaign import Campaign, latest_failed_checks, science
 from cvcycle.errors import CvcycleError
 from cvcycle.scheduler import slurm_state, walltime_from_environment
 from cvcycle.spec import ResourcesSpec
@@ -40,16 +40,6 @@ def _progress(job) -> dict:
         return {"error": str(exc)}
 
 
-def problem(job) -> str | None:
-    """Why a job cannot be run as a campaign (not one, an older version, a damaged state point
-    or document), or None: such jobs are skipped by `run` and `submit` and reported at the end."""
-    try:
-        Campaign(job.path)
-    except CvcycleError as exc:
-        return str(exc)
-    return None
-
-
 def _resource(key: str):
     """A directive read from the campaign's [resources] settings (the state point's, or what
     `python -m cvcycle extend` set since); the default for a job that is not a campaign."""
@@ -65,9 +55,17 @@ def finished(job) -> bool:
     return _progress(job).get("status") in ("converged", "budget")
 
 
+def eligible(job) -> bool:
+    """A runnable campaign (jobs that are not, _progress's "error", are skipped by `run` and
+    `submit` and reported after them) that is still running and whose last run did not fail."""
+    p = _progress(job)
+    return "error" not in p and p["status"] not in ("converged", "budget") and not p.get("last_error")
+
+
 # -- labels for `status` ---------------------------------------------------------------------
-# The overview counts each distinct label text: the state labels below take few values (one row
-# each); the per-campaign details are one `progress` label, so N campaigns give at most N rows.
+# The overview counts each distinct label text: `state` takes six values (one row each); the
+# per-campaign details are one `progress` label, so N campaigns give at most N rows.
+@Project.label
 def state(job) -> str:
     """not a campaign | not started | running | failed (last run stopped by an error) | converged | budget."""
     p = _progress(job)
@@ -80,10 +78,6 @@ def state(job) -> str:
     return "running" if p.get("run") else "not started"
 
 
-for _state in ("not a campaign", "not started", "running", "failed", "converged", "budget"):
-    Project.label(_state)(lambda job, _state=_state: state(job) == _state)
-
-
 @Project.label
 def progress(job):
     """iteration, phase, walker steps, the checks the last analysis failed, the newest checkpoint
@@ -91,8 +85,7 @@ def progress(job):
     p = _progress(job)
     if "error" in p:
         return f"error: {p['error'][:160]}"
-    history = sorted(p["history"], key=lambda h: h.get("iteration", -1))
-    failed = [name for name, ok in history[-1].get("checks", {}).items() if not ok] if history else []
+    failed = latest_failed_checks(p)
     parts = [f"iteration {p['iteration']} {p['phase']}", f"{p['total_steps']:,} steps"]
     if failed and p["status"] != "converged":
         parts.append(f"checks failed: {', '.join(failed)}")
@@ -118,7 +111,7 @@ def last_error(job):
 # A campaign whose last run failed (a divergence, a damaged file) would fail the same way again,
 # so it is not eligible (a cron-driven `submit` would resubmit it forever) until the cause is
 # fixed and it is run by hand: `python project.py run -j ID --ignore-conditions pre`.
-@Project.pre(lambda job: problem(job) is None and not finished(job) and not _progress(job).get("last_error"))
+@Project.pre(eligible)
 @Project.post(finished)
 # `advance` stops between phases early enough to checkpoint before the walltime (script.sh).
 @Project.operation(directives={"np": _resource("cpus"), "omp_num_threads": _resource("cpus"), "ngpu": _resource("gpus"),
@@ -192,7 +185,7 @@ def init(argv: list[str]) -> int:
 def remove_empty_job_folders(project) -> None:
     """Remove workspace folders that hold nothing at all (what an `init` killed between creating a
     job's folder and writing its state point leaves): signac would refuse the whole project."""
-    workspace = project.workspace if hasattr(project, "workspace") else os.path.join(project.path, "workspace")
+    workspace = project.workspace
     if not os.path.isdir(workspace):
         return
     for name in sorted(os.listdir(workspace)):
@@ -205,7 +198,7 @@ def remove_empty_job_folders(project) -> None:
 
 def report_skipped(project, others: str) -> bool:
     """One `error:` line per job that is not a runnable campaign; True if there was one."""
-    skipped = [(job.id, why) for job in project if (why := problem(job))]
+    skipped = [(job.id, why) for job in project if (why := _progress(job).get("error"))]
     for job_id, why in skipped:
         print(f"error: job {job_id} skipped: {why} (the other campaigns {others})", file=sys.stderr)
     return bool(skipped)
