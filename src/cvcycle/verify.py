@@ -8,8 +8,11 @@ loading it and evaluating it on the iteration's first frames).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from . import io as cio
 from .campaign import Campaign
@@ -26,18 +29,27 @@ def _check_npz(path: Path) -> None:
         cio.read_npz(path)
 
 
+@functools.lru_cache(maxsize=1)  # cv.pt and committor.pt of one folder share one read
+def _first_frames(folder: Path) -> np.ndarray | None:
+    """The first 64 frames' features of a folder's samples.npz, or None where it is unreadable
+    (a damaged samples.npz is reported on its own)."""
+    try:
+        features = cio.read_npz(folder / "samples.npz")["features"]
+    except CvcycleError:
+        return None
+    return features.reshape(-1, features.shape[-1])[:64]
+
+
 def _check_torchscript(path: Path) -> None:
-    import numpy as np
     import torch
 
     from .models.export import load_cv
 
     module = load_cv(path)
-    try:
-        features = cio.read_npz(path.parent / "samples.npz")["features"]
-    except CvcycleError:
-        return  # no frames to evaluate it on (a damaged samples.npz is reported on its own)
-    x = torch.as_tensor(features.reshape(-1, features.shape[-1])[:64], dtype=torch.float32)
+    features = _first_frames(path.parent)
+    if features is None:
+        return
+    x = torch.as_tensor(features, dtype=torch.float32)
     try:
         out = module(x).detach().numpy()
     except RuntimeError as exc:
@@ -53,6 +65,7 @@ CHECKS: dict[str, Callable[[Path], None]] = {".npz": _check_npz, ".json": cio.re
 def verify(c: Campaign) -> tuple[int, list[str]]:
     """(files checked, problems): one line per damaged file or inconsistency, empty when the
     campaign is intact."""
+    _first_frames.cache_clear()  # files may have changed since an earlier call
     problems = []
     try:
         c.check(route_for(c.spec).files)
