@@ -68,10 +68,12 @@ def fmt(v: float | None, spec: str = ".3f") -> str:
 
 def gate(test: dict | None) -> str:
     """The last iteration's committor test: mean p_B / width without binomial noise, or why not."""
+    from cvcycle.analysis.committor_histogram import levels_text
+
     if test is None:
         return "-"
     return "not run: " + test["error"].split(": ", 1)[-1] if "error" in test else \
-        f"{test['p_B_mean']:.3f} / {test['p_B_std_intrinsic']:.3f}"
+        f"{test['p_B_mean']:.3f} / {test['p_B_std_intrinsic']:.3f}{levels_text(test)}"
 
 
 def interval(values: list[float | None], form: str = ".3f") -> str:

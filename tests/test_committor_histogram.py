@@ -48,6 +48,13 @@ class _FirstFeature(torch.nn.Module):
         return x[:, :1]
 
 
+class _Scaled(torch.nn.Module):
+    """A CV that is 10 x."""
+
+    def forward(self, x):
+        return 10.0 * x[:, :1]
+
+
 class _Shooter:
     """Stands in for make_engine and shoot: records every shooting stage (its starts, shots per
     start, seed, max_steps and the walkers the engine was built for) and returns outcomes with
@@ -179,6 +186,33 @@ def test_committor_campaign_tests_the_frames_with_predicted_q_in_the_shell(tmp_p
     np.testing.assert_allclose(np.sort(tse["cv"]), x[inside], atol=1e-7)
     with pytest.raises(ct.WorkspaceError, match=rf"only {inside.sum()} frames with predicted q in \[0.45, 0.55\]"):
         ct.committor_histogram(c, shots=10, points=int(inside.sum()) + 1, scan_bins=4, scan_points=4, **QUIET)
+
+
+@pytest.mark.parametrize("slope", [1.0, 0.6])
+def test_committor_campaign_is_tested_at_its_other_levels_too(tmp_path, monkeypatch, slope):
+    """At every convergence.test_levels level the test shoots from `points` frames with logit q_pred
+    within logit(0.55) of the level's (stream 10 + i) and reports their mean p_B: the level itself
+    for a right committor, off it for one that is right at 1/2 only (p_B = sigmoid(slope logit q))."""
+    pos = _line(601)  # x in [-0.3, 0.3]; the CV 10 x is logit q_pred
+    shooter = _Shooter(lambda x: 1.0 / (1.0 + np.exp(-slope * 10.0 * x)))
+    spec = _spec("mueller-brown-committor-variational")
+    spec["convergence"]["test_levels"] = [0.2, 0.8, 0.99]
+    c = _campaign(tmp_path, monkeypatch, pos, spec, shooter)
+    monkeypatch.setattr(ct, "cv_module", lambda model: _Scaled())
+    result = ct.committor_histogram(c, shots=1000, points=20, seed=3, **QUIET)
+    assert len(shooter.calls) == 3  # 1/2, 0.2 and 0.8; no frame has q_pred near 0.99
+    for call, stage in zip(shooter.calls, (0, 10, 11)):
+        assert call.seed == cio.derive_seed(0, 3, stage) and call.starts.shape == (20, 2)
+    for call, row in zip(shooter.calls[1:], result["levels"][:2]):
+        logit = np.log(row["q"] / (1.0 - row["q"]))
+        assert np.all(np.abs(10.0 * call.starts[:, 0] - logit) <= np.log(0.55 / 0.45) + 1e-6)
+        expected = np.mean(np.rint(1000.0 / (1.0 + np.exp(-slope * 10.0 * call.starts[:, 0]))) / 1000.0)
+        assert row["p_B_mean"] == pytest.approx(expected, abs=1e-12)
+        assert abs(row["p_B_mean"] - row["q"]) < 0.01 if slope == 1.0 else abs(row["p_B_mean"] - row["q"]) > 0.05
+    assert result["levels"][2] == {"q": 0.99, "error": "campaign scan: only 0 frames with a nonzero weight with "
+                                   "predicted q near 0.99, fewer than the 20 distinct test points asked for (--points)"}
+    assert ct.levels_text(result).startswith(" (q 0.2: ") and ct.levels_text(result).endswith("q 0.99: too few frames)")
+    assert ct.levels_text({"p_B_mean": 0.5}) == ""
 
 
 @pytest.mark.parametrize("spread", [0.0, 0.2])
@@ -367,6 +401,23 @@ def test_convergence_gate_passes_a_cv_only_within_its_thresholds(tmp_path, monke
     assert metrics["checks"]["committor_test"] is passes and metrics["converged"] is passes
     assert metrics["committor_test"]["p_B_std_intrinsic"] == width
     assert cio.read_json(tmp_path / "iter-003" / "metrics.json") == metrics
+
+
+@pytest.mark.parametrize("levels,passes", [([], True), ([{"q": 0.2, "p_B_mean": 0.16}, {"q": 0.8, "p_B_mean": 0.84}], True),
+                                           ([{"q": 0.2, "p_B_mean": 0.14}, {"q": 0.8, "p_B_mean": 0.8}], False),
+                                           ([{"q": 0.2, "p_B_mean": 0.2}, {"q": 0.8, "p_B_mean": 0.86}], False),
+                                           ([{"q": 0.2, "p_B_mean": 0.2}, {"q": 0.8, "error": "too few"}], False)])
+def test_convergence_gate_needs_every_level_of_a_committor_within_test_mean(tmp_path, monkeypatch, levels, passes):
+    """A committor right at 1/2 but off by more than test_mean at another level, or with too few
+    frames there to test, does not pass; the levels are kept in metrics.json."""
+    monkeypatch.setattr(ct, "committor_histogram", lambda c, **kwargs: {
+        "p_B_mean": 0.5, "p_B_std": 0.05, "p_B_std_intrinsic": 0.0, "p_B_std_intrinsic_interval": [0, 0.01],
+        "points": 50, "shots": 100, "levels": levels})
+    c = _gate_campaign(tmp_path, test_mean=0.05, test_width=0.08)
+    metrics = {"converged": True, "checks": {"q_change": True}}
+    ct.convergence_gate(c, 3, metrics, **QUIET)
+    assert metrics["checks"]["committor_test"] is passes and metrics["converged"] is passes
+    assert metrics["committor_test"].get("levels", []) == levels
 
 
 def test_convergence_gate_runs_only_where_it_applies(tmp_path, monkeypatch):

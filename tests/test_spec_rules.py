@@ -166,6 +166,14 @@ def test_an_unknown_featurizer_kind_is_rejected():
             validate(raw)
 
 
+def test_committor_test_levels_lie_strictly_between_0_and_1_besides_one_half():
+    assert validate(_with(convergence={"test_levels": [0.1, 0.9]}))["convergence"]["test_levels"] == [0.1, 0.9]
+    assert validate(_with(convergence={"test_levels": []}))["convergence"]["test_levels"] == []
+    for bad in ([0.0], [1.0], [0.5], [-0.2], ["a"], [True], [0.1] * 10, [float("nan")]):
+        with pytest.raises(SpecError, match=r"^convergence\.test_levels: "):
+            validate(_with(convergence={"test_levels": bad}))
+
+
 def test_hidden_layers_are_positive_and_particles_zero_means_all():
     assert validate(_with(learner={"hidden": [1, 5]}))["learner"]["hidden"] == [1, 5]
     for bad in ([0], [], [4, -1], [True]):

@@ -105,7 +105,7 @@ def _record_error(c: Campaign, k: int, phase: str, message: str) -> None:
 def record(c: Campaign, k: int, analysis: Analysis, log: Log) -> str:
     """Run the convergence gate of the committor histogram test where it applies, record iteration
     k's analysis in the job document, log its summary, and return the status."""
-    from .analysis.committor_histogram import convergence_gate
+    from .analysis.committor_histogram import convergence_gate, levels_text
 
     convergence_gate(c, k, analysis.metrics, log)
     status = finish_iteration(c, k, analysis.metrics, analysis.next_steps)
@@ -113,7 +113,7 @@ def record(c: Campaign, k: int, analysis: Analysis, log: Log) -> str:
     summary = analysis.summary if test is None else (
         f"{analysis.summary}, committor test: {test['error']}" if "error" in test else
         f"{analysis.summary}, committor test p_B {test['p_B_mean']:.3f} width {test['p_B_std_intrinsic']:.3f} "
-        f"(without binomial noise)")
+        f"(without binomial noise){levels_text(test)}")
     log(f"[iter {k} analyze] {summary} -> {status}")
     return status
 

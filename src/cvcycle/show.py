@@ -132,7 +132,9 @@ def _test(test: dict[str, Any] | None) -> str | None:
     binomial noise, or the reason it could not run; None if it did not run."""
     if test is None:
         return None
-    return "not run" if "error" in test else f"{test['p_B_mean']:.3f}/{test['p_B_std_intrinsic']:.3f}"
+    from .analysis.committor_histogram import levels_text
+
+    return "not run" if "error" in test else f"{test['p_B_mean']:.3f}/{test['p_B_std_intrinsic']:.3f}{levels_text(test)}"
 
 
 def _last_run(run: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import MODEL_BOXES, MODEL_POTENTIALS, PARTICLE_SYSTEMS
 
-SCHEMA_VERSION = 4  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 5  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,12 @@ def _layer_widths(v: Any) -> str | None:
 def _moment_orders(v: Any) -> str | None:
     if not v or not all(isinstance(h, int) and not isinstance(h, bool) and 2 <= h <= 16 for h in v):
         return f"must be a non-empty list of integers in [2, 16] (central moments; the first is always 0), got {_shown(v)}"
+    return None
+
+
+def _levels(v: Any) -> str | None:
+    if len(v) > 9 or not all(_is_number(q) and 0.0 < q < 1.0 and q != 0.5 for q in v):
+        return f"must be a list of at most 9 committor values strictly between 0 and 1, other than 0.5, got {_shown(v)}"
     return None
 
 
@@ -321,6 +327,9 @@ class ConvergenceSpec:
     committor_test: bool = True
     test_mean: float = spec_field(0.05, check=FRACTION)  # |mean p_B - 1/2| at the isosurface, at most
     test_width: float = spec_field(0.08, check=FRACTION)  # the histogram's width without binomial noise, at most
+    # committor routes: predicted-q levels besides 1/2 where the mean p_B of shots must also be
+    # within test_mean of the level (a committor can be right at 1/2 and wrong elsewhere)
+    test_levels: tuple[float, ...] = spec_field((0.2, 0.8), check=_levels)
 
 
 @dataclass(frozen=True, kw_only=True)

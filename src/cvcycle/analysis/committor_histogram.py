@@ -1,7 +1,9 @@
 """The committor histogram test of a campaign's learned 1-D CV, by shooting.
 
 For a committor campaign the isosurface is known, q_pred = 1/2: the test points are frames with
-q_pred in [0.45, 0.55] and step 1 is skipped. For any other CV it is found by shooting:
+q_pred in [0.45, 0.55] and step 1 is skipped; the same test at the other levels of
+convergence.test_levels (frames with logit q_pred within the same logit distance of the level's)
+checks the committor away from 1/2 too. For any other CV the isosurface is found by shooting:
 
 1. Scan: the frames between the states are cut into equal-population bins along the CV; a few
    frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
@@ -109,7 +111,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     shell = None
     committor = route_for(spec).logit_q and feature is None
     if committor:  # test points: logit q_pred within logit(0.45) .. logit(0.55)
-        s_star, shell = 0.0, np.flatnonzero(np.abs(s) <= np.log(0.55 / 0.45))
+        s_star, shell = 0.0, _logit_shell(s, 0.5)
         if len(shell) < points:
             raise WorkspaceError(f"campaign {c.id}: only {len(shell)} frames with predicted q in [0.45, 0.55], "
                                  f"fewer than the {points} test points asked for (--points)")
@@ -131,21 +133,42 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     # 2. the histogram on the isosurface
     if shell is None:
         shell = np.argsort(np.abs(s - s_star))[: 5 * points]
-    if np.count_nonzero(weights[shell]) < points:
-        raise WorkspaceError(f"campaign {c.id}: only {np.count_nonzero(weights[shell])} frames with a nonzero weight "
-                             f"near the isosurface, fewer than the {points} distinct test points asked for (--points)")
-    chosen = rng.choice(shell, points, replace=False, p=weights[shell] / weights[shell].sum())
+    def draw(shell: np.ndarray, where: str) -> np.ndarray:
+        """`points` distinct frames of the shell, drawn with probability proportional to their weights."""
+        if np.count_nonzero(weights[shell]) < points:
+            raise WorkspaceError(f"campaign {c.id}: only {np.count_nonzero(weights[shell])} frames with a nonzero "
+                                 f"weight {where}, fewer than the {points} distinct test points asked for (--points)")
+        return rng.choice(shell, points, replace=False, p=weights[shell] / weights[shell].sum())
+
+    chosen = draw(shell, "near the isosurface")
     p_test, committed = p_b_from(pos[chosen], shots, 0)
     widths = _widths(p_test, committed, cio.derive_seed(c.seed, seed, 5_000_023))
     result: dict[str, Any] = {"iteration": k, "cv": name, "cv_isosurface": s_star, "shots": shots, "points": points,
                               "scans": scans, "p_B": p_test.tolist(), "committed": committed.tolist(),
                               "p_B_mean": float(np.nanmean(p_test)), "binomial_std": float(0.5 / np.sqrt(shots)),
                               **widths}
-    if system.has_exact_reference:
-        ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1)
+    ref = reference_from_spec(spec, bins=spec["analysis"]["grid_bins"] * 2 + 1) if system.has_exact_reference else None
+    if ref is not None:
         q = ref.interpolate_committor(plane(pos[chosen]))
         result["exact_q"] = q.tolist()
         result["exact_q_mean"], result["exact_q_std"] = float(q.mean()), float(q.std())
+    if committor:  # the same test at the other predicted-q levels
+        result["levels"] = []
+        for i, level in enumerate(spec["convergence"]["test_levels"]):
+            try:
+                at = draw(_logit_shell(s, level), f"with predicted q near {level:g}")
+            except WorkspaceError as exc:
+                result["levels"].append({"q": level, "error": str(exc)})
+                log(f"[committor test] at predicted q = {level:g}: {exc}")
+                continue
+            p_level = p_b_from(pos[at], shots, 10 + i)[0]
+            row = {"q": level, "p_B_mean": float(np.nanmean(p_level)), "p_B_std": float(np.nanstd(p_level))}
+            if ref is not None:
+                row["exact_q_mean"] = float(ref.interpolate_committor(plane(pos[at])).mean())
+            result["levels"].append(row)
+            exact_level = f" (exact committor {row['exact_q_mean']:.3f})" if "exact_q_mean" in row else ""
+            log(f"[committor test] {points} points at predicted q = {level:g}, {shots} shots each: "
+                f"p_B {row['p_B_mean']:.3f} +- {row['p_B_std']:.3f}{exact_level}")
     cio.write_json(out / f"committor_test{stem}.json", result)
     # the transition-state ensemble: the candidate frames on the isosurface, with their weights
     cio.write_npz(out / f"transition_states{stem}.npz", positions=pos[shell], features=feats[shell],
@@ -169,9 +192,10 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
 def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable[[str], None] = print) -> None:
     """The committor histogram test as a convergence check (convergence.committor_test): once every
     other check of iteration k passes, test its 1-D CV (files in iter-k/, seed 1 + k) and require
-    |mean p_B - 1/2| <= convergence.test_mean and the intrinsic width <= convergence.test_width. A
-    CV that stopped changing is not thereby a good one. Updates `metrics` (checks, converged, the
-    test's summary under "committor_test") and rewrites the iteration's metrics.json."""
+    |mean p_B - 1/2| <= convergence.test_mean and the intrinsic width <= convergence.test_width,
+    and for a committor route |mean p_B - level| <= test_mean at every convergence.test_levels
+    level. A CV that stopped changing is not thereby a good one. Updates `metrics` (checks,
+    converged, the test's summary under "committor_test") and rewrites the iteration's metrics.json."""
     conv = c.spec["convergence"]
     metrics["committor_test"] = None
     if not (conv["committor_test"] and metrics["converged"] and c.spec["learner"]["cv_dim"] == 1):
@@ -184,10 +208,22 @@ def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable
     else:
         metrics["committor_test"] = {key: r[key] for key in ("p_B_mean", "p_B_std", "p_B_std_intrinsic",
                                                              "p_B_std_intrinsic_interval", "points", "shots")}
-        passed = abs(r["p_B_mean"] - 0.5) <= conv["test_mean"] and r["p_B_std_intrinsic"] <= conv["test_width"]
+        levels = r.get("levels", [])
+        if levels:
+            metrics["committor_test"]["levels"] = levels
+        passed = abs(r["p_B_mean"] - 0.5) <= conv["test_mean"] and r["p_B_std_intrinsic"] <= conv["test_width"] and all(
+            "error" not in row and abs(row["p_B_mean"] - row["q"]) <= conv["test_mean"] for row in levels)
     metrics["checks"]["committor_test"] = passed
     metrics["converged"] = all(metrics["checks"].values())
     cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
+
+
+def levels_text(test: dict[str, Any]) -> str:
+    """The mean p_B of a committor test at its other levels, e.g. ' (q 0.2: 0.18, q 0.8: 0.79)'; ''
+    when it has none."""
+    rows = test.get("levels") or []
+    shown = [f"q {row['q']:g}: " + ("too few frames" if "error" in row else f"{row['p_B_mean']:.2f}") for row in rows]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,6 +268,12 @@ def _widths(p: np.ndarray, committed: np.ndarray, seed: int, resamples: int = 20
     interval = lambda v: [float(x) for x in np.percentile(v, [2.5, 97.5])]  # noqa: E731
     return {"p_B_std": float(p.std()), "p_B_std_interval": interval(raw),
             "p_B_std_intrinsic": float(np.sqrt(max(p.var() - noise.mean(), 0.0))), "p_B_std_intrinsic_interval": interval(intrinsic)}
+
+
+def _logit_shell(z: np.ndarray, level: float) -> np.ndarray:
+    """Indices of the frames whose logit q_pred `z` is within logit(0.55) of logit(level): q_pred in
+    [0.45, 0.55] for level 1/2."""
+    return np.flatnonzero(np.abs(z - np.log(level / (1.0 - level))) <= np.log(0.55 / 0.45))
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:
