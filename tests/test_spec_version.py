@@ -28,8 +28,9 @@ PINNED_FINGERPRINTS = {
     # 4: convergence.committor_test, test_mean, test_width (the committor histogram test as a gate);
     # paths.extra_shots >= 1, and the shooting route learns from the extra shots only
     4: "35d63c68713eeda7",
-    # 5: convergence.test_levels (the committor histogram test of a committor route at q 0.2 and 0.8 too)
-    5: "cdd62fece9d4ac23",
+    # 5: convergence.test_levels (the committor histogram test of a committor route at q 0.2 and 0.8 too);
+    # system.potential "alanine-dipeptide" with features.kind "internal" (dihedrals, distances)
+    5: "456681c12fe073b9",
 }
 
 

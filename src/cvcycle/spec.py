@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import SpecError
-from .systems import MODEL_BOXES, MODEL_POTENTIALS, PARTICLE_SYSTEMS
+from .systems import MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, thermal_energy
 
 SCHEMA_VERSION = 5  # of the spec schema; bump on any change to its fields or defaults (see above)
 
@@ -185,9 +185,9 @@ class StateSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class SystemSpec:
-    potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS))
+    potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS, *MOLECULES))
     scale: float = spec_field(1.0, check=_range(1e-6, 1e6))
-    temperature: float = spec_field(1.0, check=_range(1e-3, 1e3))  # kT in the potential's energy unit
+    temperature: float = spec_field(1.0, check=_range(1e-3, 1e3))  # kT in the potential's energy unit; kelvin for a molecule
     states: Mapping[str, StateSpec] = spec_field()  # each entry checked by STATE_FIELDS
 
 
@@ -239,12 +239,20 @@ class MomentFeatures(SwitchingFeatures):
 
 
 # featurizer kind -> the class holding its fields
+@dataclass(frozen=True, kw_only=True)
+class InternalFeatures(FeaturesSpec):
+    """A molecule's backbone dihedrals as (sin, cos) and, optionally, its heavy-atom pair distances."""
+    dihedrals: tuple[str, ...] = ("phi", "psi")  # also "omega0", "omega1" (the peptide bonds)
+    distances: bool = True
+
+
 FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
     "coordinates": CoordinatesFeatures,
     "coordination": SwitchingFeatures,
     "sorted_coordination": SwitchingFeatures,
     "coordination_moments": MomentFeatures,
     "sorted_distances": ParticleFeatures,
+    "internal": InternalFeatures,
 }
 
 
@@ -515,6 +523,16 @@ def _memory_estimate(spec: dict[str, Any], n_particles: int, n_features: int) ->
                         "a larger engine.report_stride or position_stride, or more memory")
 
 
+def _internal_features(features: dict[str, Any]) -> None:
+    from .systems.alanine_dipeptide import DIHEDRALS
+
+    names = features["dihedrals"]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names) or not set(names) <= set(DIHEDRALS):
+        raise SpecError(f"features.dihedrals: distinct names from {list(DIHEDRALS)}, got {_shown(names)}")
+    if not names and not features["distances"]:
+        raise SpecError("features.dihedrals: no features at all (no dihedrals and distances = false)")
+
+
 def _particle_features(features: dict[str, Any], n_particles: int) -> None:
     """Fill in and check the particle count and switching exponents of a particle featurizer."""
     if features["particles"] == 0:
@@ -542,7 +560,15 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if model_potential:
         _states_on_grid(spec["system"]["states"], spec["system"]["potential"], spec["analysis"]["grid_bins"])
 
-    if kind == "coordinates":
+    molecule = spec["system"]["potential"] in MOLECULES
+    if molecule != (kind == "internal"):
+        raise SpecError(f"features.kind: a molecule ('{spec['system']['potential']}') takes kind = \"internal\" "
+                        "(dihedrals and distances)" if molecule else
+                        f"features.kind: 'internal' describes a molecule's internal coordinates, not "
+                        f"'{spec['system']['potential']}'")
+    if molecule:
+        _internal_features(spec["features"])
+    elif kind == "coordinates":
         names = spec["features"]["names"]
         if not all(isinstance(n, str) for n in names):
             raise SpecError(f"features.names: must be a list of strings, got {names!r}")
@@ -555,8 +581,9 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _particle_features(spec["features"], PARTICLE_SYSTEMS[spec["system"]["potential"]])
 
     engine = spec["engine"]
-    if engine["name"] != "langevin":
-        raise SpecError(f"engine.name: '{engine['name']}' engines do not run analytic 2-D potentials; use 'langevin'")
+    wanted = "openmm" if molecule else "langevin"
+    if engine["name"] != wanted:
+        raise SpecError(f"engine.name: '{spec['system']['potential']}' runs on the '{wanted}' engine, got '{engine['name']}'")
     if engine["report_stride"] > engine["steps"]:
         raise SpecError(f"engine.report_stride: must be <= engine.steps ({engine['steps']}), got {engine['report_stride']}")
     for key in ("steps", "initial_steps"):
@@ -605,14 +632,15 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     spec["bias"]["cv_range"] = [float(v) for v in lo_hi]
 
     bias = spec["bias"]
-    if bias["kind"] == "opes" and bias["barrier"] <= 2.0 * spec["system"]["temperature"]:
-        raise SpecError(f"bias.barrier: OPES needs a barrier above 2 kT ({2.0 * spec['system']['temperature']}), got {bias['barrier']}")
+    kT = thermal_energy(spec)
+    if bias["kind"] == "opes" and bias["barrier"] <= 2.0 * kT:
+        raise SpecError(f"bias.barrier: OPES needs a barrier above 2 kT ({2.0 * kT:g}), got {bias['barrier']}")
 
     if bias["pace"] % spec["engine"]["bias_stride"]:
         raise SpecError(f"bias.pace: the bias is deposited where it is evaluated, every engine.bias_stride = "
                         f"{spec['engine']['bias_stride']} steps, so its pace must be a multiple of that, got {bias['pace']}")
 
-    n_particles = PARTICLE_SYSTEMS.get(spec["system"]["potential"], 1)
+    n_particles = {**PARTICLE_SYSTEMS, **MOLECULES}.get(spec["system"]["potential"], 1)
     n_features = len(spec["features"]["names"]) if kind == "coordinates" else n_particles * (n_particles + 1) // 2
     _memory_estimate(spec, n_particles, n_features)
 

@@ -22,7 +22,7 @@ import torch
 from ..bias import CVBias, make_bias
 from ..engines.langevin import LangevinEngine
 from ..features import make_featurizer
-from ..systems import make_system
+from ..systems import make_system, thermal_energy
 from ..systems.potentials import Potential2D
 
 CHI2_PER_BIN = 2.0  # pass: mean z^2 over the bins; about 1 by noise alone (sd 0.3 with 20 bins)
@@ -50,7 +50,7 @@ def converged_bias(spec: dict[str, Any], cv_model: torch.nn.Module, grid: int = 
     """The spec's bias on `cv_model` at its steady state (primed from the exact Boltzmann
     distribution on a grid x grid mesh over the potential's box), and on that mesh: the points
     (n, 2), their CV values, biased Boltzmann weights (summing to 1) and the mesh spacing."""
-    sy, kT = spec["system"], spec["system"]["temperature"]
+    sy, kT = spec["system"], thermal_energy(spec)
     xs, ys, U = Potential2D(sy["potential"], sy["scale"]).grid(grid)
     u = U.reshape(-1).to(torch.float64) / kT
     pts = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 1, 2).to(torch.float64)

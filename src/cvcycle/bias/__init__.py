@@ -7,13 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..systems import thermal_energy
 from .grid import Grid
 from .methods import GridBias, Opes, WellTemperedMetad
 
 
 def make_bias(spec: dict[str, Any], cv_dim: int) -> GridBias:
     """Build the bias of spec['bias'] on a grid covering cv_range widened by grid_margin."""
-    b, kT = spec["bias"], spec["system"]["temperature"]
+    b, kT = spec["bias"], thermal_energy(spec)
     lo, hi = b["cv_range"]
     pad = b["grid_margin"] * (hi - lo)
     grid = Grid([lo - pad] * cv_dim, [hi + pad] * cv_dim, b["grid_bins"])

@@ -9,7 +9,8 @@ from ..errors import EngineUnavailable
 from ..systems import System, make_system
 from .base import Engine
 
-_ENGINES = {"langevin": ("cvcycle.engines.langevin", "LangevinEngine", None)}
+_ENGINES = {"langevin": ("cvcycle.engines.langevin", "LangevinEngine", None),
+            "openmm": ("cvcycle.engines.openmm_engine", "OpenMMEngine", "openmm")}
 
 
 def make_engine(spec: dict[str, Any], system: System | None = None, walkers: int | None = None) -> Engine:

@@ -25,6 +25,24 @@ def _switch(spec: dict[str, Any]) -> dict[str, Any]:
     return {"n_particles": f.get("particles", 7), "r0": f.get("r0", 1.5), "nn": f.get("nn", 8), "mm": f.get("mm", 16)}
 
 
+def _internal(spec: dict[str, Any]) -> Featurizer:
+    """A molecule's dihedrals (features.dihedrals) and, with features.distances, the distances of
+    its heavy-atom pairs more than two bonds apart (bonds and angles barely move, and an
+    autoencoder that standardises its inputs would magnify their vibration into a stiff CV), on
+    the atoms of the spec's system."""
+    from ..systems import make_system
+    from .molecular import InternalCoordinates, heavy_atom_pairs
+
+    system = make_system(spec)
+    heavy = system.heavy_atoms
+    atoms = list(system.topology.atoms())
+    names = [f"{atoms[i].residue.name}:{atoms[i].name}" for i in heavy]  # e.g. ALA:CA
+    near = system.pairs_within_bonds(2)
+    distances = [(name, pair) for name, pair in heavy_atom_pairs(names, heavy) if tuple(sorted(pair)) not in near] \
+        if spec["features"]["distances"] else []
+    return InternalCoordinates([(name, system.dihedral_atoms(name)) for name in spec["features"]["dihedrals"]], distances)
+
+
 FEATURIZERS: dict[str, Callable[[dict[str, Any]], Featurizer]] = {
     "coordinates": lambda spec: Coordinates(spec["features"].get("names", ["x", "y"])),
     "coordination": lambda spec: CoordinationNumbers(**_switch(spec)),
@@ -32,6 +50,7 @@ FEATURIZERS: dict[str, Callable[[dict[str, Any]], Featurizer]] = {
     "coordination_moments": lambda spec: CoordinationMoments(**_switch(spec),
                                                              moments=spec["features"].get("moments", [2, 3])),
     "sorted_distances": lambda spec: SortedPairDistances(spec["features"].get("particles", 7)),
+    "internal": _internal,
 }
 
 

@@ -20,7 +20,7 @@ from ..analysis.reference import GridReference, reference_from_spec
 from ..campaign import Campaign
 from ..features import make_featurizer
 from ..learn.committor import committor_and_grad_sq, feature_metric
-from ..systems import System, make_system
+from ..systems import System, make_system, thermal_energy
 from .base import Analysis
 from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_samples,
                    mixture_weights, transitions, walker_steps_through)
@@ -67,7 +67,7 @@ def linear_r2(target: np.ndarray, source: np.ndarray) -> float:
 
 def diffusion_coefficient(spec: dict[str, Any]) -> float:
     """D = kT / gamma of overdamped Langevin dynamics."""
-    return spec["system"]["temperature"] / spec["engine"]["friction"]
+    return thermal_energy(spec) / spec["engine"]["friction"]
 
 
 def campaign_reference(c: Campaign) -> GridReference:

@@ -19,7 +19,7 @@ from ..checkpoints import CheckpointSeries
 from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached, WorkspaceError
-from ..systems import System, make_system
+from ..systems import System, make_system, thermal_energy
 from ..timing import progress_time
 from .data import (equilibrated, fes_iterations, flat, inverse_mass, iteration_steps, load_samples, mixture_weights,
                    steps_before, transitions, walker_steps_through)
@@ -62,7 +62,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     if k > 0:
         b = spec["bias"]
         kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
-        hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, spec["system"]["temperature"],
+        hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, thermal_energy(spec),
                       inverse_mass(spec))
     checkpoints = _sim_checkpoints(c, k)
     _recompute_damaged_segments(c, k, n_seg, checkpoints, log)

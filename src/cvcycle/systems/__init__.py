@@ -11,6 +11,15 @@ from .boxes import MODEL_BOXES
 
 MODEL_POTENTIALS = tuple(MODEL_BOXES)  # the 2-D model potentials
 PARTICLE_SYSTEMS = {"lj7": 7}  # name -> number of particles
+MOLECULES = {"alanine-dipeptide": 22}  # name -> number of atoms; OpenMM force fields, temperature in kelvin
+GAS_CONSTANT = 8.314462618e-3  # kJ/(mol K)
+
+
+def thermal_energy(spec: dict[str, Any]) -> float:
+    """kT in the system's energy unit: system.temperature itself for the model potentials and
+    reduced-unit particle systems, R T in kJ/mol for a molecule (temperature in kelvin)."""
+    t = spec["system"]["temperature"]
+    return GAS_CONSTANT * t if spec["system"]["potential"] in MOLECULES else t
 
 
 def make_system(spec: dict[str, Any]) -> System:
@@ -24,4 +33,8 @@ def make_system(spec: dict[str, Any]) -> System:
         from .lj7 import LJ7
 
         return LJ7.from_spec(spec)
+    if name == "alanine-dipeptide":
+        from .alanine_dipeptide import AlanineDipeptide
+
+        return AlanineDipeptide.from_spec(spec)
     raise ValueError(f"system.potential: unknown system {name!r}")

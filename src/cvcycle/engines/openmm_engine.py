@@ -1,0 +1,230 @@
+"""OpenMM: many walkers of a molecular system, one Context each, Langevin (middle) dynamics.
+
+The system supplies the openmm.System (force field, constraints); the engine adds one force of
+its own, a CustomExternalForce holding a per-atom force vector (fx, fy, fz), through which the
+bias on the learned CV acts. At every bias evaluation the walkers' positions go to torch in one
+batch (features -> CV -> bias, forces by autograd), the forces are written into each Context
+(updateParametersInContext) and act for one step: with `bias_stride` k > 1 as an impulse of k
+times the force at the steps that are multiples of k and none in between (multiple time
+stepping, as the torch engine and PLUMED's STRIDE do), so the k - 1 steps between evaluations
+run inside OpenMM without Python. The potential energy of reported frames comes from OpenMM.
+
+Random streams: each run seeds every walker's integrator from (seed, stream key, walker) or
+(seed, global step, walker) and reinitialises its Context with positions and velocities kept,
+so a run split into segments repeats the same random numbers as the uninterrupted one. Saved state is each
+Context's own checkpoint (positions, velocities, integrator state) as uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import io as cio
+from ..errors import SimulationError
+from ..features import make_featurizer
+from ..systems.base import System
+from .base import BiasHook, Engine, Frames
+
+FRAME_KEYS = ("step", "positions", "features", "potential", "cv", "bias", "log_weight")
+
+
+class OpenMMEngine(Engine):
+    deterministic_restart = True
+
+    def __init__(self, system: System, featurizer: torch.nn.Module, dt: float, friction: float, n_walkers: int,
+                 seed: int = 0, threads: int = 1, platform: str | None = None) -> None:
+        import openmm
+
+        if not hasattr(system, "openmm_system"):
+            raise SimulationError(f"engine.name = 'openmm' runs molecular systems; '{system.name}' has no OpenMM model")
+        torch.set_num_threads(threads)
+        self.system, self.featurizer = system, featurizer
+        self.dt, self.friction, self.n_walkers = float(dt), float(friction), int(n_walkers)
+        self.seed, self.step, self.device = int(seed), 0, torch.device("cpu")
+        self.mm = openmm
+        self.omm_system = system.openmm_system()
+        self.bias_force = openmm.CustomExternalForce("-(fx*x + fy*y + fz*z)")
+        for name in ("fx", "fy", "fz"):
+            self.bias_force.addPerParticleParameter(name)
+        for i in range(system.n_particles):
+            self.bias_force.addParticle(i, [0.0, 0.0, 0.0])
+        self.bias_force.setForceGroup(1)
+        self.omm_system.addForce(self.bias_force)
+        self.platform = openmm.Platform.getPlatformByName(platform or _best_platform())
+        # one thread per Context: with more, the CPU platform's force sums vary from call to call
+        # (measured: the 8th digit of the energy after 200 steps with 2 threads), and a molecule
+        # this small gains nothing from them
+        self.properties = {"Threads": "1"} if self.platform.getName() == "CPU" else {}
+        self.contexts = [self._context() for _ in range(self.n_walkers)]
+        self._bias_on = [False] * self.n_walkers
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], system: System) -> "OpenMMEngine":
+        en = spec["engine"]
+        return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
+                   seed=spec["campaign"]["seed"], threads=spec["resources"]["cpus"])
+
+    def _context(self) -> Any:
+        integrator = self.mm.LangevinMiddleIntegrator(self.system.temperature, self.friction, self.dt)
+        integrator.setConstraintTolerance(1e-8)
+        return self.mm.Context(self.omm_system, integrator, self.platform, self.properties)
+
+    # -- positions and velocities -----------------------------------------------------------------
+    def _walker_array(self, a: np.ndarray, what: str) -> np.ndarray:
+        shape = (self.n_walkers, self.system.n_particles, 3)
+        a = np.asarray(a, dtype=np.float64)
+        if a.size != math.prod(shape):
+            raise SimulationError(f"{what} shaped {a.shape} do not fit {shape[0]} walkers x {shape[1]} atoms x 3")
+        return a.reshape(shape)
+
+    def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
+        pos = self._walker_array(positions, "positions")
+        if not np.isfinite(pos).all():
+            bad = int(np.flatnonzero(~np.isfinite(pos).reshape(len(pos), -1).all(axis=1))[0])
+            raise SimulationError(f"initial positions are not finite (walker {bad})")
+        vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
+        for context, p, v in zip(self.contexts, pos, vel):
+            context.setPositions(p)
+            context.applyConstraints(1e-8)
+            context.setVelocities(v)
+            context.applyVelocityConstraints(1e-8)
+
+    def draw_velocities(self, seed: int) -> None:
+        for i, context in enumerate(self.contexts):
+            context.setVelocitiesToTemperature(self.system.temperature, _seed31(seed, 7_000_003, i))
+
+    def positions(self) -> np.ndarray:
+        return np.stack([c.getState(getPositions=True).getPositions(asNumpy=True)._value for c in self.contexts])
+
+    # -- the bias ---------------------------------------------------------------------------------
+    def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
+        """Features, CV, bias energy and (if `forces`) bias forces (walkers, N, 3) at positions x."""
+        xt = torch.as_tensor(x).requires_grad_(forces and hook is not None)
+        feats = self.featurizer(xt)
+        if hook is None:
+            zeros = np.zeros(len(x))
+            return feats.detach().numpy(), np.zeros((len(x), 0)), zeros, np.zeros_like(x)
+        bias, cv = hook.energy(feats, xt)
+        grad = torch.autograd.grad(bias.sum(), xt)[0].numpy() if forces else np.zeros_like(x)
+        return feats.detach().numpy(), cv.detach().numpy(), bias.detach().numpy(), -grad
+
+    def _set_bias_force(self, forces: np.ndarray | None) -> None:
+        """Per-atom bias forces (walkers, N, 3) in kJ/mol/nm into every Context, or zero (None)."""
+        for i, context in enumerate(self.contexts):
+            if forces is None and not self._bias_on[i]:
+                continue
+            for atom in range(self.system.n_particles):
+                self.bias_force.setParticleParameters(atom, atom, [0.0] * 3 if forces is None else forces[i, atom].tolist())
+            self.bias_force.updateParametersInContext(context)
+            self._bias_on[i] = forces is not None
+
+    def _potentials(self) -> np.ndarray:
+        return np.array([c.getState(getEnergy=True, groups={0}).getPotentialEnergy()._value for c in self.contexts])
+
+    # -- dynamics ---------------------------------------------------------------------------------
+    def _reseed(self, key: tuple[int, ...]) -> None:
+        """Seed every walker's integrator from (key, walker). A Context takes a new seed only when
+        reinitialised, and reinitialize(preserveState=True) would restore the old generator's
+        state with the rest, so the positions and velocities are carried over by hand."""
+        for i, context in enumerate(self.contexts):
+            state = context.getState(getPositions=True, getVelocities=True)
+            context.getIntegrator().setRandomNumberSeed(_seed31(*key, i))
+            context.reinitialize(preserveState=False)
+            context.setState(state)
+        self._bias_on = [False] * self.n_walkers
+
+    def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
+            stream: tuple[int, ...] | None = None) -> Frames:
+        if bias_stride < 1:
+            raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
+        self._reseed((self.seed, *stream) if stream is not None else (self.seed, self.step))
+        hook, beta, start, end = bias, 1.0 / self.kT, self.step, self.step + n_steps
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in FRAME_KEYS}
+        self._set_bias_force(None)
+        while self.step < end:
+            step = self.step
+            on = hook is not None and step % bias_stride == 0
+            report = (step - start) % report_stride == 0
+            if on or report:
+                x = self.positions()
+                feats, cv, b, f = self._evaluate(hook, x, forces=on)
+                if on and hook.observe(step, torch.as_tensor(cv)):  # a deposition at the current configuration
+                    feats, cv, b, f = self._evaluate(hook, x, forces=True)
+                if report:
+                    offset = hook.offset() if hook is not None else 0.0
+                    for name, val in zip(FRAME_KEYS, (np.array(step), x, feats, self._potentials(), cv, b,
+                                                      beta * (b - offset))):
+                        rows[name].append(val)
+                if on:
+                    self._set_bias_force(bias_stride * f)
+                    self._advance(1)
+                    if bias_stride > 1:
+                        self._set_bias_force(None)
+                    continue
+            # no event until the next bias evaluation, report or the end
+            nxt = [end, start + (((step - start) // report_stride) + 1) * report_stride]
+            if hook is not None:
+                nxt.append((step // bias_stride + 1) * bias_stride)
+            self._advance(min(nxt) - step)
+        self._set_bias_force(None)
+        return Frames(**{k: np.stack(v) for k, v in rows.items()})
+
+    def _advance(self, n: int) -> None:
+        for walker, context in enumerate(self.contexts):
+            try:
+                context.getIntegrator().step(n)
+            except self.mm.OpenMMException as exc:  # "Particle coordinate is NaN", a constraint failure
+                raise SimulationError(f"simulation diverged between steps {self.step} and {self.step + n}, walker "
+                                      f"{walker}: {str(exc).split('.')[0]} (engine.dt = {self.dt} ps, or the bias's "
+                                      f"forces with engine.bias_stride = k acting as k-fold impulses, may be too "
+                                      "large)") from None
+        self.step += n
+
+    def forces(self, bias: BiasHook | None = None) -> np.ndarray:
+        self._set_bias_force(None)
+        f = np.stack([c.getState(getForces=True, groups={0}).getForces(asNumpy=True)._value for c in self.contexts])
+        return f + self._evaluate(bias, self.positions(), forces=True)[3]
+
+    def keep_walkers(self, walkers: np.ndarray) -> None:
+        self.contexts = [self.contexts[int(i)] for i in walkers]
+        self._bias_on = [self._bias_on[int(i)] for i in walkers]
+        self.n_walkers = len(self.contexts)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._set_bias_force(None)
+        blobs = [np.frombuffer(c.createCheckpoint(), dtype=np.uint8) for c in self.contexts]
+        size = max(len(b) for b in blobs)
+        packed = np.zeros((len(blobs), size), dtype=np.uint8)
+        for i, b in enumerate(blobs):
+            packed[i, :len(b)] = b
+        return {"checkpoints": packed, "checkpoint_sizes": np.array([len(b) for b in blobs], dtype=np.int64),
+                "positions": self.positions(), "step": np.array(self.step, dtype=np.int64)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        blobs, sizes = state["checkpoints"], state["checkpoint_sizes"]
+        if len(sizes) != self.n_walkers:
+            raise SimulationError(f"the saved state holds {len(sizes)} walkers, the engine {self.n_walkers}")
+        for context, blob, size in zip(self.contexts, blobs, sizes):
+            try:
+                context.loadCheckpoint(blob[:size].tobytes())
+            except Exception as exc:  # OpenMM raises its own OpenMMException
+                raise SimulationError(f"cannot restore an OpenMM checkpoint: {exc}") from None
+        self._bias_on = [False] * self.n_walkers
+        self.step = int(state["step"])
+
+
+def _seed31(*key: int) -> int:
+    """A seed in [1, 2**31) for OpenMM (0 would mean 'pick one at random')."""
+    return 1 + cio.derive_seed(*key) % (2**31 - 1)
+
+
+def _best_platform() -> str:
+    """CUDA where OpenMM has it, else CPU."""
+    import openmm
+
+    names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    return "CUDA" if "CUDA" in names else "CPU"

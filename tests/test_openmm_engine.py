@@ -1,0 +1,256 @@
+"""The OpenMM engine on alanine dipeptide: the molecule cvcycle builds, the engine contract (frames,
+forces of potential + bias against finite differences, the bias force inside OpenMM, bit-for-bit
+continuation from saved state, pure random streams), spec rules, and a tiny campaign end to end
+through project.py."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+openmm = pytest.importorskip("openmm", reason="OpenMM is not installed (pip install -e \".[openmm]\")")
+md = pytest.importorskip("mdtraj", reason="mdtraj is not installed")
+
+from cvcycle.bias import CVBias, make_bias  # noqa: E402
+from cvcycle.engines import make_engine  # noqa: E402
+from cvcycle.engines.openmm_engine import OpenMMEngine  # noqa: E402
+from cvcycle.errors import SpecError  # noqa: E402
+from cvcycle.features import make_featurizer  # noqa: E402
+from cvcycle.spec import load_spec, validate  # noqa: E402
+from cvcycle.systems import make_system, thermal_energy  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "workflows" / "alanine-dipeptide-autoencoder.toml"
+
+
+def _spec(**engine) -> dict:
+    spec = load_spec(SPEC)
+    spec["engine"].update({"walkers": 3, **engine})
+    spec["resources"]["cpus"] = 1
+    return spec
+
+
+class _FirstFeatures(torch.nn.Module):
+    """A smooth 1-D CV: a fixed combination of the first features (sin/cos of phi and psi)."""
+
+    def forward(self, f):
+        return 0.7 * f[:, :1] - 0.4 * f[:, 3:4] + 0.05 * f[:, 8:9]
+
+
+def _hook(spec: dict) -> CVBias:
+    bias = make_bias(spec, 1)
+    bias.observe(0, torch.tensor([[0.3], [0.1], [-0.2]], dtype=torch.float64))  # a bias with some shape
+    return CVBias(_FirstFeatures(), bias, kT=thermal_energy(spec))
+
+
+@pytest.fixture(scope="module")
+def system():
+    return make_system(_spec())
+
+
+def test_the_built_molecule_has_its_backbone_where_asked_and_mdtraj_agrees(system):
+    x = system.representatives()  # C7eq, C7ax centres
+    t = md.Trajectory(x.astype(np.float32), md.Topology.from_openmm(system.topology))
+    phi, psi = np.degrees(md.compute_phi(t)[1][:, 0]), np.degrees(md.compute_psi(t)[1][:, 0])
+    np.testing.assert_allclose(system.state_coordinates(x), np.stack([phi, psi], axis=1), atol=1e-3)
+    np.testing.assert_allclose(system.state_coordinates(x), [[-83.0, 74.0], [70.0, -70.0]], atol=5.0)
+    assert system.classify(x).tolist() == [0, 1] and system.n_particles == t.n_atoms == 22
+    atoms = list(system.topology.atoms())
+    assert sorted(i for i, a in enumerate(atoms) if a.element.symbol != "H") == sorted(system.heavy_atoms)
+    # L-alanine: the C-beta on the side a real structure has it
+    n, ca, c, cb = (x[0, system.atom_index[("ALA", name)]] for name in ("N", "CA", "C", "CB"))
+    assert np.dot(np.cross(n - ca, c - ca), cb - ca) > 0
+    assert thermal_energy(_spec()) == pytest.approx(2.4943, abs=1e-4) == system.kT
+
+
+def test_states_are_discs_on_the_torus(system):
+    z = np.array([[-83.0 + 360.0, 74.0], [-83.0, 74.0 - 359.0], [70.0 + 29.0, -70.0], [180.0, 180.0], [-170.0, 170.0]])
+    assert system.classify_coordinates(z).tolist() == [0, 0, 1, -1, -1]
+
+
+def test_internal_features_match_mdtraj(system):
+    featurizer = make_featurizer(_spec())
+    x = system.start(["C7eq", "C7ax"], 6, 0.01, np.random.default_rng(3))
+    f = featurizer(torch.as_tensor(x)).numpy()
+    t = md.Trajectory(x.astype(np.float32), md.Topology.from_openmm(system.topology))
+    phi = md.compute_dihedrals(t, [system.dihedral_atoms("phi")])[:, 0]
+    names = featurizer.names
+    np.testing.assert_allclose(f[:, names.index("sin_phi")], np.sin(phi), atol=1e-5)
+    np.testing.assert_allclose(f[:, names.index("cos_phi")], np.cos(phi), atol=1e-5)
+    pair = [system.atom_index[("ALA", "CB")], system.atom_index[("NME", "N")]]
+    d = md.compute_distances(t, [pair])[:, 0]
+    np.testing.assert_allclose(f[:, names.index("d_ALA:CB_NME:N")], d, atol=1e-5)
+    assert len(names) == 4 + 25  # sin, cos of phi, psi; heavy-atom pairs more than two bonds apart
+
+
+def test_frames_have_the_contract_shapes_and_openmm_energies(system):
+    spec = _spec()
+    engine = make_engine(spec, system)
+    engine.set_positions(system.start(["C7eq"], 3, 0.0, np.random.default_rng(0)))
+    engine.draw_velocities(5)
+    frames = engine.run(40, 10)
+    assert frames.step.tolist() == [0, 10, 20, 30] and engine.step == 40
+    assert frames.positions.shape == (4, 3, 22, 3) and frames.features.shape == (4, 3, 29)
+    assert frames.cv.shape == (4, 3, 0) and not frames.bias.any() and not frames.log_weight.any()
+    reference = system.potential(torch.as_tensor(frames.positions[-1])).numpy()  # Reference platform
+    np.testing.assert_allclose(frames.potential[-1], reference, atol=1e-2)
+    # constraints hold: every bond to hydrogen at its force-field length
+    omm = system.openmm_system()
+    for k in range(omm.getNumConstraints()):
+        i, j, length = omm.getConstraintParameters(k)
+        r = np.linalg.norm(frames.positions[-1][:, i] - frames.positions[-1][:, j], axis=1)
+        np.testing.assert_allclose(r, length._value, atol=1e-6)
+
+
+def test_forces_are_minus_the_gradient_of_potential_plus_bias(system):
+    spec = _spec(walkers=2)
+    engine = OpenMMEngine(system, make_featurizer(spec), 0.002, 1.0, 2, platform="Reference")
+    hook = _hook(spec)
+    x = system.start(["C7eq", "C7ax"], 2, 0.005, np.random.default_rng(1))
+    engine.set_positions(x)
+    x = engine.positions()
+    potential_forces = engine.forces(None)
+    bias_forces = engine.forces(hook) - potential_forces
+
+    def potential(p: np.ndarray) -> np.ndarray:
+        return system.potential(torch.as_tensor(p)).numpy()
+
+    def bias(p: np.ndarray) -> np.ndarray:  # the CV network runs in float32: a wider step
+        pt = torch.as_tensor(p)
+        return hook.energy(engine.featurizer(pt))[0].detach().numpy()
+
+    rng = np.random.default_rng(2)
+    for atom, axis in zip(rng.choice(22, 8, replace=False), rng.integers(0, 3, 8)):
+        for energy, forces, h, tol in ((potential, potential_forces, 1e-5, 1e-3), (bias, bias_forces, 1e-3, 2e-2)):
+            up, down = x.copy(), x.copy()
+            up[:, atom, axis] += h
+            down[:, atom, axis] -= h
+            np.testing.assert_allclose(forces[:, atom, axis], -(energy(up) - energy(down)) / (2 * h), rtol=1e-4, atol=tol)
+    bias_only = bias_forces
+    assert np.abs(bias_only).max() > 1.0  # the bias does push
+
+
+def test_the_bias_acts_inside_openmm_as_k_times_its_force_every_k_steps(system):
+    spec = _spec(walkers=2)
+    engine = OpenMMEngine(system, make_featurizer(spec), 0.002, 1.0, 2, platform="Reference")
+    engine.set_positions(system.start(["C7eq"], 2, 0.0, np.random.default_rng(0)))
+    hook = _hook(spec)
+    f = engine._evaluate(hook, engine.positions(), forces=True)[3]
+    engine._set_bias_force(3 * f)
+    inside = np.stack([c.getState(getForces=True, groups={1}).getForces(asNumpy=True)._value for c in engine.contexts])
+    np.testing.assert_allclose(inside, 3 * f, rtol=1e-6, atol=1e-6)
+    engine._set_bias_force(None)
+    inside = np.stack([c.getState(getForces=True, groups={1}).getForces(asNumpy=True)._value for c in engine.contexts])
+    assert not inside.any()
+
+
+@pytest.mark.parametrize("bias_stride", [1, 3])
+def test_a_run_continued_from_saved_state_repeats_the_uninterrupted_one_bit_for_bit(system, bias_stride):
+    spec = _spec(bias_stride=bias_stride)
+    start = system.start(["C7eq"], 3, 0.0, np.random.default_rng(0))
+    whole = make_engine(spec, system)
+    whole.set_positions(start)
+    whole.draw_velocities(1)
+    hook = _hook(spec)
+    saved_hook = copy.deepcopy(hook)
+    state = whole.state_dict()
+    a = whole.run(60, 10, hook, bias_stride=bias_stride)
+    b = whole.run(60, 10, hook, bias_stride=bias_stride)
+
+    split = make_engine(spec, system)
+    split.load_state_dict(state)
+    first = split.run(60, 10, saved_hook, bias_stride=bias_stride)
+    resumed = make_engine(spec, system)
+    resumed.load_state_dict(split.state_dict())
+    second = resumed.run(60, 10, saved_hook, bias_stride=bias_stride)
+    for x, y in ((a, first), (b, second)):
+        for key, value in x.as_dict().items():
+            np.testing.assert_array_equal(value, getattr(y, key), err_msg=key)
+    assert np.abs(b.positions[-1] - a.positions[0]).max() > 0.01  # it moved
+
+
+def test_a_stream_key_fixes_the_noise_whatever_ran_before(system):
+    spec = _spec()
+    engine = make_engine(spec, system)
+    engine.set_positions(system.start(["C7eq"], 3, 0.0, np.random.default_rng(0)))
+    state = engine.state_dict()
+    keyed = engine.run(30, 10, stream=(9, 1))
+    engine.load_state_dict(state)
+    engine.run(30, 10)  # another history
+    engine.load_state_dict(state)
+    again = engine.run(30, 10, stream=(9, 1))
+    np.testing.assert_array_equal(keyed.positions, again.positions)
+    engine.load_state_dict(state)
+    other = engine.run(30, 10, stream=(9, 2))
+    assert not np.array_equal(keyed.positions[-1], other.positions[-1])
+
+
+def test_dropping_walkers_keeps_the_others_where_they_are(system):
+    engine = make_engine(_spec(), system)
+    engine.set_positions(system.start(["C7eq", "C7ax"], 3, 0.0, np.random.default_rng(0)))
+    before = engine.positions()
+    engine.keep_walkers(np.array([2, 0]))
+    np.testing.assert_array_equal(engine.positions(), before[[2, 0]])
+    assert engine.n_walkers == 2 and engine.run(10, 10).positions.shape == (1, 2, 22, 3)
+
+
+def test_spec_rules_for_a_molecule():
+    raw = load_spec(SPEC)
+    raw["campaign"].pop("schema")
+    for change, message in (({"engine": {"name": "langevin"}}, "engine.name: 'alanine-dipeptide' runs on the 'openmm' engine"),
+                            ({"features": {"kind": "coordinates"}}, "features.kind: a molecule"),
+                            ({"features": {"dihedrals": ["phi", "chi9"]}}, "features.dihedrals: distinct names"),
+                            ({"features": {"dihedrals": [], "distances": False}}, "features.dihedrals: no features"),
+                            ({"bias": {"barrier": 4.0}}, "bias.barrier: OPES needs a barrier above 2 kT (4.98868), got 4.0")):
+        bad = copy.deepcopy(raw)
+        for section, body in change.items():
+            bad[section] = body if "kind" in body else {**bad[section], **body}
+        with pytest.raises(SpecError, match="^" + re.escape(message)):
+            validate(bad)
+    mb = load_spec(ROOT / "workflows" / "mueller-brown-autoencoder.toml")
+    mb["campaign"].pop("schema")
+    mb["engine"]["name"] = "openmm"
+    with pytest.raises(SpecError, match=r"^engine\.name: 'mueller-brown' runs on the 'langevin' engine"):
+        validate(mb)
+
+
+def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_cli import env, to_toml
+
+    spec = load_spec(SPEC)
+    spec["campaign"].pop("schema")
+    spec["engine"].update(walkers=2, initial_steps=400, steps=400, segment_steps=200, report_stride=20)
+    spec["learner"].update(epochs=5, ensemble=1)
+    spec["budget"]["max_iterations"] = 2
+    spec["convergence"]["min_iterations"] = 2
+    spec["resources"]["cpus"] = 1
+    (tmp_path / "ad.toml").write_text(to_toml(spec))
+    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "project.py"), *args], cwd=tmp_path, env=env(),  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    assert run("init", "ad.toml").returncode == 0
+    r = run("run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "summary: alanine-dipeptide-autoencoder seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
+    job = next((tmp_path / "workspace").iterdir())
+    for it in ("iter-000", "iter-001"):
+        assert (job / it / "samples.npz").is_file() and (job / it / "cv.pt").is_file()
+    cv = torch.jit.load(str(job / "iter-001" / "cv.pt"))
+    x = make_system(spec).representatives()
+    assert torch.isfinite(cv(make_featurizer(spec)(torch.as_tensor(x)).float())).all()
+
+
+def test_the_molecule_is_the_same_in_every_process(system):
+    """OpenMM's Modeller places hydrogens at random before minimising them; cvcycle seeds it, so a
+    campaign's starting structures, and hence its runs, repeat in a new process."""
+    code = ("import hashlib, numpy as np; from cvcycle.systems.alanine_dipeptide import AlanineDipeptide; "
+            "s = AlanineDipeptide(300.0, {}); print(hashlib.sha256(s.structure(-83.0, 74.0).tobytes()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == __import__("hashlib").sha256(system.structure(-83.0, 74.0).tobytes()).hexdigest()
