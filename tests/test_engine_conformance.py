@@ -43,6 +43,18 @@ class HarmonicParticles(System):
     def start(self, where, n_walkers, spread, rng):
         return spread * rng.standard_normal((n_walkers, 3, 3))
 
+    def openmm_system(self):
+        """The same wells for the OpenMM engine (nm, amu, kJ/mol: kT = 0.5 kJ/mol is 60 K)."""
+        import openmm
+
+        system = openmm.System()
+        well = openmm.CustomExternalForce(f"{0.5 * STIFFNESS}*(x^2 + y^2 + z^2)")
+        for i, m in enumerate(MASSES):
+            system.addParticle(m)
+            well.addParticle(i, [])
+        system.addForce(well)
+        return system
+
 
 class PairBias:
     """V = h tanh(|r_0 - r_1|^2 - |r_1 - r_2|)^2 on distance features, with no deposition."""
@@ -74,13 +86,16 @@ class PairDistances(torch.nn.Module):
 ENGINES = ["langevin", "openmm", "hoomd"]
 INTEGRATORS = {"langevin": ["overdamped", "underdamped"], "openmm": ["underdamped"], "hoomd": ["underdamped"]}
 CASES = [(e, i) for e in ENGINES for i in INTEGRATORS[e]]
+# OpenMM cases that create 4,000 Contexts (one per walker) or call Python at every step of 400
+# walkers take 1.5 min each: opt-in (pytest -m long); the rest of the suite runs by default
+SLOW_OPENMM = [pytest.param(e, i, marks=pytest.mark.long) if e == "openmm" else (e, i) for e, i in CASES]
 
 
 def engine_for(name: str, integrator: str, walkers: int, seed: int = 7, dt: float = 0.01, featurizer=None):
     spec = {"campaign": {"name": "conformance", "seed": seed}, "resources": {"cpus": 1},
             "features": {"kind": "coordinates", "names": ["x0", "y1", "z2"]},
             "engine": {"name": name, "integrator": integrator, "dt": dt, "friction": 2.0, "mass": 1.0,
-                       "walkers": walkers}}
+                       "walkers": walkers, "platform": "Reference" if name == "openmm" else "auto"}}
     try:
         engine = make_engine(spec, HarmonicParticles())
     except EngineUnavailable as exc:
@@ -179,8 +194,8 @@ class LinearBias:
         return 0.0
 
 
-@pytest.mark.parametrize("bias_stride", [1, 4])
-@pytest.mark.parametrize("name,integrator", CASES)
+@pytest.mark.parametrize("name,integrator,bias_stride", [
+    pytest.param(e, i, k, marks=pytest.mark.long) if (e, k) == ("openmm", 1) else (e, i, k) for e, i in CASES for k in (1, 4)])
 def test_biased_run_samples_the_biased_boltzmann_distribution(name, integrator, bias_stride):
     """A bias c x_0 shifts particle 0's x by -c/k and leaves its variance kT/k, whether the bias
     acts every step or as an impulse every `bias_stride` steps; it is observed at exactly the
@@ -273,7 +288,7 @@ def test_keep_walkers_continues_the_kept_walkers(name, integrator):
     assert eng.n_walkers == 2 and eng.run(10, 5).positions.shape == (2, 2, 3, 3)
 
 
-@pytest.mark.parametrize("name,integrator", CASES)
+@pytest.mark.parametrize("name,integrator", SLOW_OPENMM)
 def test_drawn_velocities_start_every_trajectory_as_a_regular_one(name, integrator):
     """After draw_velocities (what a shot starts with), velocities are Maxwell-Boltzmann at the
     system's kT and the first step from a configuration is as wide as the second, for the

@@ -29,8 +29,8 @@ PINNED_FINGERPRINTS = {
     # paths.extra_shots >= 1, and the shooting route learns from the extra shots only
     4: "35d63c68713eeda7",
     # 5: convergence.test_levels (the committor histogram test of a committor route at q 0.2 and 0.8 too);
-    # system.potential "alanine-dipeptide" with features.kind "internal" (dihedrals, distances)
-    5: "456681c12fe073b9",
+    # system.potential "alanine-dipeptide" with features.kind "internal" (dihedrals, distances); engine.platform
+    5: "789c02d2c9553b95",
 }
 
 

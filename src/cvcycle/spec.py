@@ -207,6 +207,7 @@ class EngineSpec:
     bias_stride: int = spec_field(1, check=STRIDE)  # steps between bias evaluations (an impulse of this x its force)
     start: str | tuple[str, ...] | tuple[float, float] = spec_field("A", check=_point_or_state)
     start_spread: float = spec_field(0.05, check=_range(0.0))
+    platform: str = spec_field("auto", check=_choice("auto", "Reference", "CPU", "CUDA", "OpenCL"))  # openmm: auto = CUDA if present, else CPU
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,7 +242,8 @@ class MomentFeatures(SwitchingFeatures):
 # featurizer kind -> the class holding its fields
 @dataclass(frozen=True, kw_only=True)
 class InternalFeatures(FeaturesSpec):
-    """A molecule's backbone dihedrals as (sin, cos) and, optionally, its heavy-atom pair distances."""
+    """A molecule's backbone dihedrals as (sin, cos) and, optionally, its heavy-atom pair distances
+    (the pairs more than three bonds apart)."""
     dihedrals: tuple[str, ...] = ("phi", "psi")  # also "omega0", "omega1" (the peptide bonds)
     distances: bool = True
 
@@ -584,6 +586,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     wanted = "openmm" if molecule else "langevin"
     if engine["name"] != wanted:
         raise SpecError(f"engine.name: '{spec['system']['potential']}' runs on the '{wanted}' engine, got '{engine['name']}'")
+    if engine["name"] == "openmm" and (engine["integrator"] != "underdamped" or engine["mass"] != 1.0):
+        raise SpecError("engine.integrator: the openmm engine runs Langevin (middle) dynamics with the force "
+                        "field's masses: integrator = \"underdamped\" and mass = 1.0, got "
+                        f"integrator = \"{engine['integrator']}\", mass = {engine['mass']}")
+    if engine["platform"] != "auto" and engine["name"] != "openmm":
+        raise SpecError(f"engine.platform: chooses the OpenMM platform; the '{engine['name']}' engine runs in torch, "
+                        f"got '{engine['platform']}'")
     if engine["report_stride"] > engine["steps"]:
         raise SpecError(f"engine.report_stride: must be <= engine.steps ({engine['steps']}), got {engine['report_stride']}")
     for key in ("steps", "initial_steps"):

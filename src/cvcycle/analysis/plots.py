@@ -91,6 +91,34 @@ def plot_fes_states(path: Path, x_edges: np.ndarray, y_edges: np.ndarray, F: np.
     plt.close(fig)
 
 
+def plot_fes_plane(path: Path, x_edges: np.ndarray, y_edges: np.ndarray, F: np.ndarray, cv_mean: np.ndarray,
+                   states: dict[str, dict], axes_names: tuple[str, str], title: str, cv_name: str,
+                   vmax: float = 12.0) -> None:
+    """Reweighted FES on the state coordinates (kT) with isolines of the CV's mean per bin and the
+    states, equal aspect (angles in degrees for a peptide's Ramachandran plane)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    xc, yc = 0.5 * (x_edges[1:] + x_edges[:-1]), 0.5 * (y_edges[1:] + y_edges[:-1])
+    if np.isfinite(F).any():
+        im = ax.contourf(xc, yc, np.clip(F, 0, vmax), levels=np.linspace(0, vmax, 13), cmap="viridis", extend="max")
+        fig.colorbar(im, ax=ax, label="F (kT)")
+        if np.isfinite(cv_mean).sum() > 3:
+            lines = ax.contour(xc, yc, np.ma.masked_invalid(cv_mean), levels=8, colors="white", linewidths=0.7)
+            ax.clabel(lines, fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no frames in the FES iterations yet", ha="center", va="center", transform=ax.transAxes)
+    _draw_states(ax, states)
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    ax.set_aspect("equal")
+    unit = " (degrees)" if axes_names == ("phi", "psi") else ""
+    ax.set_xlabel(axes_names[0] + unit)
+    ax.set_ylabel(axes_names[1] + unit)
+    ax.set_title(f"{title}\nreweighted F, white: mean {cv_name} per bin", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
 def plot_fes_cv(path: Path, centers: np.ndarray, curves: dict[str, np.ndarray], title: str) -> None:
     """Free energy along a 1-D CV, one curve per label."""
     plt = _pyplot()

@@ -26,6 +26,7 @@ import torch
 from .. import io as cio
 from ..errors import SimulationError
 from ..features import make_featurizer
+from ..systems import GAS_CONSTANT
 from ..systems.base import System
 from .base import BiasHook, Engine, Frames
 
@@ -36,15 +37,15 @@ class OpenMMEngine(Engine):
     deterministic_restart = True
 
     def __init__(self, system: System, featurizer: torch.nn.Module, dt: float, friction: float, n_walkers: int,
-                 seed: int = 0, threads: int = 1, platform: str | None = None) -> None:
+                 seed: int = 0, platform: str = "auto") -> None:
         import openmm
 
         if not hasattr(system, "openmm_system"):
-            raise SimulationError(f"engine.name = 'openmm' runs molecular systems; '{system.name}' has no OpenMM model")
-        torch.set_num_threads(threads)
+            raise SimulationError(f"engine.name = 'openmm' runs systems with an OpenMM model; '{system.name}' has none")
         self.system, self.featurizer = system, featurizer
         self.dt, self.friction, self.n_walkers = float(dt), float(friction), int(n_walkers)
         self.seed, self.step, self.device = int(seed), 0, torch.device("cpu")
+        self.temperature = system.kT / GAS_CONSTANT  # kelvin, for kT in kJ/mol
         self.mm = openmm
         self.omm_system = system.openmm_system()
         self.bias_force = openmm.CustomExternalForce("-(fx*x + fy*y + fz*z)")
@@ -54,7 +55,7 @@ class OpenMMEngine(Engine):
             self.bias_force.addParticle(i, [0.0, 0.0, 0.0])
         self.bias_force.setForceGroup(1)
         self.omm_system.addForce(self.bias_force)
-        self.platform = openmm.Platform.getPlatformByName(platform or _best_platform())
+        self.platform = openmm.Platform.getPlatformByName(_best_platform() if platform == "auto" else platform)
         # one thread per Context: with more, the CPU platform's force sums vary from call to call
         # (measured: the 8th digit of the energy after 200 steps with 2 threads), and a molecule
         # this small gains nothing from them
@@ -65,11 +66,12 @@ class OpenMMEngine(Engine):
     @classmethod
     def from_spec(cls, spec: dict[str, Any], system: System) -> "OpenMMEngine":
         en = spec["engine"]
+        torch.set_num_threads(spec["resources"]["cpus"])
         return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
-                   seed=spec["campaign"]["seed"], threads=spec["resources"]["cpus"])
+                   seed=spec["campaign"]["seed"], platform=en.get("platform", "auto"))
 
     def _context(self) -> Any:
-        integrator = self.mm.LangevinMiddleIntegrator(self.system.temperature, self.friction, self.dt)
+        integrator = self.mm.LangevinMiddleIntegrator(self.temperature, self.friction, self.dt)
         integrator.setConstraintTolerance(1e-8)
         return self.mm.Context(self.omm_system, integrator, self.platform, self.properties)
 
@@ -95,10 +97,16 @@ class OpenMMEngine(Engine):
 
     def draw_velocities(self, seed: int) -> None:
         for i, context in enumerate(self.contexts):
-            context.setVelocitiesToTemperature(self.system.temperature, _seed31(seed, 7_000_003, i))
+            context.setVelocitiesToTemperature(self.temperature, _seed31(seed, 7_000_003, i))
 
     def positions(self) -> np.ndarray:
+        """Positions (walkers, N, 3) in nm."""
         return np.stack([c.getState(getPositions=True).getPositions(asNumpy=True)._value for c in self.contexts])
+
+    def velocities(self) -> np.ndarray:
+        """Velocities (walkers, N, 3) in nm/ps (half a step behind the positions, as the Langevin
+        middle scheme keeps them)."""
+        return np.stack([c.getState(getVelocities=True).getVelocities(asNumpy=True)._value for c in self.contexts])
 
     # -- the bias ---------------------------------------------------------------------------------
     def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
@@ -150,7 +158,7 @@ class OpenMMEngine(Engine):
             on = hook is not None and step % bias_stride == 0
             report = (step - start) % report_stride == 0
             if on or report:
-                x = self.positions()
+                x = self._finite(self.positions())
                 feats, cv, b, f = self._evaluate(hook, x, forces=on)
                 if on and hook.observe(step, torch.as_tensor(cv)):  # a deposition at the current configuration
                     feats, cv, b, f = self._evaluate(hook, x, forces=True)
@@ -171,15 +179,24 @@ class OpenMMEngine(Engine):
                 nxt.append((step // bias_stride + 1) * bias_stride)
             self._advance(min(nxt) - step)
         self._set_bias_force(None)
+        self._finite(self.positions())
         return Frames(**{k: np.stack(v) for k, v in rows.items()})
+
+    def _finite(self, x: np.ndarray) -> np.ndarray:
+        """x, or a SimulationError naming the first walker whose positions are not finite."""
+        bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+        if bad.any():
+            raise SimulationError(f"simulation diverged by step {self.step}, walker {int(np.flatnonzero(bad)[0])}: "
+                                  f"positions are not finite (engine.dt = {self.dt} ps may be too large)")
+        return x
 
     def _advance(self, n: int) -> None:
         for walker, context in enumerate(self.contexts):
             try:
                 context.getIntegrator().step(n)
             except self.mm.OpenMMException as exc:  # "Particle coordinate is NaN", a constraint failure
-                raise SimulationError(f"simulation diverged between steps {self.step} and {self.step + n}, walker "
-                                      f"{walker}: {str(exc).split('.')[0]} (engine.dt = {self.dt} ps, or the bias's "
+                raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
+                                      f"{self.step}): {str(exc).split('.')[0]} (engine.dt = {self.dt} ps, or the bias's "
                                       f"forces with engine.bias_stride = k acting as k-fold impulses, may be too "
                                       "large)") from None
         self.step += n
@@ -202,7 +219,7 @@ class OpenMMEngine(Engine):
         for i, b in enumerate(blobs):
             packed[i, :len(b)] = b
         return {"checkpoints": packed, "checkpoint_sizes": np.array([len(b) for b in blobs], dtype=np.int64),
-                "positions": self.positions(), "step": np.array(self.step, dtype=np.int64)}
+                "positions": self.positions(), "velocities": self.velocities(), "step": np.array(self.step, dtype=np.int64)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         blobs, sizes = state["checkpoints"], state["checkpoint_sizes"]

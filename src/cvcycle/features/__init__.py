@@ -27,9 +27,9 @@ def _switch(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _internal(spec: dict[str, Any]) -> Featurizer:
     """A molecule's dihedrals (features.dihedrals) and, with features.distances, the distances of
-    its heavy-atom pairs more than two bonds apart (bonds and angles barely move, and an
-    autoencoder that standardises its inputs would magnify their vibration into a stiff CV), on
-    the atoms of the spec's system."""
+    its heavy-atom pairs more than three bonds apart (closer pairs move only with a bond, an angle
+    or one stiff dihedral, and an autoencoder that standardises its inputs magnified those
+    vibrations into a stiff CV), on the atoms of the spec's system."""
     from ..systems import make_system
     from .molecular import InternalCoordinates, heavy_atom_pairs
 
@@ -37,7 +37,7 @@ def _internal(spec: dict[str, Any]) -> Featurizer:
     heavy = system.heavy_atoms
     atoms = list(system.topology.atoms())
     names = [f"{atoms[i].residue.name}:{atoms[i].name}" for i in heavy]  # e.g. ALA:CA
-    near = system.pairs_within_bonds(2)
+    near = system.pairs_within_bonds(3)
     distances = [(name, pair) for name, pair in heavy_atom_pairs(names, heavy) if tuple(sorted(pair)) not in near] \
         if spec["features"]["distances"] else []
     return InternalCoordinates([(name, system.dihedral_atoms(name)) for name in spec["features"]["dihedrals"]], distances)

@@ -130,7 +130,13 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         labels = np.concatenate([flat(eq[i], "state") for i in fes_its])
         metrics["state_free_energies"] = state_free_energies(labels, weights_of(tuple(fes_its)), list(system.states))
 
+    # regions and the state plane: from the FES iterations, or all iterations before any transition
+    plane_its = fes_its or list(range(k + 1))
+    z_plane = np.concatenate([flat(eq[i], "state_coordinates") for i in plane_its])
+    metrics["region_free_energies"] = region_free_energies(system.regions(z_plane), weights_of(tuple(plane_its))) or None
+
     xe = ye = F_xy = F_ref = np.zeros(0)
+    cv_plane = None
     reference = system.reference_fes(spec["analysis"]["grid_bins"] // 2)
     rmse_key = "fes_rmse_exact" if system.has_exact_reference else "fes_rmse_reference"
     metrics[rmse_key] = None
@@ -142,6 +148,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
             F_xy = histogram_fes(z, weights_of(tuple(fes_its)), [xe, ye])
         rmse, metrics["fes_coverage"] = aligned_rmse(F_xy, F_ref, F_ref <= conv["fes_cutoff"])
         metrics[rmse_key] = rmse if np.isfinite(rmse) else None
+    elif system.state_plane() is not None:  # no reference: the reweighted FES on the state plane
+        xe, ye = system.state_plane()
+        F_xy = histogram_fes(z_plane, weights_of(tuple(plane_its)), [xe, ye])
+        s_plane = np.concatenate([s_new[ends[i] - len(flat(eq[i], "features")):ends[i], 0] for i in plane_its])
+        cv_plane = binned_mean(z_plane, s_plane, xe, ye)
     metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
     if system.has_exact_reference:
         exact_committor_checks(c, new_cv, metrics, logit_q)
@@ -169,6 +180,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     cio.write_json(d / "metrics.json", metrics)
     if spec["analysis"]["plots"]:
         _plots(c, k, system, new_cv, xe, ye, F_xy, F_ref, centers, F_cv, F_cv_prev, logit_q)
+        if cv_plane is not None:
+            from ..analysis.plots import plot_fes_plane
+
+            plot_fes_plane(d / "fes_states.png", xe, ye, F_xy, cv_plane, spec["system"]["states"],
+                           system.state_coordinate_names, f"iteration {k}: data of iterations {plane_its}", f"CV_{k + 1}")
 
     exact = ""
     if reference is not None:
@@ -176,9 +192,32 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
                  f"(coverage {metrics['fes_coverage']:.2f})")
     if system.has_exact_reference:
         exact += f", committor R2 {fmt(metrics['committor_r2'])} width {fmt(metrics['committor_width'])}"
+    regions = list((metrics["region_free_energies"] or {}).items())
+    for name, value in regions[1:]:
+        exact += f", F({name}) - F({regions[0][0]}) " + (
+            "- (no frames)" if value is None else f"{value:.3f} kT ({value * system.kT:.2f} {system.energy_unit})")
     return Analysis(metrics, walker_steps_through(spec, k + 1),
                     f"{agreement.text(metrics)}, FES change {fmt(metrics['fes_change'])} kT{exact}, "
                     f"{n_transitions} transitions between states")
+
+
+def region_free_energies(regions: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, float | None]:
+    """F of each region relative to the first, in kT: -ln(P(region) / P(first)) from frame weights;
+    None where either region has no weight."""
+    if not regions:
+        return {}
+    total = {name: float(weights[mask].sum()) for name, mask in regions.items()}
+    ref = next(iter(total.values()))
+    return {name: (float(-np.log(w / ref)) if w > 0 and ref > 0 else None) for name, w in total.items()}
+
+
+def binned_mean(z: np.ndarray, values: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """Mean of `values` over the frames in each (x, y) bin of state coordinates z, (ny, nx); NaN
+    where a bin has no frame."""
+    counts = np.histogram2d(z[:, 0], z[:, 1], [x_edges, y_edges])[0]
+    sums = np.histogram2d(z[:, 0], z[:, 1], [x_edges, y_edges], weights=values)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts).T
 
 
 def exact_committor_checks(c: Campaign, new_cv: torch.nn.Module, metrics: dict[str, Any], logit_q: bool) -> None:

@@ -110,6 +110,8 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         if deadline is not None and seg + 1 < n_seg and time.monotonic() + 1.5 * (time.perf_counter() - t0) > deadline:
             raise WalltimeReached(f"[iter {k} simulate] stopping after segment {seg + 1}/{n_seg}: walltime budget nearly spent")
     _gather_segments(c, k, n_seg)
+    if system.trajectory_format is not None:
+        system.write_trajectories(c.iter_dir(k) / "walkers", cio.read_npz(c.iter_dir(k) / "trajectory.npz")["positions"])
     if hook is not None:
         cio.write_npz(c.iter_dir(k) / "bias.npz", **{key: v.numpy() for key, v in hook.bias.state_dict().items()})
     c.update_doc(phase="train", total_steps=walker_steps_through(spec, k))

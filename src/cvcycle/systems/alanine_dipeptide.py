@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,8 @@ class AlanineDipeptide(System):
     n_particles = 22
     dim = 3
     state_coordinate_names = ("phi", "psi")
+    energy_unit = "kJ/mol"
+    trajectory_format = "dcd"
 
     def __init__(self, temperature: float, states: dict[str, dict[str, Any]]) -> None:
         self.temperature = float(temperature)  # kelvin
@@ -152,6 +156,32 @@ class AlanineDipeptide(System):
         bases = [self.structure(*self.states[name]["center"]) for name in names]
         out = np.stack([bases[i % len(bases)] for i in range(n_walkers)])
         return out + spread * rng.standard_normal(out.shape)
+
+    def state_plane(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Ramachandran plane in 10-degree bins."""
+        edges = np.linspace(-180.0, 180.0, 37)
+        return edges, edges
+
+    def regions(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """phi < 0 (C7eq, C5, alpha_R) and phi > 0 (C7ax, alpha_L): Delta F(C7ax - C7eq) as the
+        literature reports it."""
+        return {"phi < 0": z[:, 0] < 0.0, "phi > 0": z[:, 0] > 0.0}
+
+    def write_trajectories(self, directory: Path, positions: np.ndarray) -> None:
+        """walker-WW.dcd per walker (mdtraj writes the format's angstrom) and topology.pdb, each
+        written atomically; `mdtraj.load("walker-00.dcd", top="topology.pdb")` reads them in nm."""
+        import mdtraj
+
+        from .. import io as cio
+
+        topology = mdtraj.Topology.from_openmm(self.topology)
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"topology.pdb": lambda path: mdtraj.Trajectory(positions[0, 0], topology).save_pdb(path)}
+            for w in range(positions.shape[1]):
+                files[f"walker-{w:02d}.dcd"] = (lambda path, w=w: mdtraj.Trajectory(positions[:, w], topology).save_dcd(path))
+            for name, save in files.items():
+                save(str(Path(tmp) / name))
+                cio.write_bytes(directory / name, (Path(tmp) / name).read_bytes())
 
     def representatives(self) -> np.ndarray:
         return np.stack([self.structure(*s["center"]) for s in list(self.states.values())[:2]])

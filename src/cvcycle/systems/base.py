@@ -13,6 +13,7 @@ without one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ class System(ABC):
     dim: int
     states: dict[str, dict[str, Any]]  # NAME -> {"center": [...], "radius": r}, in state coordinates
     state_coordinate_names: tuple[str, str] = ("x", "y")
+    energy_unit: str = "energy units"  # of the potential (and of kT)
+    trajectory_format: str | None = None  # what write_trajectories writes, if anything
     has_exact_reference: bool = False
 
     @property
@@ -81,6 +84,21 @@ class System(ABC):
         (`bins` per axis), a stored long-run estimate for a particle system at its reference
         temperature. Campaigns report their reweighted free energy against it."""
         return None
+
+    def state_plane(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bin edges along the two state coordinates on which to show a reweighted free energy
+        when the system has no reference (e.g. the Ramachandran plane), or None."""
+        return None
+
+    def regions(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """Named regions of state coordinates z (n, m) as boolean masks, whose free energies
+        relative to the first one a campaign reports (e.g. phi < 0 and phi > 0 of a peptide);
+        none by default."""
+        return {}
+
+    def write_trajectories(self, directory: Path, positions: np.ndarray) -> None:
+        """Write the walkers' stored positions (frames, walkers, N, d) in a format molecular tools
+        read (a molecule: one DCD per walker and the topology as PDB); nothing by default."""
 
     def representatives(self) -> np.ndarray | None:
         """One configuration (n_states, N, d) per state, for orienting a CV (A below B), or None

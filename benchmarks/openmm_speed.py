@@ -1,0 +1,110 @@
+"""Walker steps per second of the OpenMM engine on alanine dipeptide: unbiased, with cvcycle's bias on
+a learned-CV stand-in evaluated every k steps, and OpenMM's own Metadynamics on (phi, psi) at the
+same settings, measured side by side in one run (each path `--repeats` times, interleaved; the
+table gives the median and the range).
+
+    python benchmarks/openmm_speed.py [--walkers 8] [--steps 2000] [--repeats 3] [--platform CPU]
+
+The bias: OPES on a 1-D CV given by a small network (29 internal-coordinate features -> 32 -> 32
+-> 1, tanh, random weights), the shape of a learned CV; the bias is primed with some kernels and
+then deposits every 50 steps as in a campaign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cvcycle_rate(spec: dict, walkers: int, steps: int, bias_stride: int | None) -> float:
+    from cvcycle.bias import CVBias, make_bias
+    from cvcycle.engines import make_engine
+    from cvcycle.systems import make_system, thermal_energy
+
+    system = make_system(spec)
+    engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": walkers}}, system)
+    engine.set_positions(system.start(["C7eq"], walkers, 0.0, np.random.default_rng(0)))
+    engine.draw_velocities(1)
+    hook = None
+    if bias_stride is not None:
+        torch.manual_seed(0)
+        n = len(engine.feature_names)
+        net = torch.nn.Sequential(torch.nn.Linear(n, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
+                                  torch.nn.Linear(32, 1))
+        bias = make_bias(spec, 1)
+        bias.prime(torch.linspace(-0.5, 0.5, 200, dtype=torch.float64)[:, None], torch.full((200,), 1.0 / 200, dtype=torch.float64), 50)
+        hook = CVBias(net, bias, kT=thermal_energy(spec))
+    engine.run(100, 50, hook, bias_stride=bias_stride or 1)  # warm-up
+    t0 = time.perf_counter()
+    engine.run(steps, 50, hook, bias_stride=bias_stride or 1)
+    return walkers * steps / (time.perf_counter() - t0)
+
+
+def openmm_metad_rate(spec: dict, steps: int, platform: str) -> float:
+    """One walker with openmm.app.Metadynamics on (phi, psi): well-tempered, bias factor 10,
+    height 1.2 kJ/mol, width 0.35 rad, every 50 steps, grid 72 x 72."""
+    import openmm
+    import openmm.app as app
+    import openmm.unit as unit
+
+    from cvcycle.systems import make_system
+
+    system = make_system(spec)
+    omm = system.openmm_system()
+    variables = []
+    for name in ("phi", "psi"):
+        torsion = openmm.CustomTorsionForce("theta")
+        torsion.addTorsion(*system.dihedral_atoms(name), [])
+        variables.append(app.BiasVariable(torsion, -np.pi, np.pi, 0.35, True, 72))
+    meta = app.Metadynamics(omm, variables, 300.0 * unit.kelvin, 10.0, 1.2 * unit.kilojoules_per_mole, 50)
+    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.002)
+    props = {"Threads": "1"} if platform == "CPU" else {}
+    simulation = app.Simulation(system.topology, omm, integrator, openmm.Platform.getPlatformByName(platform), props)
+    simulation.context.setPositions(system.structure(-83.0, 74.0))
+    meta.step(simulation, 100)
+    t0 = time.perf_counter()
+    meta.step(simulation, steps)
+    return steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--walkers", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--platform", default="CPU")
+    args = parser.parse_args()
+    from cvcycle.spec import load_spec
+
+    spec = load_spec(ROOT / "workflows" / "alanine-dipeptide-autoencoder.toml")
+    spec = copy.deepcopy(spec)
+    spec["engine"]["platform"] = args.platform
+    spec["resources"]["cpus"] = 1
+    paths = {"unbiased": lambda: cvcycle_rate(spec, args.walkers, args.steps, None)}
+    for k in (1, 5, 10):
+        paths[f"cvcycle OPES on a network CV, every {k} step{'s' if k > 1 else ''}"] = \
+            (lambda k=k: cvcycle_rate(spec, args.walkers, args.steps, k))
+    paths["OpenMM Metadynamics on (phi, psi), one walker"] = lambda: openmm_metad_rate(spec, args.steps, args.platform)
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(args.repeats):
+        for name, measure in paths.items():
+            rates[name].append(measure())
+    base = float(np.median(rates["unbiased"]))
+    print(f"\nAlanine dipeptide, OpenMM {args.platform} platform, {args.walkers} walkers (one Context each), "
+          f"{args.steps} steps per measurement, {args.repeats} repeats interleaved\n")
+    print("| path | walker steps / s (median) | range | / unbiased |")
+    print("|---|---|---|---|")
+    for name, r in rates.items():
+        med = float(np.median(r))
+        print(f"| {name} | {med:,.0f} | {min(r):,.0f} - {max(r):,.0f} | {med / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
