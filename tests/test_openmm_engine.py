@@ -287,3 +287,57 @@ def test_region_free_energies_and_binned_means():
     edges = np.linspace(-180.0, 180.0, 37)
     m = binned_mean(z, np.array([1.0, 3.0, 5.0]), edges, edges)
     assert m.shape == (36, 36) and m[19, 0] == 2.0 and m[8, 28] == 5.0 and np.isnan(m).sum() == 36 * 36 - 2
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_campaign_killed_inside_its_simulations_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):
+    """project.py run SIGKILLed (the whole process group) just after simulation segment lines,
+    three times, then run to the end: every data, model, metrics, plot and DCD file equals an
+    uninterrupted run's (the OpenMM Contexts continue from their checkpoints)."""
+    import os
+    import signal
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from digests import campaign_digests
+    from test_cli import env, to_toml
+    from test_kill_resume import start_run, wait_for_line
+
+    spec = load_spec(SPEC)
+    spec["campaign"].pop("schema")
+    spec["engine"].update(walkers=2, initial_steps=300, steps=400, segment_steps=100, report_stride=20)
+    spec["learner"].update(epochs=5, ensemble=1)
+    spec["budget"]["max_iterations"] = 2
+    spec["convergence"]["min_iterations"] = 2
+    spec["resources"]["cpus"] = 1
+    (tmp_path / "ad.toml").write_text(to_toml(spec))
+    jobs = {}
+    for name in ("reference", "killed"):
+        (tmp_path / name).mkdir()
+        r = subprocess.run([sys.executable, str(ROOT / "project.py"), "init", str(tmp_path / "ad.toml")],
+                           cwd=tmp_path / name, env=env(), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        jobs[name] = tmp_path / name / "workspace" / r.stdout.split()[0]
+    log = tmp_path / "reference.log"
+    assert start_run(tmp_path / "reference", log, {}).wait(timeout=600) == 0, log.read_text()[-3000:]
+    reference = campaign_digests(jobs["reference"], suffixes=(".npz", ".pt", ".json", ".png", ".pdb"))
+
+    log = tmp_path / "killed.log"
+    log.touch()
+    for segment_lines in (1, 2, 2):  # inside iteration 0, at its end, inside iteration 1
+        proc = start_run(tmp_path / "killed", log, {})
+        lines = 0
+        for _ in range(segment_lines):  # kill after the n-th segment line of this run
+            assert wait_for_line(proc, log, "walker-steps/s", lines)
+            lines = len(log.read_text().splitlines())
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert start_run(tmp_path / "killed", log, {}).wait(timeout=600) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert text.count("resuming at segment") >= 2 and "Traceback" not in text
+    assert campaign_digests(jobs["killed"], suffixes=(".npz", ".pt", ".json", ".png", ".pdb")) == reference
+    # DCD headers carry the time of writing: the coordinates must be equal
+    dcds = sorted(p.relative_to(jobs["reference"]) for p in jobs["reference"].glob("iter-*/walkers/*.dcd"))
+    assert len(dcds) == 4
+    for rel in dcds:
+        a, b = (md.load(str(job / rel), top=str(job / rel.parent / "topology.pdb")).xyz for job in jobs.values())
+        np.testing.assert_array_equal(a, b)
