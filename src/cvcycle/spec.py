@@ -239,7 +239,6 @@ class MomentFeatures(SwitchingFeatures):
     moments: tuple[int, ...] = spec_field((2, 3), check=_moment_orders)
 
 
-# featurizer kind -> the class holding its fields
 @dataclass(frozen=True, kw_only=True)
 class InternalFeatures(FeaturesSpec):
     """A molecule's backbone dihedrals as (sin, cos) and, optionally, its heavy-atom pair distances
@@ -248,6 +247,7 @@ class InternalFeatures(FeaturesSpec):
     distances: bool = True
 
 
+# featurizer kind -> the class holding its fields
 FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
     "coordinates": CoordinatesFeatures,
     "coordination": SwitchingFeatures,
