@@ -229,20 +229,28 @@ def test_spec_rules_for_a_molecule():
         validate(mb)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("workflow", ["alanine-dipeptide-autoencoder", "alanine-dipeptide-committor"])
-def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, workflow):
+def _tiny_spec(path: Path, workflow: str, **engine) -> dict:
+    """A workflow cut down to 2 walkers, 2 iterations and 5 epochs, written as TOML to `path`."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_cli import env, to_toml
+    from test_cli import to_toml
 
     spec = load_spec(ROOT / "workflows" / f"{workflow}.toml")
     spec["campaign"].pop("schema")
-    spec["engine"].update(walkers=2, initial_steps=400, steps=400, segment_steps=200, report_stride=20)
+    spec["engine"].update(walkers=2, report_stride=20, **engine)
     spec["learner"].update(epochs=5, ensemble=1)
     spec["budget"]["max_iterations"] = 2
     spec["convergence"]["min_iterations"] = 2
     spec["resources"]["cpus"] = 1
-    (tmp_path / "ad.toml").write_text(to_toml(spec))
+    path.write_text(to_toml(spec))
+    return spec
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("workflow", ["alanine-dipeptide-autoencoder", "alanine-dipeptide-committor"])
+def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, workflow):
+    from test_cli import env
+
+    spec = _tiny_spec(tmp_path / "ad.toml", workflow, initial_steps=400, steps=400, segment_steps=200)
     run = lambda *args: subprocess.run([sys.executable, str(ROOT / "project.py"), *args], cwd=tmp_path, env=env(),  # noqa: E731
                                        capture_output=True, text=True, timeout=600)
     assert run("init", "ad.toml").returncode == 0
@@ -297,19 +305,11 @@ def test_a_campaign_killed_inside_its_simulations_ends_bit_for_bit_as_an_uninter
     import os
     import signal
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from digests import campaign_digests
-    from test_cli import env, to_toml
+    from test_cli import env
     from test_kill_resume import start_run, wait_for_line
 
-    spec = load_spec(SPEC)
-    spec["campaign"].pop("schema")
-    spec["engine"].update(walkers=2, initial_steps=300, steps=400, segment_steps=100, report_stride=20)
-    spec["learner"].update(epochs=5, ensemble=1)
-    spec["budget"]["max_iterations"] = 2
-    spec["convergence"]["min_iterations"] = 2
-    spec["resources"]["cpus"] = 1
-    (tmp_path / "ad.toml").write_text(to_toml(spec))
+    _tiny_spec(tmp_path / "ad.toml", "alanine-dipeptide-autoencoder", initial_steps=300, steps=400, segment_steps=100)
     jobs = {}
     for name in ("reference", "killed"):
         (tmp_path / name).mkdir()
