@@ -61,7 +61,7 @@ class OpenMMEngine(Engine):
         # this small gains nothing from them
         self.properties = {"Threads": "1"} if self.platform.getName() == "CPU" else {}
         self.contexts = [self._context() for _ in range(self.n_walkers)]
-        self._bias_on = [False] * self.n_walkers
+        self._bias_held = False  # whether the Contexts hold nonzero bias forces
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], system: System) -> "OpenMMEngine":
@@ -85,8 +85,8 @@ class OpenMMEngine(Engine):
 
     def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
         pos = self._walker_array(positions, "positions")
-        if not np.isfinite(pos).all():
-            bad = int(np.flatnonzero(~np.isfinite(pos).reshape(len(pos), -1).all(axis=1))[0])
+        bad = _first_nonfinite_walker(pos)
+        if bad is not None:
             raise SimulationError(f"initial positions are not finite (walker {bad})")
         vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
         for context, p, v in zip(self.contexts, pos, vel):
@@ -122,13 +122,20 @@ class OpenMMEngine(Engine):
 
     def _set_bias_force(self, forces: np.ndarray | None) -> None:
         """Per-atom bias forces (walkers, N, 3) in kJ/mol/nm into every Context, or zero (None)."""
+        if forces is None:
+            if not self._bias_held:
+                return
+            self._write_force(None)
         for i, context in enumerate(self.contexts):
-            if forces is None and not self._bias_on[i]:
-                continue
-            for atom in range(self.system.n_particles):
-                self.bias_force.setParticleParameters(atom, atom, [0.0] * 3 if forces is None else forces[i, atom].tolist())
+            if forces is not None:
+                self._write_force(forces[i])
             self.bias_force.updateParametersInContext(context)
-            self._bias_on[i] = forces is not None
+        self._bias_held = forces is not None
+
+    def _write_force(self, f: np.ndarray | None) -> None:
+        """Per-atom forces (N, 3), or zeros, into the force object (not yet into a Context)."""
+        for atom in range(self.system.n_particles):
+            self.bias_force.setParticleParameters(atom, atom, [0.0] * 3 if f is None else f[atom].tolist())
 
     def _potentials(self) -> np.ndarray:
         return np.array([c.getState(getEnergy=True, groups={0}).getPotentialEnergy()._value for c in self.contexts])
@@ -137,22 +144,24 @@ class OpenMMEngine(Engine):
     def _reseed(self, key: tuple[int, ...]) -> None:
         """Seed every walker's integrator from (key, walker). A Context takes a new seed only when
         reinitialised, and reinitialize(preserveState=True) would restore the old generator's
-        state with the rest, so the positions and velocities are carried over by hand."""
+        state with the rest, so the positions and velocities are carried over by hand. A
+        reinitialised Context takes its bias parameters from the force object, which holds the
+        last walker's forces written: zero first."""
+        self._write_force(None)
         for i, context in enumerate(self.contexts):
             state = context.getState(getPositions=True, getVelocities=True)
             context.getIntegrator().setRandomNumberSeed(_seed31(*key, i))
             context.reinitialize(preserveState=False)
             context.setState(state)
-        self._bias_on = [False] * self.n_walkers
+        self._bias_held = False
 
     def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
             stream: tuple[int, ...] | None = None) -> Frames:
         if bias_stride < 1:
             raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
-        self._reseed((self.seed, *stream) if stream is not None else (self.seed, self.step))
+        self._reseed((self.seed, *stream) if stream is not None else (self.seed, self.step))  # no bias held after it
         hook, beta, start, end = bias, 1.0 / self.kT, self.step, self.step + n_steps
         rows: dict[str, list[np.ndarray]] = {k: [] for k in FRAME_KEYS}
-        self._set_bias_force(None)
         while self.step < end:
             step = self.step
             on = hook is not None and step % bias_stride == 0
@@ -184,9 +193,9 @@ class OpenMMEngine(Engine):
 
     def _finite(self, x: np.ndarray) -> np.ndarray:
         """x, or a SimulationError naming the first walker whose positions are not finite."""
-        bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-        if bad.any():
-            raise SimulationError(f"simulation diverged by step {self.step}, walker {int(np.flatnonzero(bad)[0])}: "
+        bad = _first_nonfinite_walker(x)
+        if bad is not None:
+            raise SimulationError(f"simulation diverged by step {self.step}, walker {bad}: "
                                   f"positions are not finite (engine.dt = {self.dt} ps may be too large)")
         return x
 
@@ -208,7 +217,6 @@ class OpenMMEngine(Engine):
 
     def keep_walkers(self, walkers: np.ndarray) -> None:
         self.contexts = [self.contexts[int(i)] for i in walkers]
-        self._bias_on = [self._bias_on[int(i)] for i in walkers]
         self.n_walkers = len(self.contexts)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -230,8 +238,14 @@ class OpenMMEngine(Engine):
                 context.loadCheckpoint(blob[:size].tobytes())
             except Exception as exc:  # OpenMM raises its own OpenMMException
                 raise SimulationError(f"cannot restore an OpenMM checkpoint: {exc}") from None
-        self._bias_on = [False] * self.n_walkers
+        self._bias_held = False
         self.step = int(state["step"])
+
+
+def _first_nonfinite_walker(x: np.ndarray) -> int | None:
+    """Index of the first walker of x (walkers, ...) with a non-finite entry, or None."""
+    bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
+    return int(bad[0]) if len(bad) else None
 
 
 def _seed31(*key: int) -> int:

@@ -143,9 +143,8 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     if reference is not None:  # the reweighted FES on the state coordinates against the system's reference
         xe, ye, F_ref = reference
         F_xy = np.full((len(ye) - 1, len(xe) - 1), np.nan)
-        if fes_its:
-            z = np.concatenate([flat(eq[i], "state_coordinates") for i in fes_its])
-            F_xy = histogram_fes(z, weights_of(tuple(fes_its)), [xe, ye])
+        if fes_its:  # then plane_its are the FES iterations
+            F_xy = histogram_fes(z_plane, weights_of(tuple(fes_its)), [xe, ye])
         rmse, metrics["fes_coverage"] = aligned_rmse(F_xy, F_ref, F_ref <= conv["fes_cutoff"])
         metrics[rmse_key] = rmse if np.isfinite(rmse) else None
     elif system.state_plane() is not None:  # no reference: the reweighted FES on the state plane

@@ -134,9 +134,17 @@ class AlanineDipeptide(System):
         energies = _reference_energies(self, x)
         return torch.as_tensor(energies, dtype=positions.dtype).reshape(positions.shape[:-2])
 
+    @functools.cached_property
+    def _backbone(self) -> Any:
+        from ..features.molecular import InternalCoordinates
+
+        return InternalCoordinates([(name, self.dihedral_atoms(name)) for name in ("phi", "psi")])
+
     def state_coordinates(self, positions: np.ndarray) -> np.ndarray:
-        x = np.asarray(positions, dtype=np.float64).reshape(-1, self.n_particles, 3)
-        return np.stack([_dihedral(x, self.dihedral_atoms(name)) for name in ("phi", "psi")], axis=1)
+        """(phi, psi) in degrees, IUPAC sign, (n, 2)."""
+        x = torch.as_tensor(np.asarray(positions, dtype=np.float64).reshape(-1, self.n_particles, 3))
+        sincos = self._backbone.dihedrals(x).numpy()
+        return np.degrees(np.arctan2(sincos[..., 0], sincos[..., 1]))
 
     def classify_coordinates(self, z: np.ndarray) -> np.ndarray:
         """State index (n,) of (phi, psi) in degrees: discs on the torus (differences wrapped into
@@ -185,15 +193,6 @@ class AlanineDipeptide(System):
 
     def representatives(self) -> np.ndarray:
         return np.stack([self.structure(*s["center"]) for s in list(self.states.values())[:2]])
-
-
-def _dihedral(x: np.ndarray, atoms: list[int]) -> np.ndarray:
-    """Dihedral angles (n,) in degrees of atoms a-b-c-d in positions (n, N, 3), IUPAC sign."""
-    a, b, c, d = (x[:, i] for i in atoms)
-    b1, b2, b3 = b - a, c - b, d - c
-    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
-    y = np.linalg.norm(b2, axis=1) * np.einsum("ij,ij->i", b1, n2)
-    return np.degrees(np.arctan2(y, np.einsum("ij,ij->i", n1, n2)))
 
 
 @functools.cache
