@@ -131,30 +131,36 @@ def advance(job):
         raise SystemExit(130) from None
 
 
-# -- init: create one job per seed ----------------------------------------------------------
+# -- init: create one job per seed and sweep point --------------------------------------------
 def init(argv: list[str]) -> int:
-    from cvcycle.spec import load_spec, validate
+    from cvcycle.settings import Key
+    from cvcycle.spec import load_spec
+    from cvcycle.sweep import parse_seeds, parse_sweep, swept, sweep_specs
 
-    parser = argparse.ArgumentParser(prog="project.py init", description="Create one job per seed from a campaign spec.")
+    parser = argparse.ArgumentParser(
+        prog="project.py init", description="Create one campaign (job) per seed, or a sweep: the product of the "
+        "--set values and the seeds, e.g. `init SPEC --set learner.ensemble=1,3,5 --set bias.sigma=0.025,0.035 "
+        "--seeds 0-4` (30 campaigns). Every spec is checked before any campaign is created.")
     parser.add_argument("spec", help="campaign spec (TOML)")
     seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, metavar="N", help="N campaigns with seeds campaign.seed, +1, ..., +N-1")
+    seeds.add_argument("--seeds", metavar="N|A-B|A,B,...",
+                       help="a count N (seeds campaign.seed, +1, ..., +N-1), a range A-B or a list A,B,...")
     seeds.add_argument("--seed-list", type=int, nargs="+", metavar="SEED", help="explicit seeds")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                        help="change the spec (VALUE as TOML); comma-separated values sweep the key (repeatable)")
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec)
-        if args.seeds is not None and args.seeds < 1:
-            raise CvcycleError(f"--seeds: must be >= 1, got {args.seeds}")
-        base = spec["campaign"]["seed"]
-        seed_list = args.seed_list or list(range(base, base + (args.seeds or 1)))
-        specs = [validate({**spec, "campaign": {**spec["campaign"], "seed": s}}) for s in seed_list]
+        seed_list = args.seed_list or parse_seeds(args.seeds or "1", spec["campaign"]["seed"])
+        sweep = parse_sweep(args.set)
+        specs = sweep_specs(spec, sweep, seed_list)
     except CvcycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if specs[0]["resources"]["gpus"]:
-        print(f"warning: resources.gpus = {specs[0]['resources']['gpus']}: no engine of this version runs on a GPU "
-              f"(engine.name = {specs[0]['engine']['name']!r} runs on the CPU); SLURM jobs will hold GPUs that stay idle",
-              file=sys.stderr)
+    if specs[0]["resources"]["gpus"] and specs[0]["engine"]["name"] != "openmm":
+        print(f"warning: resources.gpus = {specs[0]['resources']['gpus']}: engine.name = {specs[0]['engine']['name']!r} "
+              "runs on the CPU; SLURM jobs will hold GPUs that stay idle", file=sys.stderr)
+    keys: list[Key] = swept(sweep)
     project = signac.init_project()
     existing = {}  # the science of each campaign already here -> its job id
     for other in project:
@@ -163,22 +169,29 @@ def init(argv: list[str]) -> int:
         except CvcycleError:
             continue
     job = None
+    counts = {"created": 0, "exists": 0, "twin": 0}
     try:
         for s in specs:
+            point = "".join(f"  {section}.{name}={s[section][name]!r}" for section, name in keys)
+            label = f"{s['campaign']['name']}  seed {s['campaign']['seed']}{point}"
             twin = existing.get(json.dumps(science(s), sort_keys=True))
             job = project.open_job({"spec": s})
             if twin is not None and twin != job.id:  # the same campaign with other run settings
-                print(f"{twin}  {s['campaign']['name']}  seed {s['campaign']['seed']}  exists with other run settings "
+                counts["twin"] += 1
+                print(f"{twin}  {label}  exists with other run settings "
                       f"(change them with `python -m cvcycle extend {twin[:8]} --set ...`)")
                 continue
             state = "exists" if os.path.isfile(os.path.join(job.path, "signac_statepoint.json")) else "created"
             job.init()
-            print(f"{job.id}  {s['campaign']['name']}  seed {s['campaign']['seed']}  {state}")
+            counts[state] += 1
+            print(f"{job.id}  {label}  {state}")
     except KeyboardInterrupt:  # leave no job folder without its state point behind
         if job is not None and os.path.isdir(job.path) and not os.path.isfile(os.path.join(job.path, "signac_statepoint.json")):
             shutil.rmtree(job.path, ignore_errors=True)
         print("interrupted: the campaigns listed above were created; run init again to create the rest", file=sys.stderr)
         return 130
+    if keys:
+        print(f"{len(specs)} campaigns: {counts['created']} created, {counts['exists'] + counts['twin']} already here")
     return 0
 
 
@@ -205,9 +218,9 @@ def report_skipped(project, others: str) -> bool:
 
 
 INIT_HELP = """
-  init SPEC.toml [--seeds N]
-                        create the project and one campaign (job) per seed from a campaign
-                        spec; `python project.py init -h` for its options"""
+  init SPEC.toml [--seeds N|A-B] [--set SECTION.KEY=V1,V2,...]
+                        create the project and one campaign (job) per seed and sweep point
+                        from a campaign spec; `python project.py init -h` for its options"""
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["init"]:

@@ -266,11 +266,11 @@ def test_submit_script_renders_for_slurm(tmp_path):
 
 def test_help_lists_init_with_and_without_a_project(tmp_path):
     r = project(tmp_path, "-h")  # no project yet
-    assert r.returncode == 0 and "init SPEC.toml [--seeds N]" in r.stdout and "no signac project here yet" in r.stdout
+    assert r.returncode == 0 and "init SPEC.toml [--seeds N|A-B]" in r.stdout and "no signac project here yet" in r.stdout
     assert project(tmp_path, "init", str(SPEC)).returncode == 0
     r = project(tmp_path, "-h")
     assert r.returncode == 0, r.stderr
-    assert "{status,next,run,submit,exec}" in r.stdout and "init SPEC.toml [--seeds N]" in r.stdout
+    assert "{status,next,run,submit,exec}" in r.stdout and "init SPEC.toml [--seeds N|A-B]" in r.stdout
 
 
 def test_submit_without_a_scheduler_is_one_clear_error(tmp_path):
@@ -281,11 +281,11 @@ def test_submit_without_a_scheduler_is_one_clear_error(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("error: no batch scheduler on this machine")
 
 
-def test_init_warns_that_no_engine_uses_a_gpu(tmp_path):
+def test_init_warns_that_a_cpu_engine_leaves_gpus_idle(tmp_path):
     spec = write_spec(tmp_path / "gpu.toml", resources={"gpus": 1})
     r = project(tmp_path, "init", str(spec))
     assert r.returncode == 0, r.stderr
-    assert r.stderr.startswith("warning: resources.gpus = 1: no engine of this version runs on a GPU")
+    assert r.stderr.startswith("warning: resources.gpus = 1: engine.name = 'langevin' runs on the CPU")
     assert "created" in r.stdout
     assert "warning" not in project(tmp_path, "init", str(write_spec(tmp_path / "cpu.toml"))).stderr
 

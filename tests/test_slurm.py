@@ -240,3 +240,39 @@ def test_cancelled_job_resumes_bit_for_bit(tmp_path, campaigns):
     expected = campaign_digests(ref / "workspace" / cid)
     assert len(expected) >= 8 and any(name.endswith("cv.pt") for name in expected)
     assert campaign_digests(ws) == expected
+
+
+def test_sweep_is_submitted_in_bundles_and_every_campaign_finishes(tmp_path):
+    """A sweep (2 values x 2 seeds) submitted as bundles of 2 campaigns that run side by side in
+    one SLURM job each (`submit --bundle 2 --parallel`): 2 jobs, 4 finished campaigns."""
+    d, out = tmp_path / "project", tmp_path / "out"
+    d.mkdir()
+    out.mkdir()
+    spec = write_spec(d / "tiny.toml", analysis={"grid_bins": 40, "plots": False})
+    r = project(d, "init", str(spec), "--set", "bias.sigma=0.025,0.035", "--seeds", "0-1", "--set", "resources.cpus=1")
+    ids = [line.split()[0] for line in r.stdout.splitlines() if line.endswith("created")]
+    assert len(ids) == 4 and r.stdout.splitlines()[-1] == "4 campaigns: 4 created, 0 already here", r.stdout
+    r = project(d, "submit", "--bundle", "2", "--parallel", "--job-output", str(out / "flow-%j.out"))
+    submitted = r.stdout + r.stderr
+    assert submitted.count("Submitting cluster job 'Project/bundle/") == 2, submitted
+
+    def bundles() -> list[str]:
+        r = subprocess.run(["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True, timeout=30)
+        return [line for line in r.stdout.splitlines() if "Project/bundle/" in line]
+
+    try:
+        wait_until(lambda: not bundles(), "the two bundles to leave the queue", timeout=240)
+    finally:
+        if left := [line.split("|")[0] for line in bundles()]:
+            subprocess.run(["scancel", *left], timeout=30)
+    logs = sorted(out.glob("flow-*.out"))
+    assert len(logs) == 2
+    for p in logs:
+        assert not ERRORS.search(p.read_text()), p.read_text()[-3000:]
+    sigmas = set()
+    for cid in ids:
+        s = show_json(d, cid)
+        assert s["status"] in ("converged", "budget") and s["total_steps"] == WALKERS * (200 + 400), s
+        sp = json.loads((d / "workspace" / cid / "signac_statepoint.json").read_text())["spec"]
+        sigmas.add((sp["bias"]["sigma"], sp["campaign"]["seed"], sp["resources"]["cpus"]))
+    assert sigmas == {(sigma, seed, 1) for sigma in (0.025, 0.035) for seed in (0, 1)}

@@ -10,11 +10,11 @@ stream, only the decision to stop).
 
 from __future__ import annotations
 
-import tomllib
 from typing import Any
 
 from .campaign import RUN_SETTINGS, Campaign, is_run_setting, run_setting_names
 from .errors import SpecError, WorkspaceError
+from .settings import split_setting, toml_value
 
 
 def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -22,17 +22,11 @@ def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
     only (campaign.RUN_SETTINGS)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise SpecError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. budget.max_iterations=12")
+        (section, name), text = split_setting(item)
         if not is_run_setting(section, name):
-            raise SpecError(f"--set {key}: only the run settings change after a campaign is created "
-                            f"({run_setting_names()}); {key} describes the campaign itself")
-        try:
-            out.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            raise SpecError(f"--set {key}: {value!r} is not a TOML value (a number, true/false, or a quoted string)") from None
+            raise SpecError(f"--set {section}.{name}: only the run settings change after a campaign is created "
+                            f"({run_setting_names()}); {section}.{name} describes the campaign itself")
+        out.setdefault(section, {})[name] = toml_value((section, name), text)
     return out
 
 
