@@ -31,14 +31,9 @@ from pathlib import Path
 
 def override(spec: dict, settings: list[str]) -> dict:
     """The spec with SECTION.KEY=VALUE settings applied (VALUE read as TOML, e.g. 0.12, "B", [1, 2])."""
-    import tomllib
+    from cvcycle.settings import apply, split_setting, toml_value
 
-    spec = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
-    for setting in settings:
-        key, _, value = setting.partition("=")
-        section, _, name = key.partition(".")
-        spec.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
-    return spec
+    return apply(spec, {key: toml_value(key, text) for key, text in map(split_setting, settings)})
 
 
 def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = ()) -> tuple[str, float]:
@@ -62,42 +57,6 @@ def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = ())
         return str(path), time.perf_counter() - t0
 
 
-def fmt(v: float | None, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def gate(test: dict | None) -> str:
-    """The last iteration's committor test: mean p_B / width without binomial noise, or why not."""
-    from cvcycle.analysis.committor_histogram import levels_text
-
-    if test is None:
-        return "-"
-    return "not run: " + test["error"].split(": ", 1)[-1] if "error" in test else \
-        f"{test['p_B_mean']:.3f} / {test['p_B_std_intrinsic']:.3f}{levels_text(test)}"
-
-
-def interval(values: list[float | None], form: str = ".3f") -> str:
-    """Mean ± half-width of the 95 % t-interval of the values that exist ('-' when none, the
-    value alone when one)."""
-    import numpy as np
-    from scipy import stats
-
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if not len(v):
-        return "-"
-    if len(v) == 1:
-        return format(v[0], form)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return f"{format(v.mean(), form)} ± {format(half, form)}"
-
-
-SUMMARY = [(lambda r: r["iterations"], ".1f"), (lambda r: r["total_steps"], ",.0f"),
-           (lambda r: r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"], ".3f"),
-           (lambda r: r["committor_r2"], ".4f"), (lambda r: r["committor_width"], ".3f"),
-           (lambda r: r["committor_rmse"], ".4f"),
-           (lambda r: r["rate_AB"] / r["rate_AB_exact"] if r["rate_AB"] is not None and r["rate_AB_exact"] else None, ".2f")]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specs", nargs="+", default=["workflows/mueller-brown-autoencoder.toml",
@@ -112,39 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from cvcycle.analysis.benchmark import campaign_summary, straight_line_quality
+    from cvcycle.compare import comparison, report
     from cvcycle.spec import load_spec, validate
     from cvcycle.systems import MODEL_POTENTIALS
 
     tasks = [(s, seed) for s in args.specs for seed in range(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, s, seed, args.out, tuple(args.set)) for s, seed in tasks]
-        results = []
+        rows = []
         for (s, seed), fut in zip(tasks, futures):
             path, seconds = fut.result()
-            results.append((s, campaign_summary(path), seconds))
+            rows.append(campaign_summary(path))
             print(f"done: {Path(s).stem} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
 
     changed = f", with {' '.join(args.set)}" if args.set else ""
-    print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus{changed})\n")
-    print("| spec | seed | status | iterations | walker steps | wall time (s) | FES RMSE (kT) | F(others) - F(A) (kT) "
-          "| CV committor R² | CV width | q RMSE | k_AB / exact | committor test p_B / width | failed checks |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for s, r, sec in results:
-        rate = r["rate_AB"] / r["rate_AB_exact"] if r["rate_AB"] is not None and r["rate_AB_exact"] else None
-        fes = r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"]
-        others = (r["state_free_energies"] or {}).get("others")
-        print(f"| {Path(s).stem} | {r['seed']} | {r['status']} | {r['iterations']} | {r['total_steps']:,} | {sec:.0f} | "
-              f"{fmt(fes)} | {fmt(others, '.2f')} | {fmt(r['committor_r2'], '.4f')} | {fmt(r['committor_width'])} | "
-              f"{fmt(r['committor_rmse'], '.4f')} | {fmt(rate, '.2f')} | {gate(r['committor_test'])} | "
-              f"{', '.join(r['failed_checks']) or '-'} |")
-    print("\nMean and 95 % t-interval over all seeds, those that did not converge included\n")
-    print("| spec | converged | iterations | walker steps | FES RMSE (kT) | CV committor R² | CV width | q RMSE "
-          "| k_AB / exact |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for s in args.specs:
-        runs = [r for spec_path, r, _ in results if spec_path == s]
-        print(f"| {Path(s).stem} | {sum(r['converged'] for r in runs)} / {len(runs)} | "
-              + " | ".join(interval([metric(r) for r in runs], form) for metric, form in SUMMARY) + " |")
+    print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus{changed}); wall time: "
+          "the campaign's phases, from its job document\n")
+    print(report(comparison(rows), "markdown"))
     print("\nReference CVs on the same grid and metric (R² / width)\n")
     print("| spec | x | -x+0.5y | best straight line | exact committor |")
     print("|---|---|---|---|---|")

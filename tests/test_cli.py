@@ -6,7 +6,9 @@ through `python project.py run` in a temporary signac project; the other tests r
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -335,3 +337,54 @@ def test_init_creates_a_job_whose_folder_exists_without_its_state_point(tmp_path
     r = project(tmp_path, "init", str(spec))
     assert r.returncode == 0 and r.stdout.split()[-1] == "created", r.stderr
     assert (tmp_path / "workspace" / job_id / "signac_statepoint.json").is_file()
+
+
+def test_compare_tables_and_plots_of_finished_campaigns(finished, tmp_path):
+    d, ids = finished
+    r = cvcycle(d, "compare", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    (group,) = list(csv.DictReader(io.StringIO(r.stdout)))
+    r2 = [show_json(d, i)["metrics"]["committor_r2"] for i in ids]
+    assert group["seeds"] == "2" and float(group["committor_r2_mean"]) == pytest.approx(np.mean(r2))
+    assert float(group["committor_r2_ci95"]) == pytest.approx(12.706 * abs(r2[0] - r2[1]) / 2, rel=1e-3)
+    assert float(group["wall_s_mean"]) > 0 and group["walker_steps_n"] == "2"
+    assert "compared 2 campaigns in 1 groups" in r.stderr
+    r = cvcycle(d, "compare", ids[1][:8], "--campaigns", "--out", str(tmp_path / "cmp"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].split()[:3] == ["mueller-brown-autoencoder", "1", show_json(d, ids[1])["status"]]
+    assert (tmp_path / "cmp" / "convergence.pdf").is_file() and (tmp_path / "cmp" / "groups.csv").is_file()
+    bad = cvcycle(d, "compare", "bias.nope=1")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: filter 'bias.nope=1': bias.nope is not a spec key")
+    none = cvcycle(d, "compare", "status=running")
+    assert none.returncode == 2 and "no campaign in workspace matches status=running" in none.stderr
+
+
+def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
+    import cvcycle as package
+
+    # a ~2 kT barrier and longer steps: walkers cross between the states in a tiny run
+    engine = {**TINY["engine"], "initial_steps": 1000, "steps": 2000, "segment_steps": 1000, "dt": 5e-3}
+    spec = write_spec(tmp_path / "low.toml", system={"scale": 0.02}, engine=engine)
+    job = project(tmp_path, "init", str(spec)).stdout.split()[0]
+    run = project(tmp_path, "run")
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = package.load(job[:10], workspace=tmp_path / "workspace")
+    s = show_json(tmp_path, job)
+    assert r.status == s["status"] and len(r.history) == len(s["iterations"]) and r.iterations == [0, 1]
+    assert set(r.seconds) == {"simulate", "train", "analyze"} and all(v > 0 for v in r.seconds.values())
+    samples, w = r.samples(), r.weights()
+    assert samples["features"].shape[:2] == w.shape and w.sum() == pytest.approx(1.0)
+    with torch.no_grad():  # the CV that biased iteration 1 is the one trained in iteration 0
+        cv = r.cv_model(0)(torch.as_tensor(samples["features"][:5, 0], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(cv, samples["cv"][:5, 0], rtol=1e-4, atol=1e-4)
+    fes = r.fes(bootstrap=20)
+    assert fes.iterations == r.history[-1]["fes_iterations"] and fes.iterations
+    stored = np.load(tmp_path / "workspace" / job / "iter-001" / "fes.npz")
+    np.testing.assert_array_equal(fes.F, stored["F_xy"])  # the same estimate the campaign recorded
+    filled = np.isfinite(fes.F)
+    assert filled.sum() > 50 and np.isfinite(fes.error[filled]).mean() > 0.9 and np.nanmin(fes.error) >= 0
+    assert np.nanmedian(fes.error[filled & (fes.F < 3)]) < np.nanmedian(fes.error[filled & (fes.F > 3)])
+    assert fes.coordinates == ("x", "y")
+    with pytest.raises(Exception, match="iteration 5 has no cv.pt"):
+        r.cv_model(5)

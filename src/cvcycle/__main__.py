@@ -1,7 +1,8 @@
 """Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml`,
 `python -m cvcycle verify JOB` (every file read back),
 `python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other run settings) and
-`python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting).
+`python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting) and
+`python -m cvcycle compare [FILTER ...]` (campaigns side by side, grouped by the swept keys).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
 """
@@ -65,8 +66,23 @@ def _committor_test(args: argparse.Namespace) -> None:
                             feature=args.feature)
 
 
+def _compare(args: argparse.Namespace) -> None:
+    import time
+
+    from .compare import compare, report, write_outputs
+
+    t0 = time.perf_counter()
+    cmp = compare(args.workspace, args.filter)
+    print(report(cmp, args.format, campaigns_only=args.campaigns))
+    if args.out:
+        for path in write_outputs(cmp, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    print(f"compared {len(cmp.rows)} campaigns in {len(cmp.groups)} groups in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
-    """The command line: show, validate and committor-test."""
+    """The command line: show, validate, verify, extend, committor-test and compare."""
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="metrics per iteration and paths of models and plots of one campaign")
@@ -97,6 +113,18 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--feature", help="test this input feature (e.g. mu2) instead of the learned CV, on the same "
                                         "frames; writes committor_test-FEATURE.json/.png")
     test.set_defaults(func=_committor_test)
+    cmp = sub.add_parser("compare", help="the campaigns of a workspace side by side: one row per campaign and, grouped "
+                                         "by the swept spec keys, mean and 95 %% interval over seeds")
+    cmp.add_argument("filter", nargs="*", help="SECTION.KEY=VALUE on the spec (e.g. bias.sigma=0.025), status=converged, "
+                                               "or a job id prefix; all must hold")
+    cmp.add_argument("--workspace", default="workspace", help="folder of job folders (default ./workspace)")
+    cmp.add_argument("--format", choices=("text", "markdown", "csv"), default="text",
+                     help="text and markdown: the campaign and group tables; csv: the group table with mean, "
+                          "95 %% half-width and n in separate columns")
+    cmp.add_argument("--campaigns", action="store_true", help="the per-campaign table only")
+    cmp.add_argument("--out", help="also write campaigns.csv, groups.csv, compare.md and the plots (PNG and PDF: "
+                                   "metrics against each swept key, convergence curves overlaid) into this folder")
+    cmp.set_defaults(func=_compare)
     return parser
 
 

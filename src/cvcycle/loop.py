@@ -90,7 +90,10 @@ def _phases(c: Campaign, walltime: float | None, log: Log) -> dict[str, Any]:
             message = str(cio.os_error(exc) if isinstance(exc, OSError) else exc)
             _record_error(c, k, phase, message if isinstance(exc, (CvcycleError, OSError)) else f"{type(exc).__name__}: {exc}")
             raise
-        longest = max(longest, time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        longest = max(longest, seconds)
+        spent = c.progress().get("seconds", {})
+        c.update_doc(seconds={**spent, phase: round(spent.get(phase, 0.0) + seconds, 3)})
     return c.progress()
 
 

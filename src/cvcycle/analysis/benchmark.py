@@ -28,7 +28,8 @@ def straight_line_quality(spec: dict[str, Any], angles: int = 180) -> dict[str, 
 
 
 def campaign_summary(path: str | Path) -> dict[str, Any]:
-    """Iterations, steps, status and the final accuracy metrics of one campaign."""
+    """Iterations, steps, wall time per phase, status, the final accuracy metrics, the spec and the
+    metrics history of one campaign."""
     c = Campaign(path)
     doc = c.progress()
     last = doc["history"][-1] if doc["history"] else {}
@@ -39,4 +40,5 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
             "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact"),
             "committor_test": last.get("committor_test"),
-            "failed_checks": failed_checks(last)}
+            "failed_checks": failed_checks(last), "seconds": doc.get("seconds") or {}, "spec": c.spec,
+            "history": sorted(doc["history"], key=lambda h: h["iteration"])}

@@ -208,3 +208,123 @@ def plot_shooting(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, q_p
     ax.set_title(f"{title}\nlearned q (white) vs exact q (orange dashed)", fontsize=10)
     _save(fig, path)
     plt.close(fig)
+
+
+# Okabe & Ito's colour-blind-safe palette
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
+
+
+def _save_png_pdf(fig: Any, stem: Path) -> None:
+    """stem.png (for screens) and stem.pdf (for papers)."""
+    from ..io import write_bytes
+    import io
+
+    for form in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=form, dpi=150, bbox_inches="tight")
+        write_bytes(stem.with_suffix(f".{form}"), buf.getvalue())
+
+
+def _legend_above(fig: Any, ax: Any, title: str) -> None:
+    """The legend of `ax` for the whole figure (3 entries a row) and the caption above it."""
+    handles, labels = ax.get_legend_handles_labels()
+    rows = (len(labels) + 2) // 3
+    if labels:
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 3), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 1.0 + 0.04 * rows))
+    fig.suptitle(title, fontsize=10, y=1.04 + 0.04 * rows)
+
+
+def _number(text: str) -> float | None:
+    import json
+
+    v = json.loads(text)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[Any]) -> None:
+    """Each metric against the swept value of `key`: one line per setting of the other swept keys,
+    mean and 95 % t-interval over seeds, each seed a small dot (groups: compare.Group, metrics:
+    compare.Metric)."""
+    from .intervals import t_interval
+
+    plt = _pyplot()
+    series: dict[str, list[Any]] = {}
+    for g in groups:
+        rest = " ".join(f"{k.split('.', 1)[1]}={v}" for k, v in g.values.items() if k != key)
+        series.setdefault(f"{g.name} {rest}".strip() if len({x.name for x in groups}) > 1 else rest or g.name, []).append(g)
+    values = sorted({g.values[key] for g in groups}, key=lambda t: (_number(t) is None, _number(t) or 0.0, t))
+    numeric = all(_number(v) is not None for v in values)
+    xpos = {v: _number(v) if numeric else i for i, v in enumerate(values)}
+    n = len(metrics)
+    cols = min(n, 3)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, m in zip(axes.ravel(), metrics):
+        for i, (label, gs) in enumerate(series.items()):
+            color = PALETTE[i % len(PALETTE)]
+            gs = sorted(gs, key=lambda g: xpos[g.values[key]])
+            pts = []
+            for g in gs:
+                x = xpos[g.values[key]]
+                ys = [y for y in (m.get(r) for r in g.rows) if y is not None]
+                ax.plot([x] * len(ys), ys, ".", color=color, alpha=0.35, ms=4)
+                if (r := t_interval(ys)) is not None:
+                    pts.append((x, r[0], 0.0 if r[2] == 1 else r[1]))
+            if pts:
+                x, y, e = zip(*pts)
+                ax.errorbar(x, y, yerr=e, color=color, marker="o", capsize=3, label=label or None)
+        ax.set_title(m.header, fontsize=10)
+        ax.set_xlabel(key)
+        if not numeric:
+            ax.set_xticks(range(len(values)), values, rotation=20)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    _legend_above(fig, axes.ravel()[0], f"Final metrics against {key}: mean and 95 % t-interval over seeds, "
+                  "dots = single seeds")
+    fig.tight_layout()
+    _save_png_pdf(fig, stem)
+    plt.close(fig)
+
+
+CONVERGENCE_PANELS = (("cv_r2", "CV agreement R$^2$ (k vs k-1)", "cv_r2"),
+                      ("q_change", "committor change (RMS, k vs k-1)", "q_change"),
+                      ("fes_change", "FES change along CV (kT)", "fes_rmse"),
+                      ("fes_rmse_exact", "FES RMSE vs exact (kT)", None),
+                      ("committor_r2", "committor R$^2$ of the CV", None),
+                      ("committor_rmse", "q RMSE vs exact", None))
+
+
+def plot_convergence_overlay(stem: Path, groups: list[Any]) -> None:
+    """The convergence metrics per iteration of every campaign, one colour per group, with each
+    group's convergence threshold dashed (groups: compare.Group)."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    rows = [r for g in groups for r in g.rows]
+    panels = [p for p in CONVERGENCE_PANELS if any(h.get(p[0]) is not None for r in rows for h in r["history"])]
+    cols = min(max(len(panels), 1), 3)
+    nrows = (max(len(panels), 1) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "no iteration analysed yet", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].set_axis_off()
+    for ax in axes.ravel()[max(len(panels), 1):]:
+        ax.set_visible(False)
+    for ax, (key, title, threshold) in zip(axes.ravel(), panels):
+        for i, g in enumerate(groups):
+            color = PALETTE[i % len(PALETTE)]
+            for j, r in enumerate(g.rows):
+                its = [h["iteration"] for h in r["history"]]
+                ys = [np.nan if h.get(key) is None else h[key] for h in r["history"]]
+                ax.plot(its, ys, "-o", color=color, ms=3, lw=1, alpha=0.8, label=g.label if j == 0 else None)
+            if threshold and (value := g.rows[0]["spec"]["convergence"].get(threshold)) is not None:
+                ax.axhline(value, color=color, ls="--", lw=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_above(fig, axes[0, 0], "Convergence per iteration: one line per campaign, one colour per group; "
+                  "dashed: the threshold")
+    fig.tight_layout()
+    _save_png_pdf(fig, stem)
+    plt.close(fig)
