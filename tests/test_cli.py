@@ -388,3 +388,21 @@ def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
     assert fes.coordinates == ("x", "y")
     with pytest.raises(Exception, match="iteration 5 has no cv.pt"):
         r.cv_model(5)
+
+    # export: PLUMED reads the particle's position; mlcolvar's AutoEncoderCV gives the same CV
+    out = tmp_path / "plumed"
+    assert cvcycle(tmp_path, "export", job[:8], "--format", "plumed", "--out", str(out)).returncode == 0
+    dat = (out / "plumed.dat").read_text().splitlines()
+    assert dat[2:] == ["UNITS NATURAL  # the model potential's reduced units", "p0: POSITION ATOM=1 NOPBC",
+                       "cv: PYTORCH_MODEL FILE=model.ptc ARG=p0.x,p0.y",
+                       "opes: OPES_METAD ARG=cv.node-0 PACE=50 BARRIER=11 SIGMA=0.035 TEMP=1",
+                       "PRINT ARG=cv.node-0,opes.bias STRIDE=10 FILE=COLVAR"]
+    assert json.loads((out / "export.json").read_text())["max_abs_difference"] == 0.0
+    pytest.importorskip("mlcolvar", reason="mlcolvar is not installed (pip install -e '.[export]')")
+    from mlcolvar.cvs import AutoEncoderCV
+
+    assert cvcycle(tmp_path, "export", job[:8], "--format", "mlcolvar", "--out", str(tmp_path / "ml")).returncode == 0
+    loaded = AutoEncoderCV.load_from_checkpoint(str(tmp_path / "ml" / "cv.ckpt")).eval()
+    x = torch.as_tensor(r.samples()["features"].reshape(-1, 2), dtype=torch.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x), r.cv_model()(x), atol=1e-6)

@@ -95,3 +95,12 @@ def test_outputs_and_plots_are_written(sweep, tmp_path):
     assert names == sorted(["campaigns.csv", "groups.csv", "compare.md", "metrics_vs_bias_sigma.png",
                             "metrics_vs_bias_sigma.pdf", "convergence.png", "convergence.pdf"])
     assert all(p.stat().st_size > 1000 for p in written if p.suffix in (".png", ".pdf"))
+
+
+def test_plumed_export_names_the_feature_kinds_it_cannot_write():
+    from cvcycle.handoff import plumed_input
+    from cvcycle.spec import load_spec
+
+    spec = load_spec(__import__("test_cli").ROOT / "workflows" / "lj7-autoencoder.toml")
+    with pytest.raises(SpecError, match="no PLUMED equivalent is written for features.kind = 'sorted_coordination'"):
+        plumed_input(spec, 1)

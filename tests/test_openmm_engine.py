@@ -273,6 +273,46 @@ def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, workflow):
     cv = torch.jit.load(str(job / "iter-001" / "cv.pt"))
     x = make_system(spec).representatives()
     assert torch.isfinite(cv(make_featurizer(spec)(torch.as_tensor(x)).float())).all()
+    check_exports(job, dcd, cv, spec, workflow)
+
+
+def check_exports(job, traj, cv, spec, workflow):
+    """`cvcycle export`: plumed.dat's TORSION and DISTANCE atoms, evaluated by mdtraj on the walker's
+    frames and fed through model.ptc, give the campaign's CV; mlcolvar's class loads cv.ckpt and
+    gives the same CV."""
+    from cvcycle.__main__ import main
+
+    assert main(["export", str(job), "--format", "plumed", "--out", str(job / "plumed")]) == 0
+    lines = (job / "plumed" / "plumed.dat").read_text().splitlines()
+    torsions = {ln.split(":")[0]: [int(a) - 1 for a in ln.split("ATOMS=")[1].split(",")] for ln in lines if " TORSION " in ln}
+    phi, psi = md.compute_phi(traj)[0][0], md.compute_psi(traj)[0][0]
+    assert torsions == {"phi": list(phi), "psi": list(psi)}
+    (args,) = [ln.split("ARG=")[1].split(",") for ln in lines if "PYTORCH_MODEL" in ln]
+    columns = []
+    for a in args:  # each feature as plumed.dat defines it, computed by mdtraj
+        if a.startswith(("sin_", "cos_")):
+            angle = md.compute_dihedrals(traj, [torsions[a[4:]]])[:, 0]
+            columns.append(np.sin(angle) if a.startswith("sin") else np.cos(angle))
+        else:
+            (ln,) = [ln for ln in lines if ln.startswith(f"{a}: DISTANCE")]
+            columns.append(md.compute_distances(traj, [[int(i) - 1 for i in ln.split("ATOMS=")[1].split(",")]])[:, 0])
+    feats = torch.as_tensor(np.stack(columns, axis=1), dtype=torch.float32)
+    ours = cv(make_featurizer(spec)(torch.as_tensor(traj.xyz, dtype=torch.float64)).float())
+    np.testing.assert_allclose(torch.jit.load(str(job / "plumed" / "model.ptc"))(feats).detach(), ours.detach(), atol=2e-5)
+    assert "OPES_METAD ARG=cv.node-0" in lines[-2] and "TEMP=300" in lines[-2]
+    described = json.loads((job / "plumed" / "features.json").read_text())
+    assert described["names"] == list(make_featurizer(spec).names) and described["length_unit"] == "nm"
+
+    pytest.importorskip("mlcolvar", reason="mlcolvar is not installed (pip install -e '.[export]')")
+    assert main(["export", str(job), "--format", "mlcolvar", "--out", str(job / "mlcolvar")]) == 0
+    import mlcolvar.cvs
+
+    info = json.loads((job / "mlcolvar" / "export.json").read_text())
+    assert info["mlcolvar_class"] == ("AutoEncoderCV" if "autoencoder" in workflow else "RegressionCV")
+    loaded = getattr(mlcolvar.cvs, info["mlcolvar_class"]).load_from_checkpoint(str(job / "mlcolvar" / "cv.ckpt")).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(feats.double().float()), cv(feats), atol=1e-6)
+    assert info["max_abs_difference"] < 1e-6 and info["frames_compared"] == traj.n_frames * 2  # both walkers
 
 
 def test_the_molecule_is_the_same_in_every_process(system):

@@ -1,8 +1,9 @@
 """Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml`,
 `python -m cvcycle verify JOB` (every file read back),
 `python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other run settings) and
-`python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting) and
-`python -m cvcycle compare [FILTER ...]` (campaigns side by side, grouped by the swept keys).
+`python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting),
+`python -m cvcycle compare [FILTER ...]` (campaigns side by side, grouped by the swept keys) and
+`python -m cvcycle export JOB --format mlcolvar|plumed` (the learned CV for those tools).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
 """
@@ -81,6 +82,16 @@ def _compare(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .handoff import export
+    from .show import find_campaign
+
+    c = find_campaign(args.job)
+    out = args.out or os.path.join(str(c.path), f"export-{args.format}")
+    for path in export(c, args.format, out, args.iteration):
+        print(path)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: show, validate, verify, extend, committor-test and compare."""
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
@@ -125,6 +136,13 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", help="also write campaigns.csv, groups.csv, compare.md and the plots (PNG and PDF: "
                                    "metrics against each swept key, convergence curves overlaid) into this folder")
     cmp.set_defaults(func=_compare)
+    exp = sub.add_parser("export", help="the learned CV for mlcolvar (a checkpoint its CV class loads) or PLUMED "
+                                        "(model.ptc for PYTORCH_MODEL and a plumed.dat with the features and OPES_METAD)")
+    exp.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
+    exp.add_argument("--format", choices=("mlcolvar", "plumed"), required=True)
+    exp.add_argument("--out", help="output folder (default: export-FORMAT/ in the job directory)")
+    exp.add_argument("--iteration", type=int, help="the iteration whose CV to export (default: the newest trained)")
+    exp.set_defaults(func=_export)
     return parser
 
 

@@ -61,7 +61,8 @@ class Results:
         """Iterations with simulation data, in order."""
         return sorted(int(p.name[5:]) for p in self.path.glob("iter-[0-9][0-9][0-9]") if (p / "samples.npz").is_file())
 
-    def _iteration(self, k: int | None, name: str) -> int:
+    def iteration_with(self, k: int | None, name: str) -> int:
+        """Iteration k (None: the newest; negative: from the end) among those whose folder has `name`."""
         its = [i for i in self.iterations if (self.campaign.iter_dir(i) / name).is_file()] if name != "samples.npz" \
             else self.iterations
         if not its:
@@ -80,7 +81,7 @@ class Results:
         negative k counts from the end."""
         from .routes.data import load_samples
 
-        return load_samples(self.campaign, self._iteration(k, "samples.npz"))
+        return load_samples(self.campaign, self.iteration_with(k, "samples.npz"))
 
     def weights(self, k: int | None = None) -> np.ndarray:
         """Iteration k's reweighting weights (frames, walkers), summing to 1."""
@@ -92,19 +93,19 @@ class Results:
         """Iteration k's stored positions (stored frames, walkers, N, d) and their frame numbers."""
         from .routes.data import load_positions
 
-        return load_positions(self.campaign, self._iteration(k, "trajectory.npz"))
+        return load_positions(self.campaign, self.iteration_with(k, "trajectory.npz"))
 
     def cv_model(self, k: int | None = None) -> Any:
         """The TorchScript CV trained in iteration k (default the newest): features -> CV."""
         import torch
 
-        return torch.jit.load(str(self.campaign.iter_dir(self._iteration(k, "cv.pt")) / "cv.pt"))
+        return torch.jit.load(str(self.campaign.iter_dir(self.iteration_with(k, "cv.pt")) / "cv.pt"))
 
     def committor_model(self, k: int | None = None) -> Any:
         """The TorchScript committor (features -> q) of a committor campaign, trained in iteration k."""
         import torch
 
-        return torch.jit.load(str(self.campaign.iter_dir(self._iteration(k, "committor.pt")) / "committor.pt"))
+        return torch.jit.load(str(self.campaign.iter_dir(self.iteration_with(k, "committor.pt")) / "committor.pt"))
 
     def fes(self, bootstrap: int = 100, seed: int = 0) -> FES:
         """The reweighted FES of the last analysed iteration on the state plane, as the campaign

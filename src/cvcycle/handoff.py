@@ -1,0 +1,189 @@
+"""`python -m cvcycle export JOB --format mlcolvar|plumed`: a campaign's learned CV for the tools
+the field already uses, with the feature names, atom indices and units it expects.
+
+- mlcolvar: `cv.ckpt`, a Lightning checkpoint of an mlcolvar CV (AutoEncoderCV for an
+  autoencoder, RegressionCV whose output is logit q for a committor) that
+  `<class>.load_from_checkpoint("cv.ckpt")` restores with the campaign's weights. The
+  autoencoder's CV normalisation is folded into the encoder's last layer (and undone in the
+  decoder's first), so mlcolvar's own forward gives the campaign's CV. It is a torch pickle, as
+  mlcolvar's checkpoints are; the campaign's own files stay pickle-free.
+- plumed: `model.ptc` (the TorchScript CV, the file PLUMED's PYTORCH_MODEL loads: float
+  (1, n_features) -> (1, cv_dim)) and `plumed.dat`, which computes the same features with PLUMED
+  actions, applies the CV and continues the bias with OPES_METAD at the spec's parameters.
+
+Both write `features.json` (names, kind, atom indices 0-based and as PLUMED's 1-based serials,
+units) and `export.json` (what was exported, from which iteration, and the largest difference
+between the exported model and the campaign's CV on that iteration's frames).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import io as cio
+from .campaign import Campaign
+from .errors import SpecError
+
+FORMATS = ("mlcolvar", "plumed")
+
+
+def feature_description(spec: dict[str, Any]) -> dict[str, Any]:
+    """The features a CV takes, in order, with what defines them."""
+    from .features import make_featurizer
+    from .systems import MOLECULES
+
+    f = make_featurizer(spec)
+    molecule = spec["system"]["potential"] in MOLECULES
+    out: dict[str, Any] = {"kind": spec["features"]["kind"], "names": list(f.names),
+                           "length_unit": "nm" if molecule else "reduced (the model's own length unit)",
+                           "energy_unit": "kJ/mol" if molecule else "reduced (kT = system.temperature)"}
+    if spec["features"]["kind"] == "internal":
+        out["dihedrals"] = [{"name": n, "atoms": list(a), "plumed_atoms": [i + 1 for i in a]}
+                            for n, a in zip(f.dihedral_names, f.dihedral_atoms)]
+        out["distances"] = [{"name": n, "atoms": list(a), "plumed_atoms": [i + 1 for i in a]}
+                            for n, a in zip(f.distance_names, f.distance_atoms)]
+    return out
+
+
+def _fold_autoencoder(model: Any) -> Any:
+    """An mlcolvar AutoEncoderCV computing the campaign's normalised CV: (z - shift) * scale is
+    folded into the encoder's last Linear, and its inverse into the decoder's first."""
+    from mlcolvar.cvs import AutoEncoderCV
+
+    arch = model.architecture
+    act = {"activation": arch["activation"]}
+    cv = AutoEncoderCV(encoder_layers=[arch["n_features"], *arch["hidden"], arch["cv_dim"]],
+                       options={"encoder": act, "decoder": act})
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    shift, scale = sd["cv_shift"], sd["cv_scale"]
+    last, first = f"encoder.{len(model.encoder) - 1}", "decoder.0"
+    new = {"norm_in.mean": sd["mean"], "norm_in.range": sd["std"]}
+    for name, value in sd.items():
+        part, _, rest = name.partition(".")
+        if part in ("encoder", "decoder"):
+            new[f"{part}.nn.{rest}"] = value
+    new[f"{last.replace('encoder.', 'encoder.nn.')}.weight"] = sd[f"{last}.weight"] * scale[:, None]
+    new[f"{last.replace('encoder.', 'encoder.nn.')}.bias"] = (sd[f"{last}.bias"] - shift) * scale
+    new["decoder.nn.0.weight"] = sd[f"{first}.weight"] / scale[None, :]
+    new["decoder.nn.0.bias"] = sd[f"{first}.bias"] + sd[f"{first}.weight"] @ shift
+    cv.load_state_dict({k: v.float() for k, v in new.items()})
+    return cv
+
+
+def _committor_regression(model: Any) -> Any:
+    """An mlcolvar RegressionCV whose output is the committor net's logit q."""
+    from mlcolvar.cvs import RegressionCV
+
+    arch = model.architecture
+    cv = RegressionCV(layers=[arch["n_features"], *arch["hidden"], 1], options={"nn": {"activation": arch["activation"]}})
+    sd = model.state_dict()
+    cv.load_state_dict({"norm_in.mean": sd["mean"], "norm_in.range": sd["std"],
+                        **{f"nn.nn.{k[4:]}": v for k, v in sd.items() if k.startswith("net.")}})
+    return cv
+
+
+def mlcolvar_cv(model: Any) -> Any:
+    """The mlcolvar CV object equivalent to a campaign model (AutoEncoder or CommittorNet)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlcolvar") is None:
+        raise SpecError("export --format mlcolvar needs mlcolvar: pip install mlcolvar (or pip install -e \".[export]\")")
+    from .models.autoencoder import AutoEncoder
+
+    return (_fold_autoencoder(model) if isinstance(model, AutoEncoder) else _committor_regression(model)).eval()
+
+
+def _max_difference(a: torch.nn.Module, b: Any, feats: np.ndarray) -> float:
+    with torch.no_grad():
+        x = torch.as_tensor(feats, dtype=torch.float32)
+        return float((a(x).double() - b(x).double()).abs().max())
+
+
+def plumed_input(spec: dict[str, Any], cv_dim: int) -> str:
+    """plumed.dat: the features as PLUMED actions, the CV by PYTORCH_MODEL, OPES_METAD on it."""
+    from .systems import MOLECULES
+
+    kind = spec["features"]["kind"]
+    desc = feature_description(spec)
+    lines = [f"# cvcycle export: campaign {spec['campaign']['name']} seed {spec['campaign']['seed']}",
+             f"# features ({desc['length_unit']}): {', '.join(desc['names'])}", "UNITS LENGTH=nm ENERGY=kj/mol"]
+    args: list[str] = []
+    if kind == "internal":
+        for d in desc["dihedrals"]:
+            n = d["name"]
+            lines.append(f"{n}: TORSION ATOMS={','.join(map(str, d['plumed_atoms']))}")
+            lines.append(f"sin_{n}: CUSTOM ARG={n} FUNC=sin(x) PERIODIC=NO")
+            lines.append(f"cos_{n}: CUSTOM ARG={n} FUNC=cos(x) PERIODIC=NO")
+            args += [f"sin_{n}", f"cos_{n}"]
+        for d in desc["distances"]:
+            lines.append(f"{d['name']}: DISTANCE ATOMS={','.join(map(str, d['plumed_atoms']))}")
+            args.append(d["name"])
+    elif kind == "coordinates":  # 'x' -> particle 1's x, 'y3' -> particle 4's y
+        from .features.coordinates import AXES, _parse
+
+        particles = sorted({_parse(n)[0] for n in desc["names"]})
+        lines += [f"p{i}: POSITION ATOM={i + 1} NOPBC" for i in particles]
+        args += [f"p{i}.{AXES[a]}" for i, a in map(_parse, desc["names"])]
+        if spec["system"]["potential"] not in MOLECULES:  # kB = 1: TEMP is kT in the model's energy unit
+            lines[2] = "UNITS NATURAL  # the model potential's reduced units"
+    else:
+        raise SpecError(f"export --format plumed: no PLUMED equivalent is written for features.kind = {kind!r} "
+                        "(internal coordinates and plain coordinates are); use --format mlcolvar")
+    lines.append(f"cv: PYTORCH_MODEL FILE=model.ptc ARG={','.join(args)}")
+    nodes = ",".join(f"cv.node-{i}" for i in range(cv_dim))
+    b = spec["bias"]
+    temp = spec["system"]["temperature"]  # kelvin for a molecule; kT itself in natural units (kB = 1)
+    opes = (f"opes: OPES_METAD ARG={nodes} PACE={b['pace']} BARRIER={b['barrier']:g} "
+            f"SIGMA={','.join([format(b['sigma'], 'g')] * cv_dim)} TEMP={temp:g}")
+    lines += [opes, f"PRINT ARG={nodes},opes.bias STRIDE={spec['engine']['report_stride']} FILE=COLVAR", ""]
+    return "\n".join(lines)
+
+
+def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> list[Path]:
+    """Write the CV of iteration k (default: the newest trained) in `form` into folder `out`."""
+    from .results import Results
+    from .routes.fit import cv_of
+    from .models.export import load_model
+
+    if form not in FORMATS:
+        raise SpecError(f"--format {form!r}: expected one of {', '.join(FORMATS)}")
+    r = Results(c)
+    k = r.iteration_with(k, "model.npz")
+    model = load_model(c.iter_dir(k) / "model.npz")
+    ours = cv_of(c, k)
+    feats = r.samples(k)["features"]
+    feats = feats.reshape(-1, feats.shape[-1])[:: max(1, feats.shape[0] * feats.shape[1] // 5000)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "features.json", out / "export.json"]
+    cio.write_json(out / "features.json", feature_description(c.spec))
+    info: dict[str, Any] = {"format": form, "campaign": c.id, "iteration": k, "model": model.__class__.__name__,
+                            "frames_compared": len(feats)}
+    if form == "mlcolvar":
+        cv = mlcolvar_cv(model)
+        import lightning
+
+        path = out / "cv.ckpt"
+        torch.save({"state_dict": cv.state_dict(), "hyper_parameters": dict(cv.hparams),
+                    "pytorch-lightning_version": lightning.__version__}, path)
+        cv = type(cv).load_from_checkpoint(str(path)).eval()  # compare what mlcolvar reads back
+        info.update(mlcolvar_class=type(cv).__name__, load=f"mlcolvar.cvs.{type(cv).__name__}.load_from_checkpoint('cv.ckpt')",
+                    output="logit q (q = sigmoid)" if type(cv).__name__ == "RegressionCV" else "the normalised CV",
+                    max_abs_difference=_max_difference(ours, cv, feats))
+        written.insert(0, path)
+    else:
+        cv_dim = int(model.architecture.get("cv_dim", 1))
+        shutil.copyfile(c.iter_dir(k) / "cv.pt", out / "model.ptc")
+        (out / "plumed.dat").write_text(plumed_input(c.spec, cv_dim))
+        exported = torch.jit.load(str(out / "model.ptc"))
+        info.update(plumed="PLUMED >= 2.9 built with --enable-libtorch (PYTORCH module) and the OPES module",
+                    bias="OPES_METAD starts a new bias at the spec's parameters; the campaign's bias is not carried over",
+                    max_abs_difference=_max_difference(ours, exported, feats))
+        written[:0] = [out / "model.ptc", out / "plumed.dat"]
+    cio.write_json(out / "export.json", info)
+    return written
