@@ -104,3 +104,12 @@ def test_plumed_export_names_the_feature_kinds_it_cannot_write():
     spec = load_spec(__import__("test_cli").ROOT / "workflows" / "lj7-autoencoder.toml")
     with pytest.raises(SpecError, match="no PLUMED equivalent is written for features.kind = 'sorted_coordination'"):
         plumed_input(spec, 1)
+
+
+def test_campaigns_still_running_are_counted_not_averaged(sweep):
+    running = row("mb", 3, 0.025, 1, 9.0, converged=False)
+    running["status"] = "running"
+    head, body = group_table(groups(sweep + [running], ["bias.sigma"]), ["bias.sigma"])
+    first = dict(zip(head, body[0]))
+    assert (first["seeds"], first["finished"], first["converged"]) == ("4", "3", "3 / 3")
+    assert first["FES RMSE (kT)"].startswith("0.350 ± ")  # seeds 0-2 only

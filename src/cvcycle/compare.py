@@ -3,7 +3,8 @@
 One row per campaign (status, iterations, walker steps, wall time, and the accuracy the system's
 references allow: FES RMSE, committor quality of the CV, q RMSE, k_AB against the exact rate, the
 committor histogram test), and one row per group of campaigns that differ only in their seed:
-mean and 95 % t-interval over the seeds. Groups are told apart by the swept keys, the spec keys
+mean and 95 % t-interval over the seeds that finished (campaigns still running are counted, not
+averaged). Groups are told apart by the swept keys, the spec keys
 whose values differ between campaigns of the same name. Plots: every metric against every swept
 value, and the convergence curves of all campaigns overlaid.
 
@@ -128,6 +129,11 @@ class Group:
     rows: list[dict[str, Any]]
 
     @property
+    def finished(self) -> list[dict[str, Any]]:
+        """The campaigns that ended (converged or out of budget): the ones the statistics use."""
+        return [r for r in self.rows if r["status"] in ("converged", "budget")]
+
+    @property
     def label(self) -> str:
         return " ".join(f"{k.split('.', 1)[1]}={v}" for k, v in self.values.items()) or self.name
 
@@ -182,9 +188,10 @@ def campaign_table(rows: list[dict[str, Any]], keys: list[str]) -> tuple[list[st
 
 def group_table(gs: list[Group], keys: list[str]) -> tuple[list[str], list[list[str]]]:
     metrics = shown_metrics([r for g in gs for r in g.rows])
-    head = ["campaign", *keys, "seeds", "converged", *(m.header for m in metrics)]
-    body = [[g.name, *g.values.values(), str(len(g.rows)), f"{sum(bool(r['converged']) for r in g.rows)} / {len(g.rows)}",
-             *(format_interval([m.get(r) for r in g.rows], m.form) for m in metrics)] for g in gs]
+    head = ["campaign", *keys, "seeds", "finished", "converged", *(m.header for m in metrics)]
+    body = [[g.name, *g.values.values(), str(len(g.rows)), str(len(g.finished)),
+             f"{sum(bool(r['converged']) for r in g.finished)} / {len(g.finished)}",
+             *(format_interval([m.get(r) for r in g.finished], m.form) for m in metrics)] for g in gs]
     return head, body
 
 
@@ -193,14 +200,15 @@ def group_csv(gs: list[Group], keys: list[str]) -> str:
     metrics = shown_metrics([r for g in gs for r in g.rows])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["campaign", *keys, "seeds", "converged",
+    w.writerow(["campaign", *keys, "seeds", "finished", "converged",
                 *(f"{m.key}_{part}" for m in metrics for part in ("mean", "ci95", "n"))])
     for g in gs:
         cells = []
         for m in metrics:
-            r = t_interval([m.get(row) for row in g.rows])
+            r = t_interval([m.get(row) for row in g.finished])
             cells += ["", "", 0] if r is None else [r[0], "" if r[2] == 1 else r[1], r[2]]
-        w.writerow([g.name, *g.values.values(), len(g.rows), sum(bool(r["converged"]) for r in g.rows), *cells])
+        w.writerow([g.name, *g.values.values(), len(g.rows), len(g.finished), sum(bool(r["converged"]) for r in g.finished),
+                    *cells])
     return buf.getvalue()
 
 
@@ -246,7 +254,8 @@ def report(cmp: Comparison, form: str = "text", campaigns_only: bool = False) ->
         return per
     if form == "csv":
         return group_csv(cmp.groups, cmp.keys).rstrip("\n")
-    title = "Mean and 95 % t-interval over seeds, campaigns that did not converge included"
+    title = ("Mean and 95 % t-interval over the seeds that finished (converged or out of budget), those that did "
+             "not converge included")
     title = f"**{title}**" if form == "markdown" else title
     swept = f"swept: {', '.join(cmp.keys)}" if cmp.keys else "no swept keys: one group per campaign name"
     return f"{per}\n\n{title} ({swept})\n\n{render(*group_table(cmp.groups, cmp.keys), form)}"

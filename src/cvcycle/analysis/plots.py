@@ -267,7 +267,7 @@ def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[
             pts = []
             for g in gs:
                 x = xpos[g.values[key]]
-                ys = [y for y in (m.get(r) for r in g.rows) if y is not None]
+                ys = [y for y in (m.get(r) for r in g.finished) if y is not None]
                 ax.plot([x] * len(ys), ys, ".", color=color, alpha=0.35, ms=4)
                 if (r := t_interval(ys)) is not None:
                     pts.append((x, r[0], 0.0 if r[2] == 1 else r[1]))
