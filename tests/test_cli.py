@@ -389,6 +389,11 @@ def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
     with pytest.raises(Exception, match="iteration 5 has no cv.pt"):
         r.cv_model(5)
 
+    figure = cvcycle(tmp_path, "figure", job[:8])
+    assert figure.returncode == 0, figure.stderr
+    assert [Path(p).name for p in figure.stdout.split()] == ["summary.png", "summary.pdf"]
+    assert all(Path(p).stat().st_size > 20_000 for p in figure.stdout.split())
+
     # export: PLUMED reads the particle's position; mlcolvar's AutoEncoderCV gives the same CV
     out = tmp_path / "plumed"
     assert cvcycle(tmp_path, "export", job[:8], "--format", "plumed", "--out", str(out)).returncode == 0

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .errors import CvcycleError
 
@@ -92,6 +93,15 @@ def _export(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _figure(args: argparse.Namespace) -> None:
+    from .analysis.summary_figure import summary_figure
+    from .results import load
+
+    r = load(args.job)
+    for path in summary_figure(r, Path(args.out) if args.out else r.path / "summary"):
+        print(path)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: show, validate, verify, extend, committor-test and compare."""
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
@@ -143,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", help="output folder (default: export-FORMAT/ in the job directory)")
     exp.add_argument("--iteration", type=int, help="the iteration whose CV to export (default: the newest trained)")
     exp.set_defaults(func=_export)
+    fig = sub.add_parser("figure", help="one summary figure of a campaign (FES with CV isolines, FES along the CV, "
+                                        "convergence against thresholds, committor test) as PNG and PDF")
+    fig.add_argument("job", help="job directory, or job id / unique id prefix under ./workspace/")
+    fig.add_argument("--out", help="file name without suffix (default: summary in the job directory)")
+    fig.set_defaults(func=_figure)
     return parser
 
 
