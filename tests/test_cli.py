@@ -411,3 +411,58 @@ def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
     x = torch.as_tensor(r.samples()["features"].reshape(-1, 2), dtype=torch.float32)
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x), r.cv_model()(x), atol=1e-6)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium for the headless-browser test (apt-get install chromium)")
+def test_dashboard_shows_the_campaigns_in_a_real_browser(finished, tmp_path):
+    pytest.importorskip("signac_dashboard", reason="signac-dashboard is not installed (pip install -e '.[dashboard]')")
+    import matplotlib.image
+    import time
+    import urllib.request
+
+    d, ids = finished
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "dashboard.py"), "run", "--port", str(port)], cwd=d,
+                              env={**env(), "CVCYCLE_DASHBOARD_TOKEN": "t0ken"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    def browse(*args: str) -> str:  # one browser run: log in, land on the project page
+        r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            f"--user-data-dir={tmp_path / 'profile'}", *args, f"http://127.0.0.1:{port}/login?token=t0ken"],
+                           capture_output=True, text=True, timeout=120)
+        return r.stdout
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stdout.read()
+                time.sleep(0.5)
+        home = browse("--dump-dom")
+        assert "Comparison (python -m cvcycle compare)" in home
+        assert home.count("<td>mueller-brown-autoencoder</td>") == 3  # one group row, two campaign rows
+        browse(f"--screenshot={tmp_path / 'home.png'}", "--window-size=1200,1000")
+        image = matplotlib.image.imread(tmp_path / "home.png")
+        assert image.shape[:2] == (1000, 1200) and image[..., :3].std() > 0.1  # drawn, not a blank page
+        # a campaign's page, as the server renders it (the session cookie of a login kept by urllib)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        opener.open(f"http://127.0.0.1:{port}/login?token=t0ken", timeout=30)
+        job = opener.open(f"http://127.0.0.1:{port}/jobs/{ids[0]}", timeout=60).read().decode()
+        assert "mueller-brown-autoencoder seed 0" in job and "walker steps" in job and "convergence.png" in job
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

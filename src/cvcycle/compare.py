@@ -241,9 +241,18 @@ def compare(workspace: str | Path = "workspace", filters: list[str] = (),
     return comparison(rows)
 
 
+def _order(text: str) -> tuple:
+    """Sort key of a JSON value: numbers by value, before anything else by text."""
+    v = json.loads(text) if text != "-" else None
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return (not number, v if number else 0, text)
+
+
 def comparison(rows: list[dict[str, Any]]) -> Comparison:
-    """Campaign summaries (load_rows) with their swept keys and groups."""
+    """Campaign summaries (load_rows) with their swept keys and groups, ordered by campaign
+    name, swept values and seed."""
     keys = swept_keys(rows)
+    rows = sorted(rows, key=lambda r: (r["name"], *(_order(flatten(r["spec"]).get(k, "-")) for k in keys), r["seed"]))
     return Comparison(rows, keys, groups(rows, keys))
 
 
