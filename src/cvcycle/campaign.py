@@ -4,8 +4,9 @@ State point (signac_statepoint.json) = what the campaign is: {"spec": {...}} wit
 spec.campaign.seed. It is fixed once the campaign starts: the first run records it in the job
 document (spec_at_start) and every later run or `show` refuses a state point that differs.
 Job document (signac_job_document.json) = where it stands: iteration, phase, status, history of
-metrics, and `settings`: the run settings (budget, resources) that `extend` changed since the
-campaign was created, which override the state point's. Bulk data live in iteration folders
+metrics, `seconds`: the wall time of the finished phases per phase, and `settings`: the run
+settings (budget, resources) that `extend` changed since the campaign was created, which override
+the state point's. Bulk data live in iteration folders
 iter-000/, iter-001/, ... The document is rewritten atomically and only after the files it
 points to are complete.
 """

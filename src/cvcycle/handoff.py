@@ -87,12 +87,16 @@ def _committor_regression(model: Any) -> Any:
     return cv
 
 
-def mlcolvar_cv(model: Any) -> Any:
-    """The mlcolvar CV object equivalent to a campaign model (AutoEncoder or CommittorNet)."""
+def _require_mlcolvar() -> None:
     import importlib.util
 
     if importlib.util.find_spec("mlcolvar") is None:
         raise SpecError("export --format mlcolvar needs mlcolvar: pip install mlcolvar (or pip install -e \".[export]\")")
+
+
+def mlcolvar_cv(model: Any) -> Any:
+    """The mlcolvar CV object equivalent to a campaign model (AutoEncoder or CommittorNet)."""
+    _require_mlcolvar()
     from .models.autoencoder import AutoEncoder
 
     return (_fold_autoencoder(model) if isinstance(model, AutoEncoder) else _committor_regression(model)).eval()
@@ -152,6 +156,10 @@ def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> lis
 
     if form not in FORMATS:
         raise SpecError(f"--format {form!r}: expected one of {', '.join(FORMATS)}")
+    if form == "mlcolvar":
+        _require_mlcolvar()
+    else:
+        plumed_input(c.spec, 1)  # refuses feature kinds without a PLUMED equivalent before writing anything
     r = Results(c)
     k = r.iteration_with(k, "model.npz")
     model = load_model(c.iter_dir(k) / "model.npz")
