@@ -256,6 +256,8 @@ def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[
     values = sorted({g.values[key] for g in groups}, key=lambda t: (_number(t) is None, _number(t) or 0.0, t))
     numeric = all(_number(v) is not None for v in values)
     xpos = {v: _number(v) if numeric else i for i, v in enumerate(values)}
+    span = (max(xpos.values()) - min(xpos.values())) or 1.0
+    dodge = {label: (i - (len(series) - 1) / 2) * 0.012 * span for i, label in enumerate(series)}  # series side by side
     n = len(metrics)
     cols = min(n, 3)
     fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
@@ -266,7 +268,7 @@ def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[
             gs = sorted(gs, key=lambda g: xpos[g.values[key]])
             pts = []
             for g in gs:
-                x = xpos[g.values[key]]
+                x = xpos[g.values[key]] + dodge[label]
                 ys = [y for y in (m.get(r) for r in g.finished) if y is not None]
                 ax.plot([x] * len(ys), ys, ".", color=color, alpha=0.35, ms=4)
                 if (r := t_interval(ys)) is not None:
