@@ -1,9 +1,10 @@
 """Command line: `python -m cvcycle show JOB [--json]`, `python -m cvcycle validate SPEC.toml`,
 `python -m cvcycle verify JOB` (every file read back),
-`python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other run settings) and
+`python -m cvcycle extend JOB --set budget.max_iterations=12` (more budget, other run settings),
 `python -m cvcycle committor-test JOB` (the committor histogram test of the learned CV, by shooting),
-`python -m cvcycle compare [FILTER ...]` (campaigns side by side, grouped by the swept keys) and
-`python -m cvcycle export JOB --format mlcolvar|plumed` (the learned CV for those tools).
+`python -m cvcycle compare [FILTER ...]` (campaigns side by side, grouped by the swept keys),
+`python -m cvcycle export JOB --format mlcolvar|plumed` (the learned CV for those tools) and
+`python -m cvcycle figure JOB` (one summary figure of a campaign).
 
 Every cvcycle error is printed as one line `error: ...` on stderr with exit status 2.
 """
@@ -103,7 +104,7 @@ def _figure(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: show, validate, verify, extend, committor-test and compare."""
+    """The command line: show, validate, verify, extend, committor-test, compare, export and figure."""
     parser = argparse.ArgumentParser(prog="cvcycle", description="Iterative machine-learned CVs for enhanced sampling.")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="metrics per iteration and paths of models and plots of one campaign")
