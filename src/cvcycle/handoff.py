@@ -151,8 +151,7 @@ def plumed_input(spec: dict[str, Any], cv_dim: int) -> str:
 def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> list[Path]:
     """Write the CV of iteration k (default: the newest trained) in `form` into folder `out`."""
     from .results import Results
-    from .routes.fit import cv_of
-    from .models.export import load_model
+    from .models.export import cv_module, load_model
 
     if form not in FORMATS:
         raise SpecError(f"--format {form!r}: expected one of {', '.join(FORMATS)}")
@@ -163,7 +162,7 @@ def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> lis
     r = Results(c)
     k = r.iteration_with(k, "model.npz")
     model = load_model(c.iter_dir(k) / "model.npz")
-    ours = cv_of(c, k)
+    ours = cv_module(model).eval()  # the campaign's CV in eager mode, as routes.fit.cv_of gives it
     feats = r.samples(k)["features"]
     feats = feats.reshape(-1, feats.shape[-1])[:: max(1, feats.shape[0] * feats.shape[1] // 5000)]
     out = Path(out)

@@ -85,9 +85,9 @@ class Results:
 
     def weights(self, k: int | None = None) -> np.ndarray:
         """Iteration k's reweighting weights (frames, walkers), summing to 1."""
-        lw = self.samples(k)["log_weight"]
-        w = np.exp(lw - lw.max())
-        return w / w.sum()
+        from .learn.reweight import normalized_weights
+
+        return normalized_weights(self.samples(k)["log_weight"])
 
     def positions(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Iteration k's stored positions (stored frames, walkers, N, d) and their frame numbers."""
