@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,11 +16,14 @@ from cvcycle.analysis.quality import committor_rmse
 from cvcycle.analysis.reference import reference_from_spec
 from cvcycle.analysis.shooting import state_classifier
 from cvcycle.bias import CVBias, make_bias
+from cvcycle.campaign import Campaign
 from cvcycle.errors import SpecError
 from cvcycle.features import make_featurizer
 from cvcycle.learn.committor import feature_metric, train_committor
 from cvcycle.models.committor import CommittorNet
 from cvcycle.models.export import export_committor, export_cv
+from cvcycle.routes.evaluate import iteration_stiffness
+from cvcycle.routes.variational import ROUTE as VARIATIONAL
 from cvcycle.spec import load_spec, validate
 from test_cli import project, show_json, to_toml
 
@@ -198,6 +202,14 @@ def test_small_committor_campaign_through_project(tmp_path):
     assert 0.0 <= metrics["committor_rmse"] <= 0.5 and metrics["q_change"] is not None
     assert "q_change" in metrics["checks"] and "cv_r2" not in metrics["checks"]
     assert (job / "iter-001" / "fes_xy.png").stat().st_size > 10_000
+    # the bias of iteration 1 on its own frames: recorded, recomputable, and a gate on convergence
+    c = Campaign(job)
+    assert metrics["bias_stiffness"] == pytest.approx(iteration_stiffness(c, 1), rel=1e-12) and metrics["bias_stiffness"] > 0
+    assert metrics["checks"]["bias_stiffness"] is (metrics["bias_stiffness"] <= 1.0)
+    strict = {**c.spec, "convergence": {**c.spec["convergence"], "max_bias_stiffness": 0.5 * metrics["bias_stiffness"]}}
+    result = VARIATIONAL.analyze(SimpleNamespace(spec=strict, path=c.path, iter_dir=c.iter_dir), 1, log=lambda line: None)
+    assert result.metrics["checks"]["bias_stiffness"] is False and result.metrics["converged"] is False
+    assert "the bias is too stiff for the time step" in result.summary and "lower engine.dt or widen bias.sigma" in result.summary
 
 
 def test_small_tps_committor_campaign_through_project(tmp_path):

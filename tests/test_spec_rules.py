@@ -48,6 +48,7 @@ RANGES = {
     "convergence.q_change": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
     "convergence.fes_bins": (5, 4, 2000, 2001),
     "convergence.min_transitions": (0.0, -1e-9, None, None),
+    "convergence.max_bias_stiffness": (None, 0.0, None, None),
     "convergence.test_mean": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
     "convergence.test_width": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
     "resources.cpus": (1, 0, 1024, 1025),

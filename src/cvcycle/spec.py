@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, thermal_energy
 
-SCHEMA_VERSION = 5  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 6  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -333,6 +333,9 @@ class ConvergenceSpec:
     fes_bins: int = spec_field(50, check=_range(5, 2000))
     require_states: bool = True
     min_transitions: float = spec_field(1.0, check=_range(0.0))
+    # the 99th percentile of the bias's step stiffness on the frames of the FES iterations, at most
+    # (analysis.bias_stiffness: dt x curvature; 2 is the integrator's stability limit)
+    max_bias_stiffness: float = spec_field(1.0, check=POSITIVE)
     # a gate on the CV itself, run once the checks above pass: the committor histogram test of a 1-D CV
     committor_test: bool = True
     test_mean: float = spec_field(0.05, check=FRACTION)  # |mean p_B - 1/2| at the isosurface, at most

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import io as cio
+from ..analysis.bias_stiffness import bias_stiffness
 from ..analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
 from ..analysis.quality import committor_rmse, cv_committor_quality
 from ..analysis.rates import grid_tpt_rate, tpt_rate
@@ -22,9 +23,10 @@ from ..features import make_featurizer
 from ..learn.committor import committor_and_grad_sq, feature_metric
 from ..systems import System, make_system, thermal_energy
 from .base import Analysis
-from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_samples,
-                   mixture_weights, transitions, walker_steps_through)
+from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_positions,
+                   load_samples, mixture_weights, transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
+from .simulate import final_bias_hook
 
 Log = Callable[[str], None]
 
@@ -78,6 +80,20 @@ def campaign_reference(c: Campaign) -> GridReference:
     ref = reference_from_spec(c.spec, bins=c.spec["analysis"]["grid_bins"] * 2 + 1)
     cio.write_npz(path, xs=ref.xs, ys=ref.ys, free_energy=ref.free_energy, committor=ref.committor)
     return ref
+
+
+def iteration_stiffness(c: Campaign, k: int, frames: int = 4000, percentile: float = 99.0) -> float:
+    """The `percentile` of the bias's step stiffness (analysis.bias_stiffness) over up to `frames`
+    stored frames of biased iteration k, under the bias as it stood at the iteration's end."""
+    spec, en = c.spec, c.spec["engine"]
+    pos, _ = load_positions(c, k)
+    pos = pos.reshape(-1, *pos.shape[2:])
+    rng = np.random.default_rng(k)
+    pos = pos[rng.choice(len(pos), min(frames, len(pos)), replace=False)]
+    s = bias_stiffness(final_bias_hook(c, k), make_featurizer(spec), pos, dt=en["dt"], friction=en["friction"],
+                       integrator=en["integrator"], kT=thermal_energy(spec), masses=en["mass"] * make_system(spec).masses,
+                       bias_stride=en["bias_stride"], seed=k)
+    return float(np.percentile(s, percentile))
 
 
 def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None = None, *, agreement: Agreement,
@@ -165,7 +181,10 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         if system.has_exact_reference:
             ref = campaign_reference(c)
             metrics["rate_AB_exact"] = grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, ref.committor, diffusion_coefficient(spec))
+    metrics["bias_stiffness"] = iteration_stiffness(c, k) if k > 0 else None
+    stiffness = [v for i in fes_its if (v := _stiffness_of(c, i, k, metrics["bias_stiffness"])) is not None]
     checks = {**agreement.check(metrics, conv),
+              "bias_stiffness": max(stiffness, default=0.0) <= conv["max_bias_stiffness"],
               "fes_change": metrics["fes_change"] is not None and metrics["fes_change"] <= conv["fes_rmse"],
               "states": all(visited.values()) or not conv["require_states"],
               "transitions": n_transitions >= conv["min_transitions"] * spec["engine"]["walkers"],
@@ -195,9 +214,22 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     for name, value in regions[1:]:
         exact += f", F({name}) - F({regions[0][0]}) " + (
             "- (no frames)" if value is None else f"{value:.3f} kT ({value * system.kT:.2f} {system.energy_unit})")
+    if not checks["bias_stiffness"]:
+        exact += (f"; the bias is too stiff for the time step (stiffness {max(stiffness):.2f} > "
+                  f"convergence.max_bias_stiffness {conv['max_bias_stiffness']:g}): its ensemble is not the biased "
+                  "Boltzmann one, so reweighted estimates are biased; lower engine.dt or widen bias.sigma")
     return Analysis(metrics, walker_steps_through(spec, k + 1),
                     f"{agreement.text(metrics)}, FES change {fmt(metrics['fes_change'])} kT{exact}, "
                     f"{n_transitions} transitions between states")
+
+
+def _stiffness_of(c: Campaign, i: int, k: int, current: float | None) -> float | None:
+    """Iteration i's bias stiffness: `current` for i = k, else from its metrics (computed where
+    they predate the check); None for the unbiased iteration 0."""
+    if i == k or i == 0:
+        return current if i == k else None
+    recorded = cio.read_json(c.iter_dir(i) / "metrics.json").get("bias_stiffness")
+    return recorded if recorded is not None else iteration_stiffness(c, i)
 
 
 def region_free_energies(regions: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, float | None]:

@@ -50,6 +50,21 @@ def _final_state(c: Campaign, k: int) -> dict[str, np.ndarray]:
     return cio.read_npz(_sim_checkpoints(c, k).path(_segments(c.spec, k)))
 
 
+def bias_hook(c: Campaign, k: int) -> CVBias:
+    """The bias of iteration k >= 1 on CV_k (trained in iteration k - 1), with no deposits yet."""
+    spec, b = c.spec, c.spec["bias"]
+    kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
+    return CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, thermal_energy(spec),
+                  inverse_mass(spec))
+
+
+def final_bias_hook(c: Campaign, k: int) -> CVBias:
+    """The bias of iteration k >= 1 as it stood at the iteration's end (its bias.npz)."""
+    hook = bias_hook(c, k)
+    hook.bias.load_state_dict({key: torch.from_numpy(v) for key, v in cio.read_npz(c.iter_dir(k) / "bias.npz").items()})
+    return hook
+
+
 def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = None) -> None:
     """Run iteration k in checkpointed segments; resume from the last complete segment. With a
     `deadline` (time.monotonic()), stop after a segment if the next one would likely overrun it."""
@@ -58,12 +73,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     steps, seg_len, n_seg = iteration_steps(spec, k), en["segment_steps"], _segments(spec, k)
     system = make_system(spec)
     engine = make_engine(spec, system)
-    hook = None
-    if k > 0:
-        b = spec["bias"]
-        kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
-        hook = CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, thermal_energy(spec),
-                      inverse_mass(spec))
+    hook = bias_hook(c, k) if k > 0 else None
     checkpoints = _sim_checkpoints(c, k)
     _recompute_damaged_segments(c, k, n_seg, checkpoints, log)
     saved = checkpoints.latest(log)
