@@ -21,7 +21,7 @@ def row(name: str, seed: int, sigma: float, ensemble: int, fes: float | None, co
     return {"id": f"{name[:2]}{seed}{sigma}{ensemble}", "name": name, "seed": seed, "status": "converged" if converged else "budget",
             "converged": converged, "iterations": 3, "total_steps": 1000 * (seed + 1), "fes_rmse_exact": fes,
             "fes_rmse_reference": None, "state_free_energies": None, "committor_r2": 0.99, "committor_width": None,
-            "committor_rmse": None, "rate_AB": None, "rate_AB_exact": None, "committor_test": None,
+            "committor_rmse": None, "rate_AB": None, "rate_AB_exact": None, "committor_test": None, "bias_stiffness": None,
             "failed_checks": [] if converged else ["fes_change"], "seconds": {"simulate": 10.0, "train": 5.0 * seed},
             "spec": spec, "history": history}
 

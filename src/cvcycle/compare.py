@@ -53,6 +53,7 @@ METRICS = (
     Metric("q_rmse", "q RMSE", ".4f", lambda r: r["committor_rmse"]),
     Metric("k_ratio", "k_AB / exact", ".2f", _ratio),
     Metric("test_p_B", "test p_B", ".3f", lambda r: (r["committor_test"] or {}).get("p_B_mean")),
+    Metric("bias_stiffness", "bias stiffness", ".2f", lambda r: r["bias_stiffness"]),
 )
 
 

@@ -39,6 +39,6 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
             "state_free_energies": last.get("state_free_energies"), "committor_r2": last.get("committor_r2"),
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
             "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact"),
-            "committor_test": last.get("committor_test"),
+            "committor_test": last.get("committor_test"), "bias_stiffness": last.get("bias_stiffness"),
             "failed_checks": failed_checks(last), "seconds": doc.get("seconds") or {}, "spec": c.spec,
             "history": sorted(doc["history"], key=lambda h: h["iteration"])}

@@ -214,6 +214,8 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     for name, value in regions[1:]:
         exact += f", F({name}) - F({regions[0][0]}) " + (
             "- (no frames)" if value is None else f"{value:.3f} kT ({value * system.kT:.2f} {system.energy_unit})")
+    if metrics["bias_stiffness"] is not None:
+        exact += f", bias stiffness {metrics['bias_stiffness']:.2f}"
     if not checks["bias_stiffness"]:
         exact += (f"; the bias is too stiff for the time step (stiffness {max(stiffness):.2f} > "
                   f"convergence.max_bias_stiffness {conv['max_bias_stiffness']:g}): its ensemble is not the biased "
