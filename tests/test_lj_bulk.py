@@ -17,27 +17,12 @@ import torch
 
 from cvcycle.features import steinhardt as st
 from cvcycle.systems import lj_bulk as lb
+from test_steinhardt import float32_exact, pair_distances
 
 FREUD = "freud-analysis is the reference: pip install -e '.[nucleation]'"
 OPENMM = "OpenMM is the reference: pip install -e '.[openmm]'"
 R_CUT, Q_THRESHOLD, SOLID_THRESHOLD = 1.5, 0.7, 7
 SEED_RADIUS = 2.6  # 79 particles of FCC at density 1; the 55 within 2.25 sigma are solid-like
-
-
-def float32_exact(positions: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Box and positions wrapped into [-L/2, L/2), both representable in float32."""
-    box = np.asarray(box, dtype=float).astype(np.float32).astype(np.float64)
-    wrapped = positions - box * np.round(positions / box)
-    return wrapped.astype(np.float32).astype(np.float64), box
-
-
-def pair_distances(positions: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """All minimum-image distances, (N, N), inf on the diagonal."""
-    delta = positions[None, :, :] - positions[:, None, :]
-    delta -= box * np.round(delta / box)
-    distance = np.sqrt((delta * delta).sum(-1))
-    np.fill_diagonal(distance, np.inf)
-    return distance
 
 
 def rotation(axis: tuple[float, float, float], angle: float) -> np.ndarray:

@@ -26,7 +26,7 @@ FREUD = "freud-analysis is not installed (pip install freud-analysis); it is onl
 
 def float32_exact(positions: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Box and positions wrapped into [-L/2, L/2), both representable in float32."""
-    box = box.astype(np.float32).astype(np.float64)
+    box = np.asarray(box, dtype=float).astype(np.float32).astype(np.float64)
     wrapped = positions - box * np.round(positions / box)
     return wrapped.astype(np.float32).astype(np.float64), box
 
