@@ -30,9 +30,8 @@ def bias_energies(c, its: list[int], feats: np.ndarray) -> np.ndarray:
     """u_kn: each iteration's final bias (kT units) at every frame; zero for the unbiased iteration 0."""
     import torch
 
-    from cvcycle.bias import make_bias
-    from cvcycle.routes.fit import cv_of, eval_cv
-    from cvcycle.routes.simulate import _final_state
+    from cvcycle.routes.fit import eval_cv
+    from cvcycle.routes.simulate import final_bias_hook
 
     spec = c.spec
     if spec["bias"]["kolmogorov_lambda"] > 0:
@@ -41,11 +40,9 @@ def bias_energies(c, its: list[int], feats: np.ndarray) -> np.ndarray:
     for row, i in enumerate(its):
         if i == 0:
             continue
-        bias = make_bias(spec, spec["learner"]["cv_dim"])
-        state = _final_state(c, i)
-        bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
+        hook = final_bias_hook(c, i)
         with torch.no_grad():
-            u[row] = bias(torch.as_tensor(eval_cv(cv_of(c, i - 1), feats))).numpy() / spec["system"]["temperature"]
+            u[row] = hook.bias(torch.as_tensor(eval_cv(hook.cv_model, feats))).numpy() / spec["system"]["temperature"]
     return u
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bias import CVBias, make_bias
+from ..bias import CVBias, kolmogorov_terms, make_bias
 from ..engines.langevin import LangevinEngine
 from ..features import make_featurizer
 from ..systems import make_system, thermal_energy
@@ -62,8 +62,7 @@ def converged_bias(spec: dict[str, Any], cv_model: torch.nn.Module, grid: int = 
     w = torch.exp(-(u[keep] - u.min()))
     en, b = spec["engine"], spec["bias"]
     bias.prime(s[keep], w / w.sum(), b["warm_start_weight"] * en["walkers"] * en["steps"] / b["pace"])
-    kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
-    hook = CVBias(cv_model, bias, kolmogorov, kT, inverse_mass)
+    hook = CVBias(cv_model, bias, kolmogorov_terms(spec), kT, inverse_mass)
     energy = []
     for chunk in torch.split(pts, 20000):
         x = chunk.clone().requires_grad_(True)

@@ -23,6 +23,12 @@ def make_bias(spec: dict[str, Any], cv_dim: int) -> GridBias:
     return Opes(grid, kT, b["pace"], b["sigma"], b["barrier"])
 
 
+def kolmogorov_terms(spec: dict[str, Any]) -> tuple[float, float] | None:
+    """(lambda, epsilon) of the spec's static Kolmogorov bias, or None where it is off."""
+    b = spec["bias"]
+    return (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
+
+
 class CVBias:
     """Engine hook: bias V(CV(features)); implements engines.base.BiasHook.
 

@@ -228,8 +228,10 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
 def _stiffness_of(c: Campaign, i: int, k: int, current: float | None) -> float | None:
     """Iteration i's bias stiffness: `current` for i = k, else from its metrics (computed where
     they predate the check); None for the unbiased iteration 0."""
-    if i == k or i == 0:
-        return current if i == k else None
+    if i == k:
+        return current
+    if i == 0:
+        return None
     recorded = cio.read_json(c.iter_dir(i) / "metrics.json").get("bias_stiffness")
     return recorded if recorded is not None else iteration_stiffness(c, i)
 

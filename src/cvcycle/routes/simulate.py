@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import io as cio
-from ..bias import CVBias, make_bias
+from ..bias import CVBias, kolmogorov_terms, make_bias
 from ..campaign import Campaign
 from ..checkpoints import CheckpointSeries
 from ..engines import make_engine
@@ -52,10 +52,9 @@ def _final_state(c: Campaign, k: int) -> dict[str, np.ndarray]:
 
 def bias_hook(c: Campaign, k: int) -> CVBias:
     """The bias of iteration k >= 1 on CV_k (trained in iteration k - 1), with no deposits yet."""
-    spec, b = c.spec, c.spec["bias"]
-    kolmogorov = (b["kolmogorov_lambda"], b["kolmogorov_epsilon"]) if b["kolmogorov_lambda"] > 0 else None
-    return CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov, thermal_energy(spec),
-                  inverse_mass(spec))
+    spec = c.spec
+    return CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov_terms(spec),
+                  thermal_energy(spec), inverse_mass(spec))
 
 
 def final_bias_hook(c: Campaign, k: int) -> CVBias:
