@@ -4,7 +4,9 @@ Parametrised over the engine names a spec may ask for; an engine that is not par
 version of cvcycle, or whose package is not installed, is skipped with the reason. The test
 system is three particles in three dimensions with different masses in a harmonic well, so
 Boltzmann and Maxwell statistics are known exactly; the bias is a nonlinear function of
-non-Cartesian features, so its forces go through the featurizer's Jacobian.
+non-Cartesian features, so its forces go through the featurizer's Jacobian. "openmm-reduced" is
+the OpenMM engine on the same wells in reduced units, which OpenMM runs in other units
+(`openmm_units`, as for Lennard-Jones particles in argon's): every statistic must come out the same.
 """
 
 from __future__ import annotations
@@ -45,15 +47,33 @@ class HarmonicParticles(System):
 
     def openmm_system(self):
         """The same wells for the OpenMM engine (nm, amu, kJ/mol: kT = 0.5 kJ/mol is 60 K)."""
-        import openmm
+        return openmm_wells(STIFFNESS, MASSES)
 
-        system = openmm.System()
-        well = openmm.CustomExternalForce(f"{0.5 * STIFFNESS}*(x^2 + y^2 + z^2)")
-        for i, m in enumerate(MASSES):
-            system.addParticle(m)
-            well.addParticle(i, [])
-        system.addForce(well)
-        return system
+
+class ReducedHarmonicParticles(HarmonicParticles):
+    """The same wells in reduced units; OpenMM runs them with a unit of length 0.3 nm, energy
+    2 kJ/mol and mass 10 amu (so kT = 0.5 is 120 K)."""
+
+    from cvcycle.systems.lj_bulk import LJUnits
+
+    openmm_units = LJUnits(epsilon_kj=2.0, sigma_nm=0.3, mass_amu=10.0)
+
+    def openmm_system(self):
+        u = self.openmm_units
+        return openmm_wells(STIFFNESS * u.epsilon_kj / u.sigma_nm**2, MASSES * u.mass_amu)
+
+
+def openmm_wells(stiffness: float, masses: np.ndarray):
+    """An openmm.System of particles of the masses, each in a harmonic well k/2 |r|^2 at the origin."""
+    import openmm
+
+    system = openmm.System()
+    well = openmm.CustomExternalForce(f"{0.5 * stiffness}*(x^2 + y^2 + z^2)")
+    for i, m in enumerate(masses):
+        system.addParticle(float(m))
+        well.addParticle(i, [])
+    system.addForce(well)
+    return system
 
 
 class PairBias:
@@ -83,21 +103,24 @@ class PairDistances(torch.nn.Module):
                             (positions[..., 1, :] - positions[..., 2, :]).norm(dim=-1)], dim=-1)
 
 
-ENGINES = ["langevin", "openmm", "hoomd"]
-INTEGRATORS = {"langevin": ["overdamped", "underdamped"], "openmm": ["underdamped"], "hoomd": ["underdamped"]}
+ENGINES = ["langevin", "openmm", "openmm-reduced", "hoomd"]
+INTEGRATORS = {"langevin": ["overdamped", "underdamped"], "openmm": ["underdamped"], "openmm-reduced": ["underdamped"],
+               "hoomd": ["underdamped"]}
 CASES = [(e, i) for e in ENGINES for i in INTEGRATORS[e]]
 # OpenMM cases that create 4,000 Contexts (one per walker) or call Python at every step of 400
 # walkers take 1.5 min each: opt-in (pytest -m long); the rest of the suite runs by default
-SLOW_OPENMM = [pytest.param(e, i, marks=pytest.mark.long) if e == "openmm" else (e, i) for e, i in CASES]
+SLOW_OPENMM = [pytest.param(e, i, marks=pytest.mark.long) if e.startswith("openmm") else (e, i) for e, i in CASES]
 
 
 def engine_for(name: str, integrator: str, walkers: int, seed: int = 7, dt: float = 0.01, featurizer=None):
+    reduced = name == "openmm-reduced"
+    name = "openmm" if reduced else name
     spec = {"campaign": {"name": "conformance", "seed": seed}, "resources": {"cpus": 1},
             "features": {"kind": "coordinates", "names": ["x0", "y1", "z2"]},
             "engine": {"name": name, "integrator": integrator, "dt": dt, "friction": 2.0, "mass": 1.0,
                        "walkers": walkers, "platform": "Reference" if name == "openmm" else "auto"}}
     try:
-        engine = make_engine(spec, HarmonicParticles())
+        engine = make_engine(spec, ReducedHarmonicParticles() if reduced else HarmonicParticles())
     except EngineUnavailable as exc:
         pytest.skip(f"engine '{name}': {exc}")
     if featurizer is not None:
@@ -195,7 +218,8 @@ class LinearBias:
 
 
 @pytest.mark.parametrize("name,integrator,bias_stride", [
-    pytest.param(e, i, k, marks=pytest.mark.long) if (e, k) == ("openmm", 1) else (e, i, k) for e, i in CASES for k in (1, 4)])
+    pytest.param(e, i, k, marks=pytest.mark.long) if e.startswith("openmm") and k == 1 else (e, i, k)
+    for e, i in CASES for k in (1, 4)])
 def test_biased_run_samples_the_biased_boltzmann_distribution(name, integrator, bias_stride):
     """A bias c x_0 shifts particle 0's x by -c/k and leaves its variance kT/k, whether the bias
     acts every step or as an impulse every `bias_stride` steps; it is observed at exactly the

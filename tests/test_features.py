@@ -202,12 +202,14 @@ def test_particle_featurizers_keep_the_contract(kind):
 
 
 def test_default_names():
-    names = {kind: make_featurizer({"features": {"kind": kind}}).names for kind in FEATURIZERS if kind != "internal"}
+    system_kinds = {"internal", "steinhardt"}
+    names = {kind: make_featurizer({"features": {"kind": kind}}).names for kind in FEATURIZERS if kind not in system_kinds}
     assert names == {"coordinates": ["x", "y"], "coordination": [f"c{i}" for i in range(7)],
                      "sorted_coordination": [f"c({k})" for k in range(1, 8)], "coordination_moments": ["mu2", "mu3"],
                      "sorted_distances": [f"d({k})" for k in range(1, 22)]}
-    # a molecule's features are named after its atoms (tests/test_openmm_engine.py)
-    assert set(FEATURIZERS) - set(names) == {"internal"}
+    # a molecule's features are named after its atoms (tests/test_openmm_engine.py), crystalline order
+    # takes the system's box (tests/test_lj_nucleation.py)
+    assert set(FEATURIZERS) - set(names) == system_kinds
 
 
 def test_unknown_kind_names_the_field_and_the_known_kinds():

@@ -31,9 +31,9 @@ PROSE_DEFAULTS: dict[str, str] = {}
 NAMED_TABLES = {"system.states": STATE_FIELDS}
 
 # Sections whose fields depend on a kind (spec.FEATURE_FIELDS: featurizer kind -> its own fields,
-# merged into `features` by validate): the README documents each such field as `<section>.<key>`,
-# with one default however many kinds share the key.
-KIND_TABLES = {"features": "FEATURE_FIELDS"}
+# spec.SYSTEM_FIELDS: system.potential -> its own fields, merged into the section by validate): the
+# README documents each such field as `<section>.<key>`, with one default however many kinds share the key.
+KIND_TABLES = {"features": "FEATURE_FIELDS", "system": "SYSTEM_FIELDS"}
 
 NONE_WORDS = {"none", "null", "unset", "—", "-", "–"}
 

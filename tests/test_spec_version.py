@@ -33,6 +33,9 @@ PINNED_FINGERPRINTS = {
     5: "789c02d2c9553b95",
     # 6: convergence.max_bias_stiffness (the bias must be smooth on the scale of one time step)
     6: "012f0db1a3cdd080",
+    # 7: system.potential "lj-nucleation" with its own system.cells, density, r_cut, and features.kind
+    # "steinhardt" (r_cut, r_on, q_threshold, solid_threshold, bins)
+    7: "6e078ee1230e990d",
 }
 
 
@@ -89,7 +92,7 @@ def with_version(version: object | None) -> dict:
 
 def test_new_state_points_carry_the_version(tmp_path):
     spec = tiny_spec()
-    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 6
+    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 7
     c = Campaign(make_campaign(tmp_path / "c", spec))
     assert c.spec == spec
 
@@ -139,7 +142,7 @@ def test_cli_shows_one_error_line_for_an_old_campaign(tmp_path):
 def test_a_spec_may_not_set_another_version(tmp_path):
     raw = copy.deepcopy(tiny_spec())
     raw["campaign"]["schema"] = 1
-    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 6, the spec schema this cvcycle reads"):
+    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 7, the spec schema this cvcycle reads"):
         validate(raw)
     raw["campaign"]["schema"] = True
     with pytest.raises(SpecError, match=r"^campaign\.schema: expected int, got boolean True"):
@@ -150,6 +153,6 @@ def test_a_spec_may_not_set_another_version(tmp_path):
     path.write_text(text.replace("[campaign]\n", "[campaign]\nschema = 99\n", 1))
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert str(info.value).startswith(f"{path}: campaign.schema: must be 6") and "got 99" in str(info.value)
+    assert str(info.value).startswith(f"{path}: campaign.schema: must be 7") and "got 99" in str(info.value)
     path.write_text(text.replace("[campaign]\n", f"[campaign]\nschema = {SCHEMA_VERSION}\n", 1))
     assert load_spec(path) == tiny_spec()  # repeating the version is fine

@@ -55,6 +55,15 @@ def write_bytes(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(data))
 
 
+def write_saved_files(directory: Path, savers: dict[str, Callable[[str], None]]) -> None:
+    """Files written by tools that take a file name (mdtraj's save_dcd, save_pdb): each saver
+    writes its file into a scratch folder, from which it reaches `directory` / name atomically."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, save in savers.items():
+            save(str(Path(tmp) / name))
+            write_bytes(directory / name, (Path(tmp) / name).read_bytes())
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write an object as indented JSON."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"

@@ -57,9 +57,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import SpecError
-from .systems import MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, thermal_energy
+from .systems import BULK_SYSTEMS, MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, n_particles, thermal_energy
 
-SCHEMA_VERSION = 6  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 7  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,23 @@ class StateSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class SystemSpec:
-    potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS, *MOLECULES))
+    potential: str = spec_field(check=_choice(*MODEL_POTENTIALS, *PARTICLE_SYSTEMS, *BULK_SYSTEMS, *MOLECULES))
     scale: float = spec_field(1.0, check=_range(1e-6, 1e6))
     temperature: float = spec_field(1.0, check=_range(1e-3, 1e3))  # kT in the potential's energy unit; kelvin for a molecule
     states: Mapping[str, StateSpec] = spec_field()  # each entry checked by STATE_FIELDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class NucleationSystemSpec(SystemSpec):
+    """lj-nucleation: 4 cells^3 Lennard-Jones particles (reduced units) in a cubic box at the number
+    density, truncated and shifted at r_cut sigma."""
+    cells: int = spec_field(4, check=_range(2, 40))  # FCC cubic cells a side: N = 4 cells^3
+    density: float = spec_field(0.95, check=_range(0.5, 1.5))  # particles per sigma^3
+    r_cut: float = spec_field(2.5, check=_range(1.5, 10.0))  # sigma
+
+
+# system.potential -> the class holding its own fields (the others: SystemSpec's only)
+SYSTEM_KINDS: dict[str, type[SystemSpec]] = {"lj-nucleation": NucleationSystemSpec}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +260,17 @@ class InternalFeatures(FeaturesSpec):
     distances: bool = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class SteinhardtFeaturesSpec(FeaturesSpec):
+    """Crystalline order of bulk particles (features.steinhardt.SteinhardtFeatures): soft histograms
+    of q4, q6 and qbar6, their means and the smooth number of solid-like particles."""
+    r_cut: float = spec_field(1.5, check=POSITIVE)  # sigma: neighbours within it
+    r_on: float = spec_field(1.3, check=POSITIVE)  # sigma: the switch from 1 to 0 starts here
+    q_threshold: float = spec_field(0.7, check=_range(0.0, 1.0, lo_open=True))  # a solid bond: q6 dot product above it
+    solid_threshold: int = spec_field(7, check=_range(1, 12))  # a solid-like particle: at least this many solid bonds
+    bins: int = spec_field(10, check=_range(2, 100))  # per histogram
+
+
 # featurizer kind -> the class holding its fields
 FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
     "coordinates": CoordinatesFeatures,
@@ -255,6 +279,7 @@ FEATURE_KINDS: dict[str, type[FeaturesSpec]] = {
     "coordination_moments": MomentFeatures,
     "sorted_distances": ParticleFeatures,
     "internal": InternalFeatures,
+    "steinhardt": SteinhardtFeaturesSpec,
 }
 
 
@@ -425,6 +450,9 @@ SCHEMA: dict[str, dict[str, Field]] = {name: fields_of(cls) for name, cls in SEC
 # Fields of each featurizer kind (only the chosen kind's fields enter the state point)
 FEATURE_FIELDS: dict[str, dict[str, Field]] = {kind: fields_of(cls, skip=SCHEMA["features"])
                                                for kind, cls in FEATURE_KINDS.items()}
+# Fields of each system with fields of its own (only the chosen system's enter the state point)
+SYSTEM_FIELDS: dict[str, dict[str, Field]] = {name: fields_of(cls, skip=SCHEMA["system"])
+                                              for name, cls in SYSTEM_KINDS.items()}
 STATE_FIELDS: dict[str, Field] = fields_of(StateSpec)
 
 
@@ -528,6 +556,19 @@ def _memory_estimate(spec: dict[str, Any], n_particles: int, n_features: int) ->
                         "a larger engine.report_stride or position_stride, or more memory")
 
 
+def _bulk_cutoffs(spec: dict[str, Any]) -> None:
+    """The potential's and the features' cut-offs fit the minimum-image convention (at most half
+    the box edge, (4 / density)^(1/3) cells), and the switch starts inside the features' cut-off."""
+    sy, f = spec["system"], spec["features"]
+    half = sy["cells"] * (4.0 / sy["density"]) ** (1.0 / 3.0) / 2.0
+    for key, value in (("system.r_cut", sy["r_cut"]), ("features.r_cut", f["r_cut"])):
+        if value > half:
+            raise SpecError(f"{key}: {value:g} sigma exceeds half the box edge ({half:.4g} sigma with system.cells = "
+                            f"{sy['cells']}, density {sy['density']:g}); use more cells or a shorter cut-off")
+    if f["r_on"] > f["r_cut"]:
+        raise SpecError(f"features.r_on: the switch starts at or below features.r_cut ({f['r_cut']:g}), got {f['r_on']:g}")
+
+
 def _internal_features(features: dict[str, Any]) -> None:
     from .systems.alanine_dipeptide import DIHEDRALS
 
@@ -557,7 +598,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise _unknown("", key, list(SCHEMA))
     raw_features = raw.get("features", {})
     kind = raw_features.get("kind", "coordinates") if isinstance(raw_features, dict) else None
-    schema = {**SCHEMA, "features": {**SCHEMA["features"], **FEATURE_FIELDS.get(kind, {})}}
+    raw_system = raw.get("system", {})
+    potential = raw_system.get("potential") if isinstance(raw_system, dict) else None
+    schema = {**SCHEMA, "features": {**SCHEMA["features"], **FEATURE_FIELDS.get(kind, {})},
+              "system": {**SCHEMA["system"], **(SYSTEM_FIELDS.get(potential, {}) if isinstance(potential, str) else {})}}
     spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in schema.items()}
     spec["system"]["states"] = _states(spec["system"]["states"], 2)
     model_potential = spec["system"]["potential"] in MODEL_POTENTIALS
@@ -566,7 +610,14 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _states_on_grid(spec["system"]["states"], spec["system"]["potential"], spec["analysis"]["grid_bins"])
 
     molecule = spec["system"]["potential"] in MOLECULES
-    if molecule != (kind == "internal"):
+    bulk = spec["system"]["potential"] in BULK_SYSTEMS
+    if bulk != (kind == "steinhardt"):
+        raise SpecError(f"features.kind: '{spec['system']['potential']}' takes kind = \"steinhardt\" (crystalline "
+                        "order)" if bulk else f"features.kind: 'steinhardt' describes bulk particles in a periodic box, "
+                        f"not '{spec['system']['potential']}'")
+    if bulk:
+        _bulk_cutoffs(spec)
+    elif molecule != (kind == "internal"):
         raise SpecError(f"features.kind: a molecule ('{spec['system']['potential']}') takes kind = \"internal\" "
                         "(dihedrals and distances)" if molecule else
                         f"features.kind: 'internal' describes a molecule's internal coordinates, not "
@@ -579,6 +630,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise SpecError(f"features.names: must be a list of strings, got {names!r}")
         if model_potential and (not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}):
             raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
+    elif bulk:
+        pass
     elif model_potential:
         raise SpecError(f"features.kind: '{kind}' describes particles; a 2-D model potential has one particle "
                         "(use kind = \"coordinates\")")
@@ -586,7 +639,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _particle_features(spec["features"], PARTICLE_SYSTEMS[spec["system"]["potential"]])
 
     engine = spec["engine"]
-    wanted = "openmm" if molecule else "langevin"
+    wanted = "openmm" if molecule or bulk else "langevin"
     if engine["name"] != wanted:
         raise SpecError(f"engine.name: '{spec['system']['potential']}' runs on the '{wanted}' engine, got '{engine['name']}'")
     if engine["name"] == "openmm" and (engine["integrator"] != "underdamped" or engine["mass"] != 1.0):
@@ -616,6 +669,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if learner["method"] == "shooting" and not model_potential:
         raise SpecError(f"learner.method: path sampling ('shooting') runs on 2-D model potentials so far, "
                         f"not on '{spec['system']['potential']}'")
+    if learner_route(spec) == "variational" and bulk:
+        raise SpecError(f"learner.method: the variational committor needs the Jacobian of the features per frame "
+                        f"(|grad_x q|^2), which for Steinhardt features of {n_particles(spec)} particles is one backward "
+                        "pass per feature per frame; not supported yet on 'lj-nucleation': use learner.kind = \"autoencoder\"")
     if learner_route(spec) == "variational" and spec["engine"]["position_stride"] != 1:
         raise SpecError("engine.position_stride: the variational committor needs every frame's positions for "
                         f"|grad_x q|^2, so it must be 1, got {spec['engine']['position_stride']}")
@@ -652,9 +709,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         raise SpecError(f"bias.pace: the bias is deposited where it is evaluated, every engine.bias_stride = "
                         f"{spec['engine']['bias_stride']} steps, so its pace must be a multiple of that, got {bias['pace']}")
 
-    n_particles = {**PARTICLE_SYSTEMS, **MOLECULES}.get(spec["system"]["potential"], 1)
-    n_features = len(spec["features"]["names"]) if kind == "coordinates" else n_particles * (n_particles + 1) // 2
-    _memory_estimate(spec, n_particles, n_features)
+    n = n_particles(spec)
+    n_features = len(spec["features"]["names"]) if kind == "coordinates" else \
+        3 * spec["features"]["bins"] + 3 if kind == "steinhardt" else n * (n + 1) // 2
+    _memory_estimate(spec, n, n_features)
 
     conv, budget = spec["convergence"], spec["budget"]
     first = spec["engine"]["walkers"] * spec["engine"]["initial_steps"]
@@ -732,6 +790,8 @@ def typed(spec: Mapping[str, Any]) -> Spec:
     for name, cls in SECTIONS.items():
         if name == "features":
             cls = FEATURE_KINDS[spec["features"]["kind"]]
+        elif name == "system":
+            cls = SYSTEM_KINDS.get(spec["system"]["potential"], SystemSpec)
         parts[name] = _build(cls, spec[name])
     return Spec(**parts)
 
@@ -767,5 +827,7 @@ def schema_fingerprint() -> str:
         add(f"{name}.", table)
     for kind, table in FEATURE_FIELDS.items():
         add(f"features[kind={kind}].", table)
+    for potential, table in SYSTEM_FIELDS.items():
+        add(f"system[potential={potential}].", table)
     add("system.states.NAME.", STATE_FIELDS)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]

@@ -9,6 +9,12 @@ times the force at the steps that are multiples of k and none in between (multip
 stepping, as the torch engine and PLUMED's STRIDE do), so the k - 1 steps between evaluations
 run inside OpenMM without Python. The potential energy of reported frames comes from OpenMM.
 
+Units: a molecule is in OpenMM's own (nm, ps, kJ/mol, kelvin). A system in reduced units declares
+`openmm_units` (lengths, energies and masses of one reduced unit, e.g. argon's for Lennard-Jones
+particles, `systems.lj_bulk.LJUnits`): its OpenMM System is in OpenMM's units, and the engine
+converts at its boundary, so positions, velocities, potentials, forces, engine.dt,
+engine.friction and kT are all in the system's reduced units outside it.
+
 Random streams: each run seeds every walker's integrator from (seed, stream key, walker) or
 (seed, global step, walker) and reinitialises its Context with positions and velocities kept,
 so a run split into segments repeats the same random numbers as the uninterrupted one. Saved state is each
@@ -45,7 +51,11 @@ class OpenMMEngine(Engine):
         self.system, self.featurizer = system, featurizer
         self.dt, self.friction, self.n_walkers = float(dt), float(friction), int(n_walkers)
         self.seed, self.step, self.device = int(seed), 0, torch.device("cpu")
-        self.temperature = system.kT / GAS_CONSTANT  # kelvin, for kT in kJ/mol
+        units = getattr(system, "openmm_units", None)
+        # OpenMM's value of the system's unit of length (nm), energy (kJ/mol) and time (ps)
+        self.length, self.energy, self.time = (1.0, 1.0, 1.0) if units is None else \
+            (units.sigma_nm, units.epsilon_kj, units.tau_ps)
+        self.temperature = system.kT * self.energy / GAS_CONSTANT  # kelvin
         self.mm = openmm
         self.omm_system = system.openmm_system()
         self.bias_force = openmm.CustomExternalForce("-(fx*x + fy*y + fz*z)")
@@ -71,7 +81,7 @@ class OpenMMEngine(Engine):
                    seed=spec["campaign"]["seed"], platform=en.get("platform", "auto"))
 
     def _context(self) -> Any:
-        integrator = self.mm.LangevinMiddleIntegrator(self.temperature, self.friction, self.dt)
+        integrator = self.mm.LangevinMiddleIntegrator(self.temperature, self.friction / self.time, self.dt * self.time)
         integrator.setConstraintTolerance(1e-8)
         return self.mm.Context(self.omm_system, integrator, self.platform, self.properties)
 
@@ -89,6 +99,7 @@ class OpenMMEngine(Engine):
         if bad is not None:
             raise SimulationError(f"initial positions are not finite (walker {bad})")
         vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
+        pos, vel = pos * self.length, vel * (self.length / self.time)
         for context, p, v in zip(self.contexts, pos, vel):
             context.setPositions(p)
             context.applyConstraints(1e-8)
@@ -100,13 +111,15 @@ class OpenMMEngine(Engine):
             context.setVelocitiesToTemperature(self.temperature, _seed31(seed, 7_000_003, i))
 
     def positions(self) -> np.ndarray:
-        """Positions (walkers, N, 3) in nm."""
-        return np.stack([c.getState(getPositions=True).getPositions(asNumpy=True)._value for c in self.contexts])
+        """Positions (walkers, N, 3) in nm (in the system's length unit)."""
+        x = np.stack([c.getState(getPositions=True).getPositions(asNumpy=True)._value for c in self.contexts])
+        return x / self.length
 
     def velocities(self) -> np.ndarray:
-        """Velocities (walkers, N, 3) in nm/ps (half a step behind the positions, as the Langevin
-        middle scheme keeps them)."""
-        return np.stack([c.getState(getVelocities=True).getVelocities(asNumpy=True)._value for c in self.contexts])
+        """Velocities (walkers, N, 3) in nm/ps (the system's units; half a step behind the positions,
+        as the Langevin middle scheme keeps them)."""
+        v = np.stack([c.getState(getVelocities=True).getVelocities(asNumpy=True)._value for c in self.contexts])
+        return v * (self.time / self.length)
 
     # -- the bias ---------------------------------------------------------------------------------
     def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
@@ -121,11 +134,14 @@ class OpenMMEngine(Engine):
         return feats.detach().numpy(), cv.detach().numpy(), bias.detach().numpy(), -grad
 
     def _set_bias_force(self, forces: np.ndarray | None) -> None:
-        """Per-atom bias forces (walkers, N, 3) in kJ/mol/nm into every Context, or zero (None)."""
+        """Per-atom bias forces (walkers, N, 3) in the system's units (kJ/mol/nm for a molecule)
+        into every Context, or zero (None)."""
         if forces is None:
             if not self._bias_held:
                 return
             self._write_force(None)
+        else:
+            forces = forces * (self.energy / self.length)
         for i, context in enumerate(self.contexts):
             if forces is not None:
                 self._write_force(forces[i])
@@ -138,7 +154,8 @@ class OpenMMEngine(Engine):
             self.bias_force.setParticleParameters(atom, atom, [0.0] * 3 if f is None else f[atom].tolist())
 
     def _potentials(self) -> np.ndarray:
-        return np.array([c.getState(getEnergy=True, groups={0}).getPotentialEnergy()._value for c in self.contexts])
+        return np.array([c.getState(getEnergy=True, groups={0}).getPotentialEnergy()._value
+                         for c in self.contexts]) / self.energy
 
     # -- dynamics ---------------------------------------------------------------------------------
     def _reseed(self, key: tuple[int, ...]) -> None:
@@ -196,7 +213,7 @@ class OpenMMEngine(Engine):
         bad = _first_nonfinite_walker(x)
         if bad is not None:
             raise SimulationError(f"simulation diverged by step {self.step}, walker {bad}: "
-                                  f"positions are not finite (engine.dt = {self.dt} ps may be too large)")
+                                  f"positions are not finite (engine.dt = {self.dt} may be too large)")
         return x
 
     def _advance(self, n: int) -> None:
@@ -205,7 +222,7 @@ class OpenMMEngine(Engine):
                 context.getIntegrator().step(n)
             except self.mm.OpenMMException as exc:  # "Particle coordinate is NaN", a constraint failure
                 raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
-                                      f"{self.step}): {str(exc).split('.')[0]} (engine.dt = {self.dt} ps, or the bias's "
+                                      f"{self.step}): {str(exc).split('.')[0]} (engine.dt = {self.dt}, or the bias's "
                                       f"forces with engine.bias_stride = k acting as k-fold impulses, may be too "
                                       "large)") from None
         self.step += n
@@ -213,7 +230,7 @@ class OpenMMEngine(Engine):
     def forces(self, bias: BiasHook | None = None) -> np.ndarray:
         self._set_bias_force(None)
         f = np.stack([c.getState(getForces=True, groups={0}).getForces(asNumpy=True)._value for c in self.contexts])
-        return f + self._evaluate(bias, self.positions(), forces=True)[3]
+        return f * (self.length / self.energy) + self._evaluate(bias, self.positions(), forces=True)[3]
 
     def keep_walkers(self, walkers: np.ndarray) -> None:
         self.contexts = [self.contexts[int(i)] for i in walkers]

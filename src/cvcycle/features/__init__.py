@@ -6,7 +6,9 @@ registry `FEATURIZERS`. Keys read from ``spec["features"]`` (defaults in bracket
 * ``kind``: a key of `FEATURIZERS` (required);
 * ``names``: coordinates, e.g. ["x", "y"] or ["x0", "y3"] [["x", "y"]];
 * particle featurizers: ``particles`` (N) [7], ``r0`` (switching radius) [1.5], ``nn`` and ``mm``
-  (switching exponents) [8, 16]; ``coordination_moments`` also ``moments`` [[2, 3]].
+  (switching exponents) [8, 16]; ``coordination_moments`` also ``moments`` [[2, 3]];
+* ``internal`` (a molecule): ``dihedrals``, ``distances``; ``steinhardt`` (bulk particles):
+  ``r_cut``, ``r_on``, ``q_threshold``, ``solid_threshold``, ``bins`` (spec.SteinhardtFeaturesSpec).
 
 Adding a featurizer is one `Featurizer` subclass and one registry line.
 """
@@ -43,6 +45,16 @@ def _internal(spec: dict[str, Any]) -> Featurizer:
     return InternalCoordinates([(name, system.dihedral_atoms(name)) for name in spec["features"]["dihedrals"]], distances)
 
 
+def _steinhardt(spec: dict[str, Any]) -> Featurizer:
+    """Crystalline order of the spec's bulk system, in its periodic box."""
+    from ..systems import make_system
+    from .steinhardt import SteinhardtFeatures
+
+    f = spec["features"]
+    return SteinhardtFeatures(make_system(spec).box, r_cut=f["r_cut"], r_on=f["r_on"], q_threshold=f["q_threshold"],
+                              solid_threshold=f["solid_threshold"], n_bins=f["bins"])
+
+
 FEATURIZERS: dict[str, Callable[[dict[str, Any]], Featurizer]] = {
     "coordinates": lambda spec: Coordinates(spec["features"].get("names", ["x", "y"])),
     "coordination": lambda spec: CoordinationNumbers(**_switch(spec)),
@@ -51,6 +63,7 @@ FEATURIZERS: dict[str, Callable[[dict[str, Any]], Featurizer]] = {
                                                              moments=spec["features"].get("moments", [2, 3])),
     "sorted_distances": lambda spec: SortedPairDistances(spec["features"].get("particles", 7)),
     "internal": _internal,
+    "steinhardt": _steinhardt,
 }
 
 

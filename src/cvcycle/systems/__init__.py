@@ -12,6 +12,7 @@ from .boxes import MODEL_BOXES
 MODEL_POTENTIALS = tuple(MODEL_BOXES)  # the 2-D model potentials
 PARTICLE_SYSTEMS = {"lj7": 7}  # name -> number of particles
 MOLECULES = {"alanine-dipeptide": 22}  # name -> number of atoms; OpenMM force fields, temperature in kelvin
+BULK_SYSTEMS = ("lj-nucleation",)  # periodic particle systems sized by the spec (system.cells)
 GAS_CONSTANT = 8.314462618e-3  # kJ/(mol K)
 
 
@@ -20,6 +21,14 @@ def thermal_energy(spec: dict[str, Any]) -> float:
     reduced-unit particle systems, R T in kJ/mol for a molecule (temperature in kelvin)."""
     t = spec["system"]["temperature"]
     return GAS_CONSTANT * t if spec["system"]["potential"] in MOLECULES else t
+
+
+def n_particles(spec: dict[str, Any]) -> int:
+    """The number of particles of the spec's system (1 for a 2-D model potential)."""
+    name = spec["system"]["potential"]
+    if name in BULK_SYSTEMS:
+        return 4 * spec["system"]["cells"] ** 3  # an FCC crystal of cells^3 cubic cells
+    return {**PARTICLE_SYSTEMS, **MOLECULES}.get(name, 1)
 
 
 def make_system(spec: dict[str, Any]) -> System:
@@ -33,6 +42,10 @@ def make_system(spec: dict[str, Any]) -> System:
         from .lj7 import LJ7
 
         return LJ7.from_spec(spec)
+    if name == "lj-nucleation":
+        from .lj_nucleation import LJNucleation
+
+        return LJNucleation.from_spec(spec)
     if name == "alanine-dipeptide":
         from .alanine_dipeptide import AlanineDipeptide
 

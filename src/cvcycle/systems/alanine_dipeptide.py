@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -183,13 +182,10 @@ class AlanineDipeptide(System):
         from .. import io as cio
 
         topology = mdtraj.Topology.from_openmm(self.topology)
-        with tempfile.TemporaryDirectory() as tmp:
-            files = {"topology.pdb": lambda path: mdtraj.Trajectory(positions[0, 0], topology).save_pdb(path)}
-            for w in range(positions.shape[1]):
-                files[f"walker-{w:02d}.dcd"] = (lambda path, w=w: mdtraj.Trajectory(positions[:, w], topology).save_dcd(path))
-            for name, save in files.items():
-                save(str(Path(tmp) / name))
-                cio.write_bytes(directory / name, (Path(tmp) / name).read_bytes())
+        files = {"topology.pdb": lambda path: mdtraj.Trajectory(positions[0, 0], topology).save_pdb(path)}
+        for w in range(positions.shape[1]):
+            files[f"walker-{w:02d}.dcd"] = (lambda path, w=w: mdtraj.Trajectory(positions[:, w], topology).save_dcd(path))
+        cio.write_saved_files(directory, files)
 
     def representatives(self) -> np.ndarray:
         return np.stack([self.structure(*s["center"]) for s in list(self.states.values())[:2]])

@@ -1,6 +1,5 @@
-"""Bulk Lennard-Jones particles in a periodic orthorhombic box: the building blocks of the system
-layer's future ``lj-nucleation`` system (crystal nucleation from the supercooled liquid), not
-registered in `make_system` yet.
+"""Bulk Lennard-Jones particles in a periodic orthorhombic box: the building blocks of the
+``lj-nucleation`` system (`systems.lj_nucleation`, crystal nucleation from the supercooled liquid).
 
 * Crystalline clusters: `solid_clusters`, `largest_solid_cluster` and
   `largest_solid_cluster_per_frame` find the ten Wolde-Frenkel solid-like particles (hard
@@ -195,12 +194,20 @@ def largest_solid_cluster(positions: np.ndarray | torch.Tensor, box: st.BoxLike,
 def largest_solid_cluster_per_frame(positions: np.ndarray | torch.Tensor, box: st.BoxLike, r_cut: float = 1.5,
                                     l: int = 6, q_threshold: float = 0.7, solid_threshold: int = 7) -> np.ndarray:
     """`largest_solid_cluster` of every frame of positions (F, N, 3), shaped (F,) (one graph for all)."""
+    return solid_order_per_frame(positions, box, r_cut, l, q_threshold, solid_threshold)[:, 0]
+
+
+def solid_order_per_frame(positions: np.ndarray | torch.Tensor, box: st.BoxLike, r_cut: float = 1.5, l: int = 6,
+                          q_threshold: float = 0.7, solid_threshold: int = 7) -> np.ndarray:
+    """(largest solid-like cluster, number of solid-like particles) of every frame of positions
+    (F, N, 3), shaped (F, 2), integers (one graph for all frames)."""
     frames, n = _checked(positions, 3).shape[:2]
     solid, i, j = _solid_graph(positions, box, r_cut, l, q_threshold, solid_threshold)
     labels, sizes = _clusters(solid, i, j)
-    largest = np.zeros(frames, dtype=np.int64)
-    np.maximum.at(largest, np.flatnonzero(solid) // n, sizes[labels[solid]])
-    return largest
+    out = np.zeros((frames, 2), dtype=np.int64)
+    np.maximum.at(out[:, 0], np.flatnonzero(solid) // n, sizes[labels[solid]])
+    out[:, 1] = solid.reshape(frames, n).sum(axis=1)
+    return out
 
 
 # --- truncated-and-shifted Lennard-Jones ------------------------------------------------------------------
