@@ -137,3 +137,18 @@ def test_quality_edges_of_its_selection_and_bins():
     assert cv_committor_quality(q, q, F)["n_points"] == 50
     with pytest.raises(ValueError, match="only 49 grid points"):
         cv_committor_quality(q[:49], q[:49], np.zeros(49))
+
+
+def test_rank_correlation_of_the_cv_with_state_coordinates():
+    """Spearman's rho: 1 for any increasing map of a coordinate, -1 for a decreasing one, the
+    exact value on ties-free data, and None for a constant coordinate."""
+    from cvcycle.routes.evaluate import rank_correlations
+
+    rng = np.random.default_rng(0)
+    n = rng.permutation(200).astype(float)
+    z = np.stack([n, -np.exp(n / 50), np.full(200, 3.0)], axis=1)
+    cv = np.tanh(n / 80)[:, None]
+    out = rank_correlations(cv, z, ("n", "down", "flat"))
+    assert out == {"n": pytest.approx(1.0), "down": pytest.approx(-1.0), "flat": None}
+    noisy = rank_correlations(np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([[1.0], [3.0], [2.0], [4.0]]), ("x",))
+    assert noisy["x"] == pytest.approx(1 - 6 * 2 / (4 * 15))  # 1 - 6 sum d^2 / (n (n^2 - 1)), sum d^2 = 2

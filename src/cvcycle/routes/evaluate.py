@@ -168,6 +168,9 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         F_xy = histogram_fes(z_plane, weights_of(tuple(plane_its)), [xe, ye])
         s_plane = np.concatenate([s_new[ends[i] - len(flat(eq[i], "features")):ends[i], 0] for i in plane_its])
         cv_plane = binned_mean(z_plane, s_plane, xe, ye)
+    latest = slice(ends[k] - len(flat(data[k], "features")), ends[k])
+    metrics["cv_rank_correlation"] = rank_correlations(s_new[latest], flat(data[k], "state_coordinates"),
+                                                       system.state_coordinate_names)
     metrics["committor_r2"] = metrics["committor_width"] = None  # a 2-D CV is no 1-D reaction coordinate
     if system.has_exact_reference:
         exact_committor_checks(c, new_cv, metrics, logit_q)
@@ -214,6 +217,9 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     for name, value in regions[1:]:
         exact += f", F({name}) - F({regions[0][0]}) " + (
             "- (no frames)" if value is None else f"{value:.3f} kT ({value * system.kT:.2f} {system.energy_unit})")
+    if not system.has_exact_reference and metrics["cv_rank_correlation"]:
+        name, rho = next(iter(metrics["cv_rank_correlation"].items()))
+        exact += f", Spearman(CV_{k + 1}, {name}) {fmt(rho)}"
     if metrics["bias_stiffness"] is not None:
         exact += f", bias stiffness {metrics['bias_stiffness']:.2f}"
     if not checks["bias_stiffness"]:
@@ -223,6 +229,21 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     return Analysis(metrics, walker_steps_through(spec, k + 1),
                     f"{agreement.text(metrics)}, FES change {fmt(metrics['fes_change'])} kT{exact}, "
                     f"{n_transitions} transitions between states")
+
+
+def rank_correlations(cv: np.ndarray, z: np.ndarray, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Spearman's rank correlation of the first CV component (n, d) with each state coordinate
+    z (n, m), unweighted over the frames given (None where either is constant): whether the CV
+    orders the frames as, e.g., the largest crystalline cluster does."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, float | None] = {}
+    for j, name in enumerate(names):
+        if len(cv) < 3 or np.ptp(cv[:, 0]) == 0 or np.ptp(z[:, j]) == 0:
+            out[name] = None
+            continue
+        out[name] = float(spearmanr(cv[:, 0], z[:, j]).statistic)
+    return out
 
 
 def _stiffness_of(c: Campaign, i: int, k: int, current: float | None) -> float | None:
