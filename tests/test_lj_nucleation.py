@@ -67,7 +67,9 @@ def test_the_workflow_validates_with_its_own_system_fields(spec):
     ({"system.cells": 3}, "system.r_cut: 2.5 sigma exceeds half the box edge (2.422 sigma with system.cells = 3"),
     ({"features.r_cut": 3.5}, "features.r_cut: 3.5 sigma exceeds half the box edge"),
     ({"features.r_on": 1.6}, "features.r_on: the switch starts at or below features.r_cut (1.5), got 1.6"),
-    ({"engine.name": "langevin"}, "engine.name: 'lj-nucleation' runs on the 'openmm' engine, got 'langevin'"),
+    ({"engine.name": "langevin"}, "engine.name: 'lj-nucleation' runs on the 'openmm' or the 'hoomd' engine, got 'langevin'"),
+    ({"engine.platform": "Reference", "engine.name": "hoomd"}, "engine.platform: the 'hoomd' engine takes auto or CPU or CUDA, "
+                                                              "got 'Reference'"),
     ({"learner.kind": "committor", "learner.method": "variational", "learner.reweight_power": 1.0},
      "learner.method: the variational committor needs the Jacobian"),
     ({"system.density": 2.0}, "system.density: must be <= 1.5, got 2.0"),

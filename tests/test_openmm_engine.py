@@ -226,7 +226,7 @@ def test_spec_rules_for_a_molecule():
     with pytest.raises(SpecError, match=r"^engine\.name: 'mueller-brown' runs on the 'langevin' engine"):
         validate(mb)
     mb["engine"].update(name="langevin", platform="CUDA")
-    with pytest.raises(SpecError, match=r"^engine\.platform: chooses the OpenMM platform; the 'langevin' engine runs"):
+    with pytest.raises(SpecError, match=r"^engine\.platform: the 'langevin' engine takes auto \(it runs in torch\), got 'CUDA'"):
         validate(mb)
 
 

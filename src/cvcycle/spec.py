@@ -639,16 +639,19 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
         _particle_features(spec["features"], PARTICLE_SYSTEMS[spec["system"]["potential"]])
 
     engine = spec["engine"]
-    wanted = "openmm" if molecule or bulk else "langevin"
-    if engine["name"] != wanted:
-        raise SpecError(f"engine.name: '{spec['system']['potential']}' runs on the '{wanted}' engine, got '{engine['name']}'")
-    if engine["name"] == "openmm" and (engine["integrator"] != "underdamped" or engine["mass"] != 1.0):
-        raise SpecError("engine.integrator: the openmm engine runs Langevin (middle) dynamics with the force "
-                        "field's masses: integrator = \"underdamped\" and mass = 1.0, got "
+    wanted = ["openmm", "hoomd"] if bulk else ["openmm"] if molecule else ["langevin"]
+    if engine["name"] not in wanted:
+        raise SpecError(f"engine.name: '{spec['system']['potential']}' runs on the {' or the '.join(map(repr, wanted))} "
+                        f"engine, got '{engine['name']}'")
+    if engine["name"] != "langevin" and (engine["integrator"] != "underdamped" or engine["mass"] != 1.0):
+        raise SpecError(f"engine.integrator: the {engine['name']} engine runs Langevin dynamics with the system's "
+                        "masses: integrator = \"underdamped\" and mass = 1.0, got "
                         f"integrator = \"{engine['integrator']}\", mass = {engine['mass']}")
-    if engine["platform"] != "auto" and engine["name"] != "openmm":
-        raise SpecError(f"engine.platform: chooses the OpenMM platform; the '{engine['name']}' engine runs in torch, "
-                        f"got '{engine['platform']}'")
+    platforms = {"openmm": ("auto", "Reference", "CPU", "CUDA", "OpenCL"), "hoomd": ("auto", "CPU", "CUDA"),
+                 "langevin": ("auto",)}[engine["name"]]
+    if engine["platform"] not in platforms:
+        raise SpecError(f"engine.platform: the '{engine['name']}' engine takes {' or '.join(platforms)}"
+                        + (" (it runs in torch)" if engine["name"] == "langevin" else "") + f", got '{engine['platform']}'")
     if engine["report_stride"] > engine["steps"]:
         raise SpecError(f"engine.report_stride: must be <= engine.steps ({engine['steps']}), got {engine['report_stride']}")
     for key in ("steps", "initial_steps"):

@@ -1,13 +1,10 @@
-"""OpenMM: many walkers of a molecular system, one Context each, Langevin (middle) dynamics.
+"""OpenMM: many walkers of a molecular or particle system, one Context each, Langevin (middle) dynamics.
 
 The system supplies the openmm.System (force field, constraints); the engine adds one force of
 its own, a CustomExternalForce holding a per-atom force vector (fx, fy, fz), through which the
-bias on the learned CV acts. At every bias evaluation the walkers' positions go to torch in one
-batch (features -> CV -> bias, forces by autograd), the forces are written into each Context
-(updateParametersInContext) and act for one step: with `bias_stride` k > 1 as an impulse of k
-times the force at the steps that are multiples of k and none in between (multiple time
-stepping, as the torch engine and PLUMED's STRIDE do), so the k - 1 steps between evaluations
-run inside OpenMM without Python. The potential energy of reported frames comes from OpenMM.
+bias on the learned CV acts (written with updateParametersInContext; the run loop and its
+multiple time stepping are `external.ExternalEngine`'s). The potential energy of reported frames
+comes from OpenMM.
 
 Units: a molecule is in OpenMM's own (nm, ps, kJ/mol, kelvin). A system in reduced units declares
 `openmm_units` (lengths, energies and masses of one reduced unit, e.g. argon's for Lennard-Jones
@@ -29,17 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import io as cio
 from ..errors import SimulationError
 from ..features import make_featurizer
 from ..systems import GAS_CONSTANT
 from ..systems.base import System
-from .base import BiasHook, Engine, Frames
-
-FRAME_KEYS = ("step", "positions", "features", "potential", "cv", "bias", "log_weight")
+from .external import ExternalEngine, first_nonfinite_walker, seed31
 
 
-class OpenMMEngine(Engine):
+class OpenMMEngine(ExternalEngine):
     deterministic_restart = True
 
     def __init__(self, system: System, featurizer: torch.nn.Module, dt: float, friction: float, n_walkers: int,
@@ -95,7 +89,7 @@ class OpenMMEngine(Engine):
 
     def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
         pos = self._walker_array(positions, "positions")
-        bad = _first_nonfinite_walker(pos)
+        bad = first_nonfinite_walker(pos)
         if bad is not None:
             raise SimulationError(f"initial positions are not finite (walker {bad})")
         vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
@@ -108,7 +102,7 @@ class OpenMMEngine(Engine):
 
     def draw_velocities(self, seed: int) -> None:
         for i, context in enumerate(self.contexts):
-            context.setVelocitiesToTemperature(self.temperature, _seed31(seed, 7_000_003, i))
+            context.setVelocitiesToTemperature(self.temperature, seed31(seed, 7_000_003, i))
 
     def positions(self) -> np.ndarray:
         """Positions (walkers, N, 3) in nm (in the system's length unit)."""
@@ -122,17 +116,6 @@ class OpenMMEngine(Engine):
         return v * (self.time / self.length)
 
     # -- the bias ---------------------------------------------------------------------------------
-    def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
-        """Features, CV, bias energy and (if `forces`) bias forces (walkers, N, 3) at positions x."""
-        xt = torch.as_tensor(x).requires_grad_(forces and hook is not None)
-        feats = self.featurizer(xt)
-        if hook is None:
-            zeros = np.zeros(len(x))
-            return feats.detach().numpy(), np.zeros((len(x), 0)), zeros, np.zeros_like(x)
-        bias, cv = hook.energy(feats, xt)
-        grad = torch.autograd.grad(bias.sum(), xt)[0].numpy() if forces else np.zeros_like(x)
-        return feats.detach().numpy(), cv.detach().numpy(), bias.detach().numpy(), -grad
-
     def _set_bias_force(self, forces: np.ndarray | None) -> None:
         """Per-atom bias forces (walkers, N, 3) in the system's units (kJ/mol/nm for a molecule)
         into every Context, or zero (None)."""
@@ -167,54 +150,10 @@ class OpenMMEngine(Engine):
         self._write_force(None)
         for i, context in enumerate(self.contexts):
             state = context.getState(getPositions=True, getVelocities=True)
-            context.getIntegrator().setRandomNumberSeed(_seed31(*key, i))
+            context.getIntegrator().setRandomNumberSeed(seed31(*key, i))
             context.reinitialize(preserveState=False)
             context.setState(state)
         self._bias_held = False
-
-    def run(self, n_steps: int, report_stride: int, bias: BiasHook | None = None, *, bias_stride: int = 1,
-            stream: tuple[int, ...] | None = None) -> Frames:
-        if bias_stride < 1:
-            raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
-        self._reseed((self.seed, *stream) if stream is not None else (self.seed, self.step))  # no bias held after it
-        hook, beta, start, end = bias, 1.0 / self.kT, self.step, self.step + n_steps
-        rows: dict[str, list[np.ndarray]] = {k: [] for k in FRAME_KEYS}
-        while self.step < end:
-            step = self.step
-            on = hook is not None and step % bias_stride == 0
-            report = (step - start) % report_stride == 0
-            if on or report:
-                x = self._finite(self.positions())
-                feats, cv, b, f = self._evaluate(hook, x, forces=on)
-                if on and hook.observe(step, torch.as_tensor(cv)):  # a deposition at the current configuration
-                    feats, cv, b, f = self._evaluate(hook, x, forces=True)
-                if report:
-                    offset = hook.offset() if hook is not None else 0.0
-                    for name, val in zip(FRAME_KEYS, (np.array(step), x, feats, self._potentials(), cv, b,
-                                                      beta * (b - offset))):
-                        rows[name].append(val)
-                if on:
-                    self._set_bias_force(bias_stride * f)
-                    self._advance(1)
-                    if bias_stride > 1:
-                        self._set_bias_force(None)
-                    continue
-            # no event until the next bias evaluation, report or the end
-            nxt = [end, start + (((step - start) // report_stride) + 1) * report_stride]
-            if hook is not None:
-                nxt.append((step // bias_stride + 1) * bias_stride)
-            self._advance(min(nxt) - step)
-        self._set_bias_force(None)
-        self._finite(self.positions())
-        return Frames(**{k: np.stack(v) for k, v in rows.items()})
-
-    def _finite(self, x: np.ndarray) -> np.ndarray:
-        """x, or a SimulationError naming the first walker whose positions are not finite."""
-        bad = _first_nonfinite_walker(x)
-        if bad is not None:
-            raise SimulationError(f"simulation diverged by step {self.step}, walker {bad}: "
-                                  f"positions are not finite (engine.dt = {self.dt} may be too large)")
-        return x
 
     def _advance(self, n: int) -> None:
         for walker, context in enumerate(self.contexts):
@@ -227,10 +166,9 @@ class OpenMMEngine(Engine):
                                       "large)") from None
         self.step += n
 
-    def forces(self, bias: BiasHook | None = None) -> np.ndarray:
-        self._set_bias_force(None)
+    def _potential_forces(self) -> np.ndarray:
         f = np.stack([c.getState(getForces=True, groups={0}).getForces(asNumpy=True)._value for c in self.contexts])
-        return f * (self.length / self.energy) + self._evaluate(bias, self.positions(), forces=True)[3]
+        return f * (self.length / self.energy)
 
     def keep_walkers(self, walkers: np.ndarray) -> None:
         self.contexts = [self.contexts[int(i)] for i in walkers]
@@ -257,17 +195,6 @@ class OpenMMEngine(Engine):
                 raise SimulationError(f"cannot restore an OpenMM checkpoint: {exc}") from None
         self._bias_held = False
         self.step = int(state["step"])
-
-
-def _first_nonfinite_walker(x: np.ndarray) -> int | None:
-    """Index of the first walker of x (walkers, ...) with a non-finite entry, or None."""
-    bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
-    return int(bad[0]) if len(bad) else None
-
-
-def _seed31(*key: int) -> int:
-    """A seed in [1, 2**31) for OpenMM (0 would mean 'pick one at random')."""
-    return 1 + cio.derive_seed(*key) % (2**31 - 1)
 
 
 def _best_platform() -> str:

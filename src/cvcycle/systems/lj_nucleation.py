@@ -61,6 +61,14 @@ class LJNucleation(System):
         """The OpenMM System in argon's units (nm, kJ/mol, amu): `lj_bulk.openmm_lj_system`."""
         return lb.openmm_lj_system(self.n_particles, self._box, r_cut=self.r_cut)
 
+    def hoomd_forces(self, hoomd: Any, types: list[str]) -> list[Any]:
+        """The potential for the HOOMD-blue engine: hoomd.md.pair.LJ, shifted at r_cut, on a cell list."""
+        lj = hoomd.md.pair.LJ(nlist=hoomd.md.nlist.Cell(buffer=0.4), default_r_cut=self.r_cut, mode="shift")
+        for a in types:
+            for b in types:
+                lj.params[(a, b)] = {"epsilon": 1.0, "sigma": 1.0}
+        return [lj]
+
     def state_coordinates(self, positions: np.ndarray) -> np.ndarray:
         """(n_largest, n_solid) of positions (n, N, 3), floats (n, 2)."""
         x = np.asarray(positions, dtype=np.float64).reshape(-1, self.n_particles, 3)

@@ -1,0 +1,250 @@
+"""HOOMD-blue: many walkers of a particle system, one `hoomd.Simulation` each, Langevin dynamics.
+
+HOOMD-blue (v4.8+, conda-forge) runs in the system's reduced units, so no conversion is needed. The
+system supplies its forces as HOOMD objects (`hoomd_forces`, e.g. Lennard-Jones on a cell list);
+a system without them gets its torch potential through a `hoomd.md.force.Custom` with autograd
+forces (slow, for small test systems). The engine adds one Custom force of its own that holds the
+bias forces per particle (the run loop and its multiple time stepping are
+`external.ExternalEngine`'s). Each particle of mass m feels the drag m x engine.friction (so the
+friction is a rate, as in the other engines): particles of different masses get types of their own.
+
+Random streams: HOOMD-blue draws the Langevin noise from (seed, time step, particle tag), with a
+16-bit seed; each run sets every walker's seed from (seed, stream key, walker) or (seed, global
+step, walker), and the global step is HOOMD-blue's time step, so a restored walker continues with
+the same noise. Saved state: positions, images, velocities and the step, as arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import io as cio
+from ..errors import SimulationError
+from ..features import make_featurizer
+from ..systems.base import System
+from .external import ExternalEngine, first_nonfinite_walker
+
+OPEN_BOX = 1000.0  # edge of the periodic box HOOMD-blue needs around an open (non-periodic) system
+
+
+def _bias_force_class(hoomd: Any) -> type:
+    """A hoomd.md.force.Custom that applies forces held by Python, indexed by particle tag."""
+
+    class HeldForce(hoomd.md.force.Custom):
+        def __init__(self) -> None:
+            super().__init__()
+            self.held: np.ndarray | None = None  # (N, d) by tag, or None: no force
+
+        def set_forces(self, timestep: int) -> None:
+            if self.held is None:
+                return
+            with self._state.cpu_local_snapshot as snap:
+                tag = np.array(snap.particles.tag, copy=True)
+            with self.cpu_local_force_arrays as arrays:
+                arrays.force[:, :self.held.shape[1]] = self.held[tag]
+
+    return HeldForce
+
+
+def _potential_force_class(hoomd: Any) -> type:
+    """A hoomd.md.force.Custom with a system's torch potential and its autograd forces."""
+
+    class TorchPotential(hoomd.md.force.Custom):
+        def __init__(self, system: System) -> None:
+            super().__init__()
+            self.system = system
+
+        def set_forces(self, timestep: int) -> None:
+            with self._state.cpu_local_snapshot as snap:
+                tag = np.array(snap.particles.tag, copy=True)
+                x = np.empty((len(tag), self.system.dim))
+                x[tag] = np.array(snap.particles.position, copy=True)[:, :self.system.dim]
+            xt = torch.as_tensor(x).requires_grad_(True)
+            energy = self.system.potential(xt)
+            (grad,) = torch.autograd.grad(energy, xt)
+            with self.cpu_local_force_arrays as arrays:
+                arrays.force[:, :self.system.dim] = -grad.numpy()[tag]
+                arrays.potential_energy[:] = float(energy) / len(tag)
+
+    return TorchPotential
+
+
+class HOOMDEngine(ExternalEngine):
+    deterministic_restart = True
+
+    def __init__(self, system: System, featurizer: torch.nn.Module, dt: float, friction: float, n_walkers: int,
+                 seed: int = 0, device: str = "auto") -> None:
+        import hoomd
+
+        self.hoomd, self.system, self.featurizer = hoomd, system, featurizer
+        self.dt, self.friction, self.n_walkers = float(dt), float(friction), int(n_walkers)
+        self.seed, self.step, self.device = int(seed), 0, torch.device("cpu")
+        self.dim = system.dim
+        self.box = np.full(self.dim, OPEN_BOX) if system.box is None else np.asarray(system.box, dtype=float)
+        self.masses = np.asarray(system.masses, dtype=float)
+        self.mass_types, self.typeid = np.unique(self.masses, return_inverse=True)
+        self.hoomd_device = _device(hoomd, device)
+        self.walkers: list[Any] = []
+        self.bias_forces: list[Any] = []
+        self.potential_forces: list[list[Any]] = []
+        positions = np.zeros((self.n_walkers, system.n_particles, self.dim))
+        self._build(positions, np.zeros((self.n_walkers, system.n_particles, self.dim)),
+                    np.zeros((self.n_walkers, system.n_particles, self.dim), dtype=np.int64), step=0)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], system: System) -> "HOOMDEngine":
+        en = spec["engine"]
+        torch.set_num_threads(spec["resources"]["cpus"])
+        return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
+                   seed=spec["campaign"]["seed"], device=en.get("platform", "auto"))
+
+    # -- the simulations ----------------------------------------------------------------------------
+    def _snapshot(self, positions: np.ndarray, velocities: np.ndarray, images: np.ndarray) -> Any:
+        snap = self.hoomd.Snapshot()
+        n = self.system.n_particles
+        snap.configuration.box = [*self.box, 0.0, 0.0, 0.0] if self.dim == 3 else [*self.box, 0.0, 0.0, 0.0, 0.0]
+        snap.particles.N = n
+        snap.particles.types = [f"m{i}" for i in range(len(self.mass_types))]
+        snap.particles.typeid[:] = self.typeid
+        snap.particles.mass[:] = self.masses
+        pad = np.zeros((n, 3 - self.dim))
+        snap.particles.position[:] = np.hstack([positions, pad])
+        snap.particles.velocity[:] = np.hstack([velocities, pad])
+        snap.particles.image[:] = np.hstack([images, pad.astype(np.int64)])
+        return snap
+
+    def _simulation(self, positions: np.ndarray, velocities: np.ndarray, images: np.ndarray, step: int) -> Any:
+        hoomd = self.hoomd
+        sim = hoomd.Simulation(device=self.hoomd_device, seed=0)
+        sim.timestep = int(step)
+        sim.create_state_from_snapshot(self._snapshot(positions, velocities, images))
+        langevin = hoomd.md.methods.Langevin(filter=hoomd.filter.All(), kT=self.system.kT)
+        for i, m in enumerate(self.mass_types):
+            langevin.gamma[f"m{i}"] = float(m) * self.friction
+        forces = self.system.hoomd_forces(hoomd, [f"m{i}" for i in range(len(self.mass_types))]) \
+            if hasattr(self.system, "hoomd_forces") else [_potential_force_class(hoomd)(self.system)]
+        bias = _bias_force_class(hoomd)()
+        sim.operations.integrator = hoomd.md.Integrator(dt=self.dt, methods=[langevin], forces=[*forces, bias],
+                                                        integrate_rotational_dof=False)
+        sim.run(0)  # attach: forces and energies are defined from here on
+        self.potential_forces.append(forces)
+        self.bias_forces.append(bias)
+        return sim
+
+    def _build(self, positions: np.ndarray, velocities: np.ndarray, images: np.ndarray, step: int) -> None:
+        self.walkers, self.bias_forces, self.potential_forces = [], [], []
+        for x, v, im in zip(positions, velocities, images):
+            self.walkers.append(self._simulation(x, v, im, step))
+        self.step = int(step)
+
+    def _wrapped(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions inside the box [-L/2, L/2) and their images (x = wrapped + image L)."""
+        images = np.floor(positions / self.box + 0.5).astype(np.int64)
+        return positions - images * self.box, images
+
+    def _walker_array(self, a: np.ndarray, what: str) -> np.ndarray:
+        shape = (self.n_walkers, self.system.n_particles, self.dim)
+        a = np.asarray(a, dtype=np.float64)
+        if a.size != math.prod(shape):
+            raise SimulationError(f"{what} shaped {a.shape} do not fit {shape[0]} walkers x {shape[1]} particles x {shape[2]}")
+        return a.reshape(shape)
+
+    def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
+        pos = self._walker_array(positions, "positions")
+        bad = first_nonfinite_walker(pos)
+        if bad is not None:
+            raise SimulationError(f"initial positions are not finite (walker {bad})")
+        vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
+        wrapped, images = self._wrapped(pos)
+        self._build(wrapped, vel, images, self.step)
+
+    def draw_velocities(self, seed: int) -> None:
+        rng = np.random.default_rng(cio.derive_seed(seed, 7_000_003))
+        v = rng.standard_normal((self.n_walkers, self.system.n_particles, self.dim))
+        v *= np.sqrt(self.system.kT / self.masses)[None, :, None]
+        self._build(self._local("wrapped"), v, self._local("images").astype(np.int64), self.step)
+
+    def _local(self, what: str) -> np.ndarray:
+        """A per-particle array of every walker, (walkers, N, d), in tag order: "wrapped" positions,
+        their "images" or "velocities"."""
+        out = np.empty((self.n_walkers, self.system.n_particles, self.dim))
+        for w, sim in enumerate(self.walkers):
+            with sim.state.cpu_local_snapshot as snap:
+                p = snap.particles
+                value = {"wrapped": p.position, "images": p.image, "velocities": p.velocity}[what]
+                out[w, np.array(p.tag, copy=True)] = np.array(value, copy=True)[:, :self.dim]
+        return out
+
+    def positions(self) -> np.ndarray:
+        """Positions (walkers, N, d), unwrapped (position + image x box)."""
+        return self._local("wrapped") + self._local("images") * self.box
+
+    def velocities(self) -> np.ndarray:
+        return self._local("velocities")
+
+    # -- the bias and the potential -----------------------------------------------------------------
+    def _set_bias_force(self, forces: np.ndarray | None) -> None:
+        for w, bias in enumerate(self.bias_forces):
+            bias.held = None if forces is None else np.ascontiguousarray(forces[w])
+
+    def _potentials(self) -> np.ndarray:
+        return np.array([sum(float(f.energy) for f in forces) for forces in self.potential_forces])
+
+    def _potential_forces(self) -> np.ndarray:
+        """The system's forces (each HOOMD force's `forces` is computed at the current step, by tag)."""
+        out = np.zeros((self.n_walkers, self.system.n_particles, self.dim))
+        for w, forces in enumerate(self.potential_forces):
+            for f in forces:
+                out[w] += np.asarray(f.forces, dtype=np.float64)[:, :self.dim]
+        return out
+
+    # -- dynamics ---------------------------------------------------------------------------------
+    def _reseed(self, key: tuple[int, ...]) -> None:
+        for w, sim in enumerate(self.walkers):
+            sim.seed = cio.derive_seed(*key, w) & 0xFFFF
+        self._set_bias_force(None)
+
+    def _advance(self, n: int) -> None:
+        for walker, sim in enumerate(self.walkers):
+            sim.run(n)
+            with sim.state.cpu_local_snapshot as snap:
+                finite = bool(np.isfinite(snap.particles.position).all() and np.isfinite(snap.particles.velocity).all())
+            if not finite:
+                raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
+                                      f"{self.step}): positions or velocities are not finite (engine.dt = {self.dt}, "
+                                      "or the bias's forces with engine.bias_stride = k acting as k-fold impulses, "
+                                      "may be too large)")
+        self.step += n
+
+    def keep_walkers(self, walkers: np.ndarray) -> None:
+        keep = [int(i) for i in walkers]
+        self.walkers = [self.walkers[i] for i in keep]
+        self.bias_forces = [self.bias_forces[i] for i in keep]
+        self.potential_forces = [self.potential_forces[i] for i in keep]
+        self.n_walkers = len(keep)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Unwrapped positions (the contract's), and HOOMD-blue's own wrapped positions and images,
+        from which a restored walker continues bit for bit."""
+        wrapped, images = self._local("wrapped"), self._local("images").astype(np.int64)
+        return {"positions": self.positions(), "velocities": self.velocities(), "wrapped": wrapped, "images": images,
+                "step": np.array(self.step, dtype=np.int64)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if len(state["positions"]) != self.n_walkers:
+            raise SimulationError(f"the saved state holds {len(state['positions'])} walkers, the engine {self.n_walkers}")
+        self._build(np.asarray(state["wrapped"]), np.asarray(state["velocities"]), np.asarray(state["images"]),
+                    int(state["step"]))
+
+
+def _device(hoomd: Any, name: str) -> Any:
+    """hoomd.device.GPU for "CUDA" (or "auto" where HOOMD-blue has a GPU), else hoomd.device.CPU."""
+    if name in ("CUDA", "auto") and hoomd.version.gpu_enabled:
+        return hoomd.device.GPU(notice_level=1)
+    if name == "CUDA":
+        raise SimulationError("engine.platform = 'CUDA': this HOOMD-blue was built without GPU support")
+    return hoomd.device.CPU(notice_level=1)
