@@ -330,3 +330,36 @@ def plot_convergence_overlay(stem: Path, groups: list[Any]) -> None:
     fig.tight_layout()
     _save_png_pdf(fig, stem)
     plt.close(fig)
+
+
+def plot_nucleus(path: Path, positions: np.ndarray, box: np.ndarray, labels: np.ndarray, title: str) -> None:
+    """A snapshot of particles (N, 3) in their periodic box (wrapped into it): the largest solid-like
+    cluster (label 0) in blue, other solid-like clusters in orange, liquid-like particles (-1) as
+    faint grey dots; equal aspect, lengths in sigma. The box is shifted periodically to put the
+    largest cluster's centre (the circular mean along each axis) in its middle."""
+    plt = _pyplot()
+    x = positions
+    if (labels == 0).any():
+        angle = 2 * np.pi * positions[labels == 0] / box
+        centre = box * np.arctan2(np.sin(angle).mean(0), np.cos(angle).mean(0)) / (2 * np.pi)
+        x = positions - centre + box / 2
+    x = x - box * np.floor(x / box)
+    fig = plt.figure(figsize=(5.2, 5.0))
+    ax = fig.add_subplot(projection="3d")
+    groups = ((labels < 0, dict(s=9, c="0.55", alpha=0.35, label="liquid-like")),
+              (labels > 0, dict(s=28, c="#E69F00", alpha=0.9, label="other solid-like clusters")),
+              (labels == 0, dict(s=40, c="#0072B2", alpha=0.95, label=f"largest cluster ({int((labels == 0).sum())})")))
+    for mask, style in groups:
+        if mask.any():
+            ax.scatter(*x[mask].T, depthshade=True, edgecolors="none", **style)
+    ax.set_xlim(0, box[0])
+    ax.set_ylim(0, box[1])
+    ax.set_zlim(0, box[2])
+    ax.set_box_aspect(tuple(box))
+    ax.set_xlabel("x (σ)")
+    ax.set_ylabel("y (σ)")
+    ax.set_zlabel("z (σ)")
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)

@@ -115,10 +115,12 @@ class LJNucleation(System):
 
     def write_trajectories(self, directory: Path, positions: np.ndarray) -> None:
         """walker-WW.dcd per walker and topology.pdb with the periodic box, in argon's nm (reduced
-        lengths times sigma = 0.3405 nm), each written atomically."""
+        lengths times sigma = 0.3405 nm), each written atomically, and nucleus.png (`_draw_nucleus`)."""
         import mdtraj
 
         from .. import io as cio
+
+        self._draw_nucleus(directory / "nucleus.png", positions.reshape(-1, self.n_particles, 3))
 
         sigma = self.openmm_units.sigma_nm
         box = self._box * sigma
@@ -132,3 +134,15 @@ class LJNucleation(System):
         for w in range(positions.shape[1]):
             files[f"walker-{w:02d}.dcd"] = (lambda path, w=w: trajectory(positions[:, w]).save_dcd(path))
         cio.write_saved_files(directory, files)
+
+    def _draw_nucleus(self, path: Path, frames: np.ndarray) -> None:
+        """A picture of the stored frame whose largest solid-like cluster is nearest N / 5 (a nucleus
+        that does not yet span the periodic box)."""
+        from ..analysis.plots import plot_nucleus
+
+        z = self.state_coordinates(frames)
+        pick = int(np.argmin(np.abs(z[:, 0] - self.n_particles / 5)))
+        labels, _ = lb.solid_clusters(frames[pick], self._box, CLUSTER_CUTOFF)
+        plot_nucleus(path, frames[pick], self._box, labels,
+                     f"the stored frame with the largest solid-like cluster nearest N/5: {int(z[pick, 0])} of "
+                     f"{self.n_particles}, {int(z[pick, 1])} solid-like in all")
