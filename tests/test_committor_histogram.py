@@ -215,6 +215,32 @@ def test_committor_campaign_is_tested_at_its_other_levels_too(tmp_path, monkeypa
     assert ct.levels_text({"p_B_mean": 0.5}) == ""
 
 
+def test_a_level_with_few_frames_widens_its_window_and_is_judged_against_the_points_own_prediction(tmp_path, monkeypatch):
+    """Path-sampling data are sparse away from q = 1/2: where the level's logit window holds fewer
+    frames than test points, it doubles (up to 4 x), and the row records the window and the mean
+    q_pred of the points shot from, against which the gate judges the mean p_B."""
+    x = np.linspace(-0.3, 0.3, 601)
+    level = 0.2
+    logit = np.log(level / (1 - level))
+    near = np.abs(10.0 * x - logit) <= ct.SHELL
+    keep = ~near | (np.cumsum(near) % 4 == 0)  # a quarter of the frames in the level's own window
+    pos = np.stack([x[keep], np.full(keep.sum(), 0.7)], axis=1)[:, None, :]
+    shooter = _Shooter(lambda x: 1.0 / (1.0 + np.exp(-10.0 * x)))
+    spec = _spec("mueller-brown-committor-variational")
+    spec["convergence"]["test_levels"] = [level]
+    c = _campaign(tmp_path, monkeypatch, pos, spec, shooter)
+    monkeypatch.setattr(ct, "cv_module", lambda model: _Scaled())
+    assert np.count_nonzero(near & keep) < 20
+    result = ct.committor_histogram(c, shots=1000, points=20, seed=3, **QUIET)
+    (row,) = result["levels"]
+    assert row["logit_window"] == pytest.approx(2 * ct.SHELL)
+    starts = shooter.calls[1].starts[:, 0]
+    assert np.all(np.abs(10.0 * starts - logit) <= 2 * ct.SHELL + 1e-6)
+    assert row["q_pred_mean"] == pytest.approx(np.mean(1.0 / (1.0 + np.exp(-10.0 * starts))), abs=1e-6)
+    assert abs(row["p_B_mean"] - row["q_pred_mean"]) < 0.01  # a right committor, wherever the points are
+    assert "(predicted " in ct.levels_text(result)
+
+
 @pytest.mark.parametrize("spread", [0.0, 0.2])
 def test_intrinsic_width_removes_the_binomial_noise_of_the_shots(tmp_path, monkeypatch, spread):
     """200 distinct points whose true p_B is 0.5 + spread x / 0.2 (x uniform in [-0.2, 0.2]: std
@@ -406,7 +432,10 @@ def test_convergence_gate_passes_a_cv_only_within_its_thresholds(tmp_path, monke
 @pytest.mark.parametrize("levels,passes", [([], True), ([{"q": 0.2, "p_B_mean": 0.16}, {"q": 0.8, "p_B_mean": 0.84}], True),
                                            ([{"q": 0.2, "p_B_mean": 0.14}, {"q": 0.8, "p_B_mean": 0.8}], False),
                                            ([{"q": 0.2, "p_B_mean": 0.2}, {"q": 0.8, "p_B_mean": 0.86}], False),
-                                           ([{"q": 0.2, "p_B_mean": 0.2}, {"q": 0.8, "error": "too few"}], False)])
+                                           ([{"q": 0.2, "p_B_mean": 0.2}, {"q": 0.8, "error": "too few"}], False),
+                                           # judged against the points' own mean prediction where recorded
+                                           ([{"q": 0.2, "q_pred_mean": 0.26, "p_B_mean": 0.28}], True),
+                                           ([{"q": 0.2, "q_pred_mean": 0.2, "p_B_mean": 0.28}], False)])
 def test_convergence_gate_needs_every_level_of_a_committor_within_test_mean(tmp_path, monkeypatch, levels, passes):
     """A committor right at 1/2 but off by more than test_mean at another level, or with too few
     frames there to test, does not pass; the levels are kept in metrics.json."""

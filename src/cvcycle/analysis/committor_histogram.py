@@ -2,8 +2,9 @@
 
 For a committor campaign the isosurface is known, q_pred = 1/2: the test points are frames with
 q_pred in [0.45, 0.55] and step 1 is skipped; the same test at the other levels of
-convergence.test_levels (frames with logit q_pred within the same logit distance of the level's)
-checks the committor away from 1/2 too. For any other CV the isosurface is found by shooting:
+convergence.test_levels (frames with logit q_pred within the same logit distance of the level's,
+a window widened up to 4 times where the data hold too few frames there) checks the committor
+away from 1/2 too, comparing the mean p_B with the mean q_pred of the points shot from. For any other CV the isosurface is found by shooting:
 
 1. Scan: the frames between the states are cut into equal-population bins along the CV; a few
    frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
@@ -155,20 +156,23 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
     if committor:  # the same test at the other predicted-q levels
         result["levels"] = []
         for i, level in enumerate(spec["convergence"]["test_levels"]):
+            window = _level_window(s, weights, level, points)
             try:
-                at = draw(_logit_shell(s, level), f"with predicted q near {level:g}")
+                at = draw(_logit_shell(s, level, window), f"with predicted q near {level:g}")
             except WorkspaceError as exc:
                 result["levels"].append({"q": level, "error": str(exc)})
                 log(f"[committor test] at predicted q = {level:g}: {exc}")
                 continue
             p_level = p_b_from(pos[at], shots, 10 + i)[0]
-            row = {"q": level, "p_B_mean": float(np.nanmean(p_level)), "p_B_std": float(np.nanstd(p_level))}
+            row = {"q": level, "q_pred_mean": float(np.mean(1.0 / (1.0 + np.exp(-s[at])))), "logit_window": window,
+                   "p_B_mean": float(np.nanmean(p_level)), "p_B_std": float(np.nanstd(p_level))}
             if ref is not None:
                 row["exact_q_mean"] = float(ref.interpolate_committor(plane(pos[at])).mean())
             result["levels"].append(row)
             exact_level = f" (exact committor {row['exact_q_mean']:.3f})" if "exact_q_mean" in row else ""
-            log(f"[committor test] {points} points at predicted q = {level:g}, {shots} shots each: "
-                f"p_B {row['p_B_mean']:.3f} +- {row['p_B_std']:.3f}{exact_level}")
+            log(f"[committor test] {points} points at predicted q = {level:g} (logit window +-{window:.2f}, mean "
+                f"predicted q {row['q_pred_mean']:.3f}), {shots} shots each: p_B {row['p_B_mean']:.3f} +- "
+                f"{row['p_B_std']:.3f}{exact_level}")
     cio.write_json(out / f"committor_test{stem}.json", result)
     # the transition-state ensemble: the candidate frames on the isosurface, with their weights
     cio.write_npz(out / f"transition_states{stem}.npz", positions=pos[shell], features=feats[shell],
@@ -212,7 +216,8 @@ def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable
         if levels:
             metrics["committor_test"]["levels"] = levels
         passed = abs(r["p_B_mean"] - 0.5) <= conv["test_mean"] and r["p_B_std_intrinsic"] <= conv["test_width"] and all(
-            "error" not in row and abs(row["p_B_mean"] - row["q"]) <= conv["test_mean"] for row in levels)
+            "error" not in row and abs(row["p_B_mean"] - row.get("q_pred_mean", row["q"])) <= conv["test_mean"]
+            for row in levels)
     metrics["checks"]["committor_test"] = passed
     metrics["converged"] = all(metrics["checks"].values())
     cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
@@ -222,7 +227,9 @@ def levels_text(test: dict[str, Any]) -> str:
     """The mean p_B of a committor test at its other levels, e.g. ' (q 0.2: 0.18, q 0.8: 0.79)'; ''
     when it has none."""
     rows = test.get("levels") or []
-    shown = [f"q {row['q']:g}: " + ("too few frames" if "error" in row else f"{row['p_B_mean']:.2f}") for row in rows]
+    shown = [f"q {row['q']:g}: " + ("too few frames" if "error" in row else f"{row['p_B_mean']:.2f}"
+                                     + (f" (predicted {row['q_pred_mean']:.2f})" if "q_pred_mean" in row else ""))
+             for row in rows]
     return f" ({', '.join(shown)})" if shown else ""
 
 
@@ -270,10 +277,23 @@ def _widths(p: np.ndarray, committed: np.ndarray, seed: int, resamples: int = 20
             "p_B_std_intrinsic": float(np.sqrt(max(p.var() - noise.mean(), 0.0))), "p_B_std_intrinsic_interval": interval(intrinsic)}
 
 
-def _logit_shell(z: np.ndarray, level: float) -> np.ndarray:
-    """Indices of the frames whose logit q_pred `z` is within logit(0.55) of logit(level): q_pred in
-    [0.45, 0.55] for level 1/2."""
-    return np.flatnonzero(np.abs(z - np.log(level / (1.0 - level))) <= np.log(0.55 / 0.45))
+SHELL = float(np.log(0.55 / 0.45))  # the logit half-width of q_pred in [0.45, 0.55]
+
+
+def _logit_shell(z: np.ndarray, level: float, window: float = SHELL) -> np.ndarray:
+    """Indices of the frames whose logit q_pred `z` is within `window` of logit(level): q_pred in
+    [0.45, 0.55] for level 1/2 and the default window."""
+    return np.flatnonzero(np.abs(z - np.log(level / (1.0 - level))) <= window)
+
+
+def _level_window(z: np.ndarray, weights: np.ndarray, level: float, points: int, widest: int = 4) -> float:
+    """The logit window around a test level: SHELL, doubled (up to `widest` times SHELL) while it
+    holds fewer than `points` frames of nonzero weight (path-sampling data are sparse away from 1/2).
+    The test then compares p_B with the mean q_pred of the points, not the level itself."""
+    window = SHELL
+    while window < widest * SHELL and np.count_nonzero(weights[_logit_shell(z, level, window)]) < points:
+        window = min(2 * window, widest * SHELL)
+    return window
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:
