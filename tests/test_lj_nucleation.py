@@ -188,7 +188,17 @@ def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
     np.testing.assert_allclose(dcd.xyz, stored[:, 1] * sigma, atol=2e-4)  # DCD stores float32 angstrom
     np.testing.assert_allclose(dcd.unitcell_lengths, np.tile(make_system(spec).box * sigma, (len(dcd), 1)), rtol=1e-6)
     assert (job / "iter-001" / "fes_states.png").stat().st_size > 10_000
-    assert sorted(p.name for p in walkers.iterdir()) == ["nucleus.png", "topology.pdb", "walker-00.dcd", "walker-01.dcd"]
+    assert sorted(p.name for p in walkers.iterdir()) == ["nucleus.png", "topology.pdb", "walker-00.dcd", "walker-00.gsd",
+                                                         "walker-01.dcd", "walker-01.gsd"]
+    import gsd.hoomd
+
+    with gsd.hoomd.open(str(walkers / "walker-01.gsd"), "r") as traj:
+        box = make_system(spec).box
+        assert len(traj) == len(stored)
+        np.testing.assert_allclose(traj[0].configuration.box, [*box, 0, 0, 0], rtol=1e-7)  # float32
+        unwrapped = np.stack([f.particles.position + f.particles.image * box for f in traj])
+        np.testing.assert_allclose(unwrapped, stored[:, 1], atol=1e-5)  # float32 positions
+        assert np.all(np.abs(traj[-1].particles.position) <= box / 2)
     assert (walkers / "nucleus.png").stat().st_size > 10_000  # a snapshot of the frame with the nucleus nearest N/5
     samples = np.load(job / "iter-001" / "samples.npz")
     assert samples["features"].shape[-1] == 33

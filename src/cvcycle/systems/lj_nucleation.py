@@ -115,7 +115,8 @@ class LJNucleation(System):
 
     def write_trajectories(self, directory: Path, positions: np.ndarray) -> None:
         """walker-WW.dcd per walker and topology.pdb with the periodic box, in argon's nm (reduced
-        lengths times sigma = 0.3405 nm), each written atomically, and nucleus.png (`_draw_nucleus`)."""
+        lengths times sigma = 0.3405 nm, for mdtraj and VMD), walker-WW.gsd in reduced units (HOOMD-blue's
+        format, for OVITO and freud), each written atomically, and nucleus.png (`_draw_nucleus`)."""
         import mdtraj
 
         from .. import io as cio
@@ -133,7 +134,26 @@ class LJNucleation(System):
         files = {"topology.pdb": lambda path: trajectory(positions[0, 0]).save_pdb(path)}
         for w in range(positions.shape[1]):
             files[f"walker-{w:02d}.dcd"] = (lambda path, w=w: trajectory(positions[:, w]).save_dcd(path))
+            files[f"walker-{w:02d}.gsd"] = (lambda path, w=w: self._save_gsd(path, positions[:, w]))
         cio.write_saved_files(directory, files)
+
+    def _save_gsd(self, path: str, frames: np.ndarray) -> None:
+        """The frames (F, N, 3) as a HOOMD-blue GSD file in reduced units: positions wrapped into the
+        box [-L/2, L/2) with their images, one particle type "A"."""
+        import gsd.hoomd
+
+        images = np.floor(frames / self._box + 0.5)
+        with gsd.hoomd.open(path, "w") as out:
+            for k, x in enumerate(frames):
+                frame = gsd.hoomd.Frame()
+                frame.configuration.step = k
+                frame.configuration.box = [*self._box, 0.0, 0.0, 0.0]
+                frame.particles.N = self.n_particles
+                frame.particles.types = ["A"]
+                frame.particles.typeid = np.zeros(self.n_particles, dtype=np.uint32)
+                frame.particles.position = (x - images[k] * self._box).astype(np.float32)
+                frame.particles.image = images[k].astype(np.int32)
+                out.append(frame)
 
     def _draw_nucleus(self, path: Path, frames: np.ndarray) -> None:
         """A picture of the stored frame whose largest solid-like cluster is nearest N / 5 (a nucleus
