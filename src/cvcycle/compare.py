@@ -54,7 +54,15 @@ METRICS = (
     Metric("k_ratio", "k_AB / exact", ".2f", _ratio),
     Metric("test_p_B", "test p_B", ".3f", lambda r: (r["committor_test"] or {}).get("p_B_mean")),
     Metric("bias_stiffness", "bias stiffness", ".2f", lambda r: r["bias_stiffness"]),
+    Metric("cv_spearman", "|Spearman(CV, first state coordinate)|", ".3f", lambda r: _first_rank_correlation(r)),
 )
+
+
+def _first_rank_correlation(r: dict[str, Any]) -> float | None:
+    """|Spearman's rho| of the last CV with the system's first state coordinate (e.g. the largest
+    crystalline cluster): the sign of an autoencoder's CV is arbitrary."""
+    rho = next(iter((r.get("cv_rank_correlation") or {}).values()), None)
+    return abs(rho) if rho is not None else None
 
 
 def flatten(spec: dict[str, Any]) -> dict[str, str]:

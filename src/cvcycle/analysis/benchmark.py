@@ -40,5 +40,6 @@ def campaign_summary(path: str | Path) -> dict[str, Any]:
             "committor_width": last.get("committor_width"), "committor_rmse": last.get("committor_rmse"),
             "rate_AB": last.get("rate_AB"), "rate_AB_exact": last.get("rate_AB_exact"),
             "committor_test": last.get("committor_test"), "bias_stiffness": last.get("bias_stiffness"),
+            "cv_rank_correlation": last.get("cv_rank_correlation"),
             "failed_checks": failed_checks(last), "seconds": doc.get("seconds") or {}, "spec": c.spec,
             "history": sorted(doc["history"], key=lambda h: h["iteration"])}

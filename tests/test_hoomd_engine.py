@@ -1,0 +1,138 @@
+"""The HOOMD-blue engine on the lj-nucleation system: HOOMD's Lennard-Jones against the torch
+potential, the bias of Steinhardt features as a Custom force, the Langevin temperature, bit-for-bit
+continuation from saved state, OpenMM and HOOMD-blue sampling the same liquid, and a tiny campaign
+through project.py. Skipped where HOOMD-blue is not installed (it is on conda-forge, not PyPI)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+hoomd = pytest.importorskip("hoomd", reason="HOOMD-blue is not installed (conda install -c conda-forge 'hoomd>=4.8')")
+
+from cvcycle.engines import make_engine  # noqa: E402
+from cvcycle.engines.hoomd_engine import HOOMDEngine  # noqa: E402
+from cvcycle.features import make_featurizer  # noqa: E402
+from cvcycle.spec import load_spec  # noqa: E402
+from cvcycle.systems import make_system  # noqa: E402
+from test_lj_nucleation import ROOT, SPEC, _OrderBias  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    s = load_spec(SPEC)
+    s["engine"].update(name="hoomd", platform="CPU")
+    return s
+
+
+@pytest.fixture(scope="module")
+def system(spec):
+    return make_system(spec)
+
+
+def _engine(spec, system, walkers: int = 2, seed: int = 3) -> HOOMDEngine:
+    return HOOMDEngine(system, make_featurizer(spec), 0.005, 1.0, walkers, seed=seed, device="CPU")
+
+
+def test_hoomd_forces_are_the_torch_potential_and_bias(spec, system):
+    engine = _engine(spec, system)
+    x = system.start(["liquid", "crystal"], 2, 0.03, np.random.default_rng(1))
+    engine.set_positions(x)
+    np.testing.assert_allclose(engine.positions(), x, rtol=0, atol=1e-12)  # unwrapped as given
+    xt = torch.as_tensor(x).requires_grad_(True)
+    u = system.potential(xt)
+    (grad,) = torch.autograd.grad(u.sum(), xt)
+    np.testing.assert_allclose(engine._potentials(), u.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(engine.forces(None), -grad.numpy(), rtol=1e-8, atol=1e-8)
+    bias = _OrderBias()
+    (bias_grad,) = torch.autograd.grad(bias.energy(make_featurizer(spec)(xt))[0].sum(), xt)
+    np.testing.assert_allclose(engine.forces(bias) - engine.forces(None), -bias_grad.numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_the_bias_acts_inside_hoomd(spec, system):
+    """The bias forces the engine holds are the ones HOOMD-blue's Custom force applies (its `forces`,
+    by tag, at any particle order), and none once released."""
+    engine = _engine(spec, system, walkers=1)
+    x = system.start(["crystal"], 1, 0.03, np.random.default_rng(2))
+    engine.set_positions(x)
+    f = engine._evaluate(_OrderBias(), engine.positions(), forces=True)[3]
+    engine._set_bias_force(100.0 * f)
+    held = np.asarray(engine.bias_forces[0].forces)[None]  # by tag
+    np.testing.assert_allclose(held, 100.0 * f, rtol=1e-12, atol=1e-12)
+    engine._set_bias_force(None)
+    assert not np.asarray(engine.bias_forces[0].forces).any()
+
+
+def test_the_kinetic_temperature_is_the_spec_kT(spec, system):
+    engine = _engine(spec, system)
+    engine.set_positions(system.start(["liquid", "crystal"], 2, 0.0, np.random.default_rng(3)))
+    engine.draw_velocities(5)
+    engine.run(2000, 2000)  # 10 tau
+    v = engine.velocities()
+    kinetic_t = (v**2).sum(axis=(1, 2)) / (3 * system.n_particles)
+    assert np.all(np.abs(kinetic_t / system.kT - 1) < 0.2), kinetic_t
+
+
+@pytest.mark.parametrize("bias_stride", [1, 10])
+def test_a_run_continued_from_saved_state_repeats_the_uninterrupted_one_bit_for_bit(spec, system, bias_stride):
+    start = system.start(["liquid"], 2, 0.0, np.random.default_rng(0))
+    whole = _engine(spec, system)
+    whole.set_positions(start)
+    whole.draw_velocities(1)
+    state = whole.state_dict()
+    a = whole.run(60, 10, _OrderBias(), bias_stride=bias_stride)
+    b = whole.run(60, 10, _OrderBias(), bias_stride=bias_stride)
+    split = _engine(spec, system)
+    split.load_state_dict(state)
+    first = split.run(60, 10, _OrderBias(), bias_stride=bias_stride)
+    resumed = _engine(spec, system)
+    resumed.load_state_dict({k: np.array(v, copy=True) for k, v in split.state_dict().items()})
+    second = resumed.run(60, 10, _OrderBias(), bias_stride=bias_stride)
+    for x, y in ((a, first), (b, second)):
+        for key, value in x.as_dict().items():
+            np.testing.assert_array_equal(value, getattr(y, key), err_msg=key)
+    assert np.abs(b.positions[-1] - a.positions[0]).max() > 0.01  # it moved
+
+
+@pytest.mark.long
+def test_openmm_and_hoomd_sample_the_same_liquid(spec, system):
+    """Mean potential energy per particle of the equilibrated liquid, 8 walkers x 40 tau each on
+    both engines: equal within 4 standard errors (walker-to-walker)."""
+    pytest.importorskip("openmm")
+    means = {}
+    for name in ("openmm", "hoomd"):
+        s = copy.deepcopy(spec)
+        s["engine"].update(name=name, platform="CPU")
+        engine = make_engine(s, system, walkers=8)
+        engine.set_positions(system.start(["liquid"], 8, 0.0, np.random.default_rng(7)))
+        engine.draw_velocities(8)
+        engine.run(2000, 2000)
+        frames = engine.run(8000, 100)
+        u = frames.potential.mean(axis=0) / system.n_particles  # per walker
+        means[name] = (u.mean(), u.std(ddof=1) / np.sqrt(len(u)))
+    (a, sa), (b, sb) = means.values()
+    assert abs(a - b) < 4 * np.hypot(sa, sb), means
+
+
+def test_a_tiny_campaign_runs_on_hoomd_through_project_py(tmp_path, spec):
+    from test_cli import env, to_toml
+
+    small = copy.deepcopy(spec)
+    small["engine"].update(walkers=2, initial_steps=400, steps=400, segment_steps=200, report_stride=20)
+    small["learner"].update(epochs=5, ensemble=1)
+    small["budget"]["max_iterations"] = 2
+    small["convergence"]["min_iterations"] = 2
+    (tmp_path / "nuc.toml").write_text(to_toml(small))
+    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "project.py"), *args], cwd=tmp_path, env=env(),  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    assert run("init", "nuc.toml").returncode == 0
+    r = run("run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "summary: lj-nucleation-autoencoder seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
+    job = next((tmp_path / "workspace").iterdir())
+    assert (job / "iter-001" / "walkers" / "walker-01.gsd").is_file()
