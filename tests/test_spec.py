@@ -128,6 +128,8 @@ def test_mueller_brown_workflow_values():
             if key in raw.get(section, {}):
                 if key != "states":
                     assert spec[section][key] == raw[section][key], (section, key)
+            elif (section, key) == ("system", "state_order"):  # filled in from the states' order
+                assert spec[section][key] == list(raw["system"]["states"])
             elif not field.required:
                 assert spec[section][key] == field.default, (section, key)
 
@@ -417,3 +419,19 @@ def test_validate_fills_in_the_schema_version_and_accepts_its_own_output():
     spec = validate(copy.deepcopy(BASE))
     assert spec["campaign"] == {"name": "test", "seed": 3, "schema": SCHEMA_VERSION}
     assert validate(copy.deepcopy(spec)) == spec  # a validated spec (a state point) validates to itself
+
+
+def test_the_states_keep_their_written_order_through_a_stored_state_point():
+    """The first two states are A and B as written, also after the state point's JSON (keys sorted,
+    as signac and cvcycle write it) is read back and validated again; a wrong state_order is an
+    error that names the field."""
+    raw = {"campaign": {"name": "order"}, "system": {"potential": "mueller-brown", "states": {
+        "Z": {"center": [-0.55, 1.44], "radius": 0.1}, "A": {"center": [0.62, 0.03], "radius": 0.1}}}}
+    spec = validate(raw)
+    assert list(spec["system"]["states"]) == spec["system"]["state_order"] == ["Z", "A"]
+    stored = json.loads(json.dumps(spec, sort_keys=True))
+    assert list(stored["system"]["states"]) == ["A", "Z"]
+    assert validate(stored) == spec and list(validate(stored)["system"]["states"]) == ["Z", "A"]
+    stored["system"]["state_order"] = ["Z", "Q"]
+    with pytest.raises(SpecError, match=r"^system\.state_order: must list the names of system\.states once each"):
+        validate(stored)

@@ -34,8 +34,8 @@ PINNED_FINGERPRINTS = {
     # 6: convergence.max_bias_stiffness (the bias must be smooth on the scale of one time step)
     6: "012f0db1a3cdd080",
     # 7: system.potential "lj-nucleation" with its own system.cells, density, r_cut, and features.kind
-    # "steinhardt" (r_cut, r_on, q_threshold, solid_threshold, bins)
-    7: "6e078ee1230e990d",
+    # "steinhardt" (r_cut, r_on, q_threshold, solid_threshold, bins); system.state_order (filled in)
+    7: "7f8194d6e79306df",
 }
 
 

@@ -189,6 +189,9 @@ class SystemSpec:
     scale: float = spec_field(1.0, check=_range(1e-6, 1e6))
     temperature: float = spec_field(1.0, check=_range(1e-3, 1e3))  # kT in the potential's energy unit; kelvin for a molecule
     states: Mapping[str, StateSpec] = spec_field()  # each entry checked by STATE_FIELDS
+    # filled in: the states' names in the order written (the first two are A and B), kept because a
+    # stored state point, like any JSON written with sorted keys, holds system.states alphabetically
+    state_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -512,6 +515,18 @@ def _states(states: dict[str, Any], dim: int) -> dict[str, Any]:
     return out
 
 
+def _ordered_states(system: dict[str, Any], states: dict[str, Any]) -> dict[str, Any]:
+    """system.states in system.state_order, which is filled in with the order written where empty."""
+    order = system["state_order"]
+    if not order:
+        system["state_order"] = list(states)
+        return states
+    if not all(isinstance(n, str) for n in order) or sorted(order) != sorted(states):
+        raise SpecError(f"system.state_order: must list the names of system.states once each ({sorted(states)}), "
+                        f"got {_shown(list(order))}; leave it out: it is filled in")
+    return {name: states[name] for name in order}
+
+
 def _disjoint_states(states: dict[str, Any]) -> None:
     names = list(states)
     for i, a in enumerate(names):
@@ -603,7 +618,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     schema = {**SCHEMA, "features": {**SCHEMA["features"], **FEATURE_FIELDS.get(kind, {})},
               "system": {**SCHEMA["system"], **(SYSTEM_FIELDS.get(potential, {}) if isinstance(potential, str) else {})}}
     spec = {name: _section(name, raw.get(name, {}), fields) for name, fields in schema.items()}
-    spec["system"]["states"] = _states(spec["system"]["states"], 2)
+    spec["system"]["states"] = _ordered_states(spec["system"], _states(spec["system"]["states"], 2))
     model_potential = spec["system"]["potential"] in MODEL_POTENTIALS
     _disjoint_states(spec["system"]["states"])
     if model_potential:
