@@ -60,7 +60,8 @@ def main() -> None:
         print(f"step {engine.step:,}/{args.steps:,}: largest cluster so far {largest.astype(int).tolist()}; "
               f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
     tau = spec["engine"]["dt"]
-    print(f"{args.spec} {' '.join(args.set)}: {walkers} unbiased walkers x {args.steps:,} steps "
+    settings = "".join(f" --set {item}" for item in args.set)
+    print(f"{args.spec}{settings}: {walkers} unbiased walkers x {args.steps:,} steps "
           f"({args.steps * tau:g} time units each), {time.time() - start:.0f} s\n")
     print("| walker | largest solid cluster seen | " + " | ".join(f"first step in {n}" for n in system.states) + " |")
     print("|---|---|" + "---|" * len(system.states))

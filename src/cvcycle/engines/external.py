@@ -1,9 +1,9 @@
 """Engines whose dynamics run outside Python (OpenMM, HOOMD-blue): the walkers advance inside
-the engine's library, and the bias on the learned CV acts through a per-particle force that the
-library holds and Python rewrites.
+the engine's library, and the bias on the learned CV reaches them through it (a per-particle
+force that OpenMM holds, a velocity kick written into HOOMD-blue's state).
 
 At every bias evaluation the walkers' positions go to torch in one batch (features -> CV -> bias,
-forces by autograd) and the forces are written into the library; they act for one step, with
+forces by autograd) and the forces are handed to the library; they act for one step, with
 `bias_stride` k > 1 as an impulse of k times the force at the steps that are multiples of k and
 none in between (multiple time stepping, as the torch engine and PLUMED's STRIDE do), so the
 k - 1 steps between evaluations run without Python. `ExternalEngine.run` is that loop; a
@@ -25,7 +25,7 @@ FRAME_KEYS = ("step", "positions", "features", "potential", "cv", "bias", "log_w
 
 
 class ExternalEngine(Engine):
-    """The run loop of an engine with the bias as a per-particle force inside its library."""
+    """The run loop of an engine whose steps run inside a library, the bias handed to it per step."""
 
     dt: float
 
@@ -43,8 +43,8 @@ class ExternalEngine(Engine):
 
     @abstractmethod
     def _set_bias_force(self, forces: np.ndarray | None) -> None:
-        """Hold per-particle bias forces (walkers, N, d) in the library until the next call, or
-        none (None)."""
+        """Per-particle bias forces (walkers, N, d) that act on the next step (an impulse of the
+        step's length), or none (None)."""
 
     @abstractmethod
     def _reseed(self, key: tuple[int, ...]) -> None:
