@@ -6,8 +6,6 @@ through project.py. Skipped where HOOMD-blue is not installed (it is on conda-fo
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from cvcycle.engines.hoomd_engine import HOOMDEngine  # noqa: E402
 from cvcycle.features import make_featurizer  # noqa: E402
 from cvcycle.spec import load_spec  # noqa: E402
 from cvcycle.systems import make_system  # noqa: E402
-from test_lj_nucleation import ROOT, SPEC, _OrderBias  # noqa: E402
+from test_lj_nucleation import SPEC, _OrderBias, run_tiny_campaign  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +34,7 @@ def system(spec):
 
 
 def _engine(spec, system, walkers: int = 2, seed: int = 3) -> HOOMDEngine:
-    return HOOMDEngine(system, make_featurizer(spec), 0.005, 1.0, walkers, seed=seed, device="CPU")
+    return HOOMDEngine(system, make_featurizer(spec), 0.005, 1.0, walkers, seed=seed, platform="CPU")
 
 
 def test_hoomd_forces_are_the_torch_potential_and_bias(spec, system):
@@ -124,19 +122,5 @@ def test_openmm_and_hoomd_sample_the_same_liquid(spec, system):
 
 
 def test_a_tiny_campaign_runs_on_hoomd_through_project_py(tmp_path, spec):
-    from test_cli import env, to_toml
-
-    small = copy.deepcopy(spec)
-    small["engine"].update(walkers=2, initial_steps=400, steps=400, segment_steps=200, report_stride=20)
-    small["learner"].update(epochs=5, ensemble=1)
-    small["budget"]["max_iterations"] = 2
-    small["convergence"]["min_iterations"] = 2
-    (tmp_path / "nuc.toml").write_text(to_toml(small))
-    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "project.py"), *args], cwd=tmp_path, env=env(),  # noqa: E731
-                                       capture_output=True, text=True, timeout=600)
-    assert run("init", "nuc.toml").returncode == 0
-    r = run("run")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "summary: lj-nucleation-autoencoder seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
-    job = next((tmp_path / "workspace").iterdir())
+    job = run_tiny_campaign(tmp_path, spec)
     assert (job / "iter-001" / "walkers" / "walker-01.gsd").is_file()

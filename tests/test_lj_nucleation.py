@@ -162,11 +162,10 @@ def test_the_engine_runs_reduced_units_in_openmm(spec, system):
     assert np.all(np.abs(kinetic_t / system.kT - 1) < 0.2), kinetic_t  # 768 degrees of freedom: 5 % per walker
 
 
-def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
-    import mdtraj as md
-
-    from test_cli import env
-    from test_cli import to_toml
+def run_tiny_campaign(tmp_path: Path, spec: dict) -> Path:
+    """Two iterations of 2 walkers x 400 steps of the spec through `project.py init` and `run`, as a
+    user runs them; the job folder."""
+    from test_cli import env, to_toml
 
     small = copy.deepcopy(spec)
     small["engine"].update(walkers=2, initial_steps=400, steps=400, segment_steps=200, report_stride=20)
@@ -180,7 +179,13 @@ def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
     r = run("run")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "summary: lj-nucleation-autoencoder seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
-    job = next((tmp_path / "workspace").iterdir())
+    return next((tmp_path / "workspace").iterdir())
+
+
+def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
+    import mdtraj as md
+
+    job = run_tiny_campaign(tmp_path, spec)
     walkers = job / "iter-001" / "walkers"
     stored = np.load(job / "iter-001" / "trajectory.npz")["positions"]  # (frames, walkers, 256, 3), sigma
     dcd = md.load(str(walkers / "walker-01.dcd"), top=str(walkers / "topology.pdb"))

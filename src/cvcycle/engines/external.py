@@ -12,13 +12,17 @@ subclass supplies positions, potential energies and forces, and the steps themse
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import io as cio
 from ..errors import SimulationError
+from ..features import make_featurizer
+from ..systems.base import System
 from .base import BiasHook, Engine, Frames
 
 FRAME_KEYS = ("step", "positions", "features", "potential", "cv", "bias", "log_weight")
@@ -28,6 +32,13 @@ class ExternalEngine(Engine):
     """The run loop of an engine whose steps run inside a library, the bias handed to it per step."""
 
     dt: float
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], system: System) -> "ExternalEngine":
+        en = spec["engine"]
+        torch.set_num_threads(spec["resources"]["cpus"])
+        return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
+                   seed=spec["campaign"]["seed"], platform=en.get("platform", "auto"))
 
     @abstractmethod
     def positions(self) -> np.ndarray:
@@ -53,6 +64,24 @@ class ExternalEngine(Engine):
     @abstractmethod
     def _advance(self, n: int) -> None:
         """n steps of every walker inside the library; SimulationError naming the walker if one fails."""
+
+    def _start_arrays(self, positions: np.ndarray, velocities: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and velocities (walkers, N, d) for set_positions (zero velocities for None);
+        SimulationError for a shape that does not fit or positions that are not finite."""
+        shape = (self.n_walkers, self.system.n_particles, self.system.dim)
+
+        def fit(a: np.ndarray, what: str) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            if a.size != math.prod(shape):
+                raise SimulationError(f"{what} shaped {a.shape} do not fit {shape[0]} walkers x {shape[1]} particles x "
+                                      f"{shape[2]}")
+            return a.reshape(shape)
+
+        pos = fit(positions, "positions")
+        bad = first_nonfinite_walker(pos)
+        if bad is not None:
+            raise SimulationError(f"initial positions are not finite (walker {bad})")
+        return pos, np.zeros_like(pos) if velocities is None else fit(velocities, "velocities")
 
     def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
         """Features, CV, bias energy and (if `forces`) bias forces (walkers, N, d) at positions x."""

@@ -25,7 +25,6 @@ sums the forces in another order), not bit for bit.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -33,9 +32,8 @@ import torch
 
 from .. import io as cio
 from ..errors import SimulationError
-from ..features import make_featurizer
 from ..systems.base import System
-from .external import ExternalEngine, first_nonfinite_walker
+from .external import ExternalEngine
 
 OPEN_BOX = 100.0  # edge of the periodic box HOOMD-blue needs around an open (non-periodic) system
 
@@ -70,7 +68,7 @@ class HOOMDEngine(ExternalEngine):
     deterministic_restart = False
 
     def __init__(self, system: System, featurizer: torch.nn.Module, dt: float, friction: float, n_walkers: int,
-                 seed: int = 0, device: str = "auto") -> None:
+                 seed: int = 0, platform: str = "auto") -> None:
         import hoomd
 
         self.hoomd, self.system, self.featurizer = hoomd, system, featurizer
@@ -80,20 +78,13 @@ class HOOMDEngine(ExternalEngine):
         self.box = np.full(self.dim, OPEN_BOX) if system.box is None else np.asarray(system.box, dtype=float)
         self.masses = np.asarray(system.masses, dtype=float)
         self.mass_types, self.typeid = np.unique(self.masses, return_inverse=True)
-        self.hoomd_device = _device(hoomd, device)
+        self.hoomd_device = _device(hoomd, platform)
         self.walkers: list[Any] = []
         self.potential_forces: list[list[Any]] = []
         self.kick: np.ndarray | None = None  # bias forces (walkers, N, d) for the next step's kick
         positions = np.zeros((self.n_walkers, system.n_particles, self.dim))
         self._build(positions, np.zeros((self.n_walkers, system.n_particles, self.dim)),
                     np.zeros((self.n_walkers, system.n_particles, self.dim), dtype=np.int64), step=0)
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], system: System) -> "HOOMDEngine":
-        en = spec["engine"]
-        torch.set_num_threads(spec["resources"]["cpus"])
-        return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
-                   seed=spec["campaign"]["seed"], device=en.get("platform", "auto"))
 
     # -- the simulations ----------------------------------------------------------------------------
     def _snapshot(self, positions: np.ndarray, velocities: np.ndarray, images: np.ndarray) -> Any:
@@ -151,19 +142,8 @@ class HOOMDEngine(ExternalEngine):
                                   f"periodic boxes (edges {self.box.tolist()}) away for HOOMD-blue's image counts")
         return positions - images * self.box, images.astype(np.int64)
 
-    def _walker_array(self, a: np.ndarray, what: str) -> np.ndarray:
-        shape = (self.n_walkers, self.system.n_particles, self.dim)
-        a = np.asarray(a, dtype=np.float64)
-        if a.size != math.prod(shape):
-            raise SimulationError(f"{what} shaped {a.shape} do not fit {shape[0]} walkers x {shape[1]} particles x {shape[2]}")
-        return a.reshape(shape)
-
     def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
-        pos = self._walker_array(positions, "positions")
-        bad = first_nonfinite_walker(pos)
-        if bad is not None:
-            raise SimulationError(f"initial positions are not finite (walker {bad})")
-        vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
+        pos, vel = self._start_arrays(positions, velocities)
         wrapped, images = self._wrapped(pos)
         self._build(wrapped, vel, images, self.step)
 

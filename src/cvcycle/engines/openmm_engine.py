@@ -20,17 +20,15 @@ Context's own checkpoint (positions, velocities, integrator state) as uint8 arra
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import SimulationError
-from ..features import make_featurizer
 from ..systems import GAS_CONSTANT
 from ..systems.base import System
-from .external import ExternalEngine, first_nonfinite_walker, seed31
+from .external import ExternalEngine, seed31
 
 
 class OpenMMEngine(ExternalEngine):
@@ -67,32 +65,14 @@ class OpenMMEngine(ExternalEngine):
         self.contexts = [self._context() for _ in range(self.n_walkers)]
         self._bias_held = False  # whether the Contexts hold nonzero bias forces
 
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], system: System) -> "OpenMMEngine":
-        en = spec["engine"]
-        torch.set_num_threads(spec["resources"]["cpus"])
-        return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
-                   seed=spec["campaign"]["seed"], platform=en.get("platform", "auto"))
-
     def _context(self) -> Any:
         integrator = self.mm.LangevinMiddleIntegrator(self.temperature, self.friction / self.time, self.dt * self.time)
         integrator.setConstraintTolerance(1e-8)
         return self.mm.Context(self.omm_system, integrator, self.platform, self.properties)
 
     # -- positions and velocities -----------------------------------------------------------------
-    def _walker_array(self, a: np.ndarray, what: str) -> np.ndarray:
-        shape = (self.n_walkers, self.system.n_particles, 3)
-        a = np.asarray(a, dtype=np.float64)
-        if a.size != math.prod(shape):
-            raise SimulationError(f"{what} shaped {a.shape} do not fit {shape[0]} walkers x {shape[1]} atoms x 3")
-        return a.reshape(shape)
-
     def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
-        pos = self._walker_array(positions, "positions")
-        bad = first_nonfinite_walker(pos)
-        if bad is not None:
-            raise SimulationError(f"initial positions are not finite (walker {bad})")
-        vel = np.zeros_like(pos) if velocities is None else self._walker_array(velocities, "velocities")
+        pos, vel = self._start_arrays(positions, velocities)
         pos, vel = pos * self.length, vel * (self.length / self.time)
         for context, p, v in zip(self.contexts, pos, vel):
             context.setPositions(p)
