@@ -27,7 +27,8 @@ import torch
 
 from ..engines.base import BiasHook
 
-CHUNK = 2000  # frames per autograd pass
+CHUNK = 2000  # frames per autograd pass, at most
+PAIRS_PER_CHUNK = 2**22  # frames x N^2 per autograd pass: bulk particles' feature graphs are ~3.5 MB per frame at N = 256
 
 
 def bias_forces(hook: BiasHook, featurizer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +53,9 @@ def bias_stiffness(hook: BiasHook, featurizer: torch.nn.Module, positions: np.nd
         m = torch.as_tensor(masses, dtype=torch.float64)[:, None]
         scale, weight = torch.sqrt(kT / m) * dt, m.sqrt()
     out = []
-    for start in range(0, len(x_all), CHUNK):
-        x = x_all[start:start + CHUNK]
+    chunk = max(1, min(CHUNK, PAIRS_PER_CHUNK // x_all.shape[1] ** 2))
+    for start in range(0, len(x_all), chunk):
+        x = x_all[start:start + chunk]
         delta = scale * torch.randn(x.shape, generator=gen, dtype=torch.float64)
         dF = bias_forces(hook, featurizer, x + delta) - bias_forces(hook, featurizer, x)
         lam = (dF / weight).flatten(1).norm(dim=1) / (delta * weight).flatten(1).norm(dim=1)
