@@ -58,11 +58,12 @@ def _spec(name: str = "langevin", cpus: int = 1) -> dict:
 
 def test_an_engine_whose_package_is_missing_is_reported_by_name(monkeypatch):
     monkeypatch.setitem(engines._ENGINES, "fake", ("cvcycle.engines.langevin", "LangevinEngine",
-                                                   "no_such_package_for_cvcycle_tests"))
-    with pytest.raises(EngineUnavailable, match="no_such_package_for_cvcycle_tests"):
+                                                   "no_such_package_for_cvcycle_tests", "pip install fake-engine"))
+    with pytest.raises(EngineUnavailable, match=r"no_such_package_for_cvcycle_tests', which is not installed "
+                                                r"\(pip install fake-engine\)"):
         make_engine(_spec("fake"), Harmonic())
     # with its package present (numpy stands in) the engine is built
-    monkeypatch.setitem(engines._ENGINES, "fake", ("cvcycle.engines.langevin", "LangevinEngine", "numpy"))
+    monkeypatch.setitem(engines._ENGINES, "fake", ("cvcycle.engines.langevin", "LangevinEngine", "numpy", ""))
     assert isinstance(make_engine(_spec("fake"), Harmonic()), LangevinEngine)
 
 
