@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from campaigns import override  # noqa: E402  (benchmarks/campaigns.py)
 from cvcycle.engines import make_engine  # noqa: E402
-from cvcycle.settings import apply, split_setting, toml_value  # noqa: E402
 from cvcycle.spec import load_spec, validate  # noqa: E402
 from cvcycle.systems import make_system  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=5000, help="steps between progress lines")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
-    spec = validate(apply(load_spec(args.spec), {key: toml_value(key, text) for key, text in map(split_setting, args.set)}))
+    spec = validate(override(load_spec(args.spec), args.set))
     system = make_system(spec)
     en = spec["engine"]
     walkers = args.walkers or en["walkers"]

@@ -20,6 +20,7 @@ import torch
 from cvcycle.engines import make_engine
 from cvcycle.errors import EngineUnavailable, SimulationError
 from cvcycle.systems.base import System
+from cvcycle.systems.lj_bulk import LJUnits
 
 MASSES = np.array([1.0, 2.0, 4.0])
 STIFFNESS = 2.0  # U = k/2 sum |r_i|^2; <x^2> = kT/k per coordinate
@@ -67,8 +68,6 @@ class HarmonicParticles(System):
 class ReducedHarmonicParticles(HarmonicParticles):
     """The same wells in reduced units; OpenMM runs them with a unit of length 0.3 nm, energy
     2 kJ/mol and mass 10 amu (so kT = 0.5 is 120 K)."""
-
-    from cvcycle.systems.lj_bulk import LJUnits
 
     openmm_units = LJUnits(epsilon_kj=2.0, sigma_nm=0.3, mass_amu=10.0)
 

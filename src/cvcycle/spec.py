@@ -645,12 +645,10 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise SpecError(f"features.names: must be a list of strings, got {names!r}")
         if model_potential and (not names or len(set(names)) != len(names) or not set(names) <= {"x", "y"}):
             raise SpecError(f"features.names: distinct coordinates of a 2-D potential, from ['x', 'y'], got {names!r}")
-    elif bulk:
-        pass
     elif model_potential:
         raise SpecError(f"features.kind: '{kind}' describes particles; a 2-D model potential has one particle "
                         "(use kind = \"coordinates\")")
-    else:
+    elif not bulk:
         _particle_features(spec["features"], PARTICLE_SYSTEMS[spec["system"]["potential"]])
 
     engine = spec["engine"]

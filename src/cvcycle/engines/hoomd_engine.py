@@ -225,9 +225,10 @@ class HOOMDEngine(ExternalEngine):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Unwrapped positions (the contract's), and HOOMD-blue's own wrapped positions, images and
-        accelerations, from which a restored walker continues bit for bit."""
-        wrapped, images = self._local("wrapped"), self._local("images").astype(np.int64)
-        return {"positions": self.positions(), "velocities": self.velocities(), "wrapped": wrapped, "images": images,
+        accelerations, from which a restored walker continues the trajectory to rounding."""
+        wrapped, images = self._local("wrapped"), self._local("images")
+        return {"positions": wrapped + images * self.box, "velocities": self.velocities(), "wrapped": wrapped,
+                "images": images.astype(np.int64),
                 "accelerations": self._local("accelerations"), "step": np.array(self.step, dtype=np.int64)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
