@@ -67,9 +67,9 @@ class _Shooter:
     def engine(self, spec, system, walkers):
         self.walkers.append(walkers)
 
-    def shoot(self, engine, starts, shots, classify, seed, max_steps, compact=False):
+    def shoot(self, engine, starts, shots, classify, seed, max_steps, stride=10, compact=False):
         starts = np.asarray(starts).reshape(len(starts), -1)
-        self.calls.append(SimpleNamespace(starts=starts, shots=shots, seed=seed, max_steps=max_steps))
+        self.calls.append(SimpleNamespace(starts=starts, shots=shots, seed=seed, max_steps=max_steps, stride=stride))
         if len(self.calls) - 1 in self.undecided:
             return np.full((len(starts), shots), -1), 0
         if self.rng is not None:
@@ -113,10 +113,13 @@ def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
     shoot each level from distinct frames of those two bins only, stop after three levels although
     a fourth would have frames enough, draw the test points from the 5 x points frames nearest s*,
     and write that transition-state ensemble with weights summing to 1. Every stage has its own
-    random stream and an engine with one walker per trajectory."""
+    random stream and an engine with one walker per trajectory; shots are checked for commitment
+    every engine.report_stride steps."""
     pos = _line(600)
     shooter = _Shooter(_sharp)
-    c = _campaign(tmp_path, monkeypatch, pos, _spec("mueller-brown-autoencoder"), shooter)
+    spec = _spec("mueller-brown-autoencoder")
+    spec["engine"]["report_stride"] = 20
+    c = _campaign(tmp_path, monkeypatch, pos, spec, shooter)
     result = ct.committor_histogram(c, shots=20, points=10, scan_bins=6, scan_points=2, scan_shots=10, max_steps=77,
                                     **QUIET)
     # 600 frames in 6 bins, then the 200 of the bracketing two, then their ~66, then ~22 >= 6 x 2 but no 4th
@@ -124,6 +127,7 @@ def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
     assert [(len(k.starts), k.shots) for k in shooter.calls] == [(12, 10)] * 3 + [(10, 20)]
     assert shooter.walkers == [len(k.starts) * k.shots for k in shooter.calls]
     assert len({k.seed for k in shooter.calls}) == 4 and all(k.max_steps == 77 for k in shooter.calls)
+    assert all(k.stride == 20 for k in shooter.calls)
     frames = np.arange(600)  # the scan's own bins, recomputed: frames are sorted by x already
     for level, scan in enumerate(result["scans"]):
         starts = shooter.calls[level].starts[:, 0]

@@ -16,7 +16,8 @@ away from 1/2 too, comparing the mean p_B with the mean q_pred of the points sho
    narrow as the binomial noise of the shots; a poor one gives a broad histogram. The width is
    reported as measured (std of p_B) and with the binomial noise of each point's shots
    deconvolved (the intrinsic width: the spread of the points' true p_B).
-For analytic potentials the exact committor at the same points is reported next to it.
+For analytic potentials the exact committor at the same points is reported next to it. Shots
+are checked for commitment every engine.report_stride steps (the campaign's own frame spacing).
 
 With `feature` the test is run on one of the campaign's input features instead (e.g. mu2 of
 LJ7), on the same frames and shots, so a learned CV can be compared with a classic one.
@@ -94,7 +95,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         t0 = time.perf_counter()
         engine = make_engine(spec, system, walkers=len(starts) * n_shots)
         outcomes, steps = shoot(engine, starts, n_shots, system.classify_ab, cio.derive_seed(c.seed, seed, stage),
-                                max_steps, compact=True)
+                                max_steps, stride=spec["engine"]["report_stride"], compact=True)
         log(f"[committor test] {outcomes.size} trajectories from {len(starts)} points: {steps:,} steps, "
             f"{np.mean(outcomes < 0):.1%} undecided after {max_steps} steps, {time.perf_counter() - t0:.1f} s")
         return committed_fraction(outcomes), (outcomes >= 0).sum(axis=1)
