@@ -365,6 +365,7 @@ def test_candidate_frames_of_a_path_sampling_campaign_are_its_markov_chains_and_
     out), then every iteration's shooting points with weight 1; features computed from them."""
     from cvcycle.paths import initial_path
     from cvcycle.paths.records import chunk_path
+    from cvcycle.systems import make_system
 
     spec = _spec("mueller-brown-committor-tps")
     a, b = (np.array(spec["system"]["states"][s]["center"]) for s in ("A", "B"))
@@ -380,7 +381,7 @@ def test_candidate_frames_of_a_path_sampling_campaign_are_its_markov_chains_and_
         paths = [rng.standard_normal((int(rng.integers(3, 7)), 2)) for _ in range(sum(flags))]
         cio.write_npz(chunk_path(d / "tps", 0), accepted=np.array(flags), accepted_positions=np.concatenate(paths),
                       accepted_lengths=np.array([len(p) for p in paths]))
-        start = initial_path(hot, spec["system"]["states"]) if k == 0 else final
+        start = initial_path(hot, make_system(spec)) if k == 0 else final
         held = np.bincount(np.cumsum(flags), minlength=len(paths) + 1)
         points = rng.standard_normal((4, 2))
         final = paths[-1]

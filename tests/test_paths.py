@@ -20,10 +20,12 @@ from cvcycle.errors import CvcycleError, EngineUnavailable, WalltimeReached, Wor
 from cvcycle.paths import accepted_paths, initial_path, run_tps  # noqa: E402
 from cvcycle.paths.tps import load_ops  # noqa: E402
 from cvcycle.spec import load_spec, validate  # noqa: E402
+from cvcycle.systems import make_system  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = load_spec(ROOT / "workflows" / "mueller-brown-autoencoder.toml")
 STATES = SPEC["system"]["states"]
+SYSTEM = make_system(validate(SPEC))
 # A, first saddle, intermediate minimum, second saddle, B of Mueller-Brown
 WAYPOINTS = np.array([[-0.558, 1.442], [-0.822, 0.624], [-0.05, 0.467], [0.212, 0.293], [0.623, 0.028]])
 QUIET = {"log": lambda line: None}
@@ -32,7 +34,7 @@ QUIET = {"log": lambda line: None}
 def polyline_path() -> np.ndarray:
     line = np.concatenate([np.linspace(a, b, 10, endpoint=False) for a, b in zip(WAYPOINTS[:-1], WAYPOINTS[1:])]
                           + [WAYPOINTS[-1:]])
-    return initial_path(line[:, None], STATES)
+    return initial_path(line[:, None], SYSTEM)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +58,12 @@ def test_initial_path_cuts_the_shortest_reactive_segment():
     a, b, mid = np.array(STATES["A"]["center"]), np.array(STATES["B"]["center"]), WAYPOINTS[2]
     walker0 = np.array([a, mid, mid, mid, b, b])       # A -> B with 3 frames between
     walker1 = np.array([mid, b, mid, a, a, mid])       # B -> A with 1 frame between: shortest
-    path = initial_path(np.stack([walker0, walker1], axis=1), STATES)
+    path = initial_path(np.stack([walker0, walker1], axis=1), SYSTEM)
     np.testing.assert_array_equal(path, [a, mid, b])   # returned reversed, running A -> B
     with pytest.raises(CvcycleError, match="no transition between states A and B"):
-        initial_path(np.stack([walker0[:4], walker0[:4]], axis=1), STATES)
-    with pytest.raises(ValueError, match="frames, walkers, 2"):
-        initial_path(walker0, STATES)
+        initial_path(np.stack([walker0[:4], walker0[:4]], axis=1), SYSTEM)
+    with pytest.raises(ValueError, match=r"\(frames, walkers, \.\.\.\)"):
+        initial_path(walker0, SYSTEM)
 
 
 def test_accepted_paths_are_a_to_b_transition_paths(weighted_run):
@@ -182,7 +184,8 @@ def test_halves_stop_undecided_at_the_max_length(tmp_path):
 @pytest.mark.parametrize("integrator", ["overdamped", "underdamped"])
 def test_a_snapshot_carries_everything_the_engine_needs_to_continue(integrator):
     spec = validate({**SPEC, "engine": {**SPEC["engine"], "walkers": 1, "integrator": integrator}})
-    engine = load_ops().BridgeEngine(make_engine(spec), stride=5, max_frames=100, seed=3)
+    engine = load_ops().BridgeEngine(make_engine(spec), stride=5, max_frames=100, seed=3,
+                                     underdamped=integrator == "underdamped")
     start = engine.trajectory(WAYPOINTS[2:3], np.array([[0.3, -0.2]]))[0]
     engine.current_snapshot, engine.frames = start, 0
     straight = [engine.generate_next_frame() for _ in range(3)]

@@ -682,8 +682,8 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise SpecError(f"engine.start: unknown state '{name}' (states: {known})")
 
     learner = spec["learner"]
-    if learner["method"] == "shooting" and not model_potential:
-        raise SpecError(f"learner.method: path sampling ('shooting') runs on 2-D model potentials so far, "
+    if learner["method"] == "shooting" and not (model_potential or molecule):
+        raise SpecError(f"learner.method: path sampling ('shooting') runs on 2-D model potentials and molecules so far, "
                         f"not on '{spec['system']['potential']}'")
     if learner_route(spec) == "variational" and bulk:
         raise SpecError(f"learner.method: the variational committor needs the Jacobian of the features per frame "

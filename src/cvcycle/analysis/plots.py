@@ -210,6 +210,26 @@ def plot_shooting(path: Path, xs: np.ndarray, ys: np.ndarray, F: np.ndarray, q_p
     plt.close(fig)
 
 
+def plot_shooting_points(path: Path, z: np.ndarray, p_b: np.ndarray, q_pred: np.ndarray, states: dict[str, dict],
+                         axes_names: tuple[str, str], title: str) -> None:
+    """Shooting points of a system without an exact committor on its state coordinates z (n, 2):
+    coloured by the fraction of their shots that reached B (left) and by the learned q (right),
+    equal aspect, with the states."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
+    unit = " (degrees)" if axes_names == ("phi", "psi") else ""
+    for ax, c, label in zip(axes[0], (p_b, q_pred), ("shots reaching B", "learned q")):
+        sc = ax.scatter(z[:, 0], z[:, 1], c=c, cmap="coolwarm", vmin=0, vmax=1, s=8, edgecolors="black", linewidths=0.2)
+        fig.colorbar(sc, ax=ax, label=label)
+        _draw_states(ax, states)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel(axes_names[0] + unit)
+        ax.set_ylabel(axes_names[1] + unit)
+        ax.set_title(f"{title}\ncoloured by {label}", fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
 # Okabe & Ito's colour-blind-safe palette
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
 

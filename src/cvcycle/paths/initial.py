@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..analysis.shooting import state_classifier
 from ..errors import CvcycleError
+from ..systems.base import System
 
 
 def reactive_segments(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -15,15 +15,17 @@ def reactive_segments(labels: np.ndarray) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(seen[:-1], seen[1:]) if labels[i] != labels[j]]
 
 
-def initial_path(positions: np.ndarray, states: dict[str, dict]) -> np.ndarray:
+def initial_path(positions: np.ndarray, system: System) -> np.ndarray:
     """The shortest reactive segment with at least one frame between the states, over all walkers
-    of `positions` (frames, walkers, 2), as positions (n, 2) running from the first state (A) to
-    the second (B); a B -> A segment is returned reversed. Ties go to the earliest frame, then the
-    lowest walker. Biased frames are not unbiased dynamics: discard the first TPS moves from it."""
+    of `positions` (frames, walkers, ...) (points (frames, walkers, 2) of a 2-D model potential, or
+    (frames, walkers, particles, dim)), as positions (n, ...) running from state A to state B;
+    a B -> A segment is returned reversed (A and B: the system's first two states). Ties go to the
+    earliest frame, then the lowest walker. Biased frames are not unbiased dynamics: discard
+    the first TPS moves from it."""
     positions = np.asarray(positions, dtype=np.float64)
-    if positions.ndim != 3 or positions.shape[2] != 2:
-        raise ValueError(f"positions must be shaped (frames, walkers, 2), not {positions.shape}")
-    classify = state_classifier(states)
+    if positions.ndim < 3:
+        raise ValueError(f"positions must be shaped (frames, walkers, ...), not {positions.shape}")
+    classify = system.classify_ab
     best: tuple[int, int, int, int] | None = None  # (length, start, walker, end)
     for walker in range(positions.shape[1]):
         labels = classify(positions[:, walker])
@@ -31,8 +33,7 @@ def initial_path(positions: np.ndarray, states: dict[str, dict]) -> np.ndarray:
             if j - i >= 2 and (best is None or (j - i, i, walker) < best[:3]):
                 best = (j - i, i, walker, j)
     if best is None:
-        names = " and ".join(list(states)[:2])
-        raise CvcycleError(f"no transition between states {names} in {positions.shape[1]} walkers x "
+        raise CvcycleError(f"no transition between states {' and '.join(system.state_names[:2])} in {positions.shape[1]} walkers x "
                            f"{positions.shape[0]} frames: no initial path for transition path sampling "
                            f"(run the campaign until the walkers cross, or give frames that do)")
     _, i, walker, j = best

@@ -1,12 +1,14 @@
 """The openpathsampling side of the bridge; imported only through cvcycle.paths once OPS is known
 to be installed.
 
-A snapshot holds one position (1, 2) and one velocity-like vector (1, 2) that OPS negates on time
-reversal: the velocity for the underdamped (BAOAB) integrator, whose time reversal that flip is,
-and the last Leimkuhler-Matthews noise xi_n for the overdamped one. That scheme is BAOAB's
-infinite-friction limit, with end-of-step velocity proportional to xi_n + F dt / (2 gamma c), c its
-noise amplitude; flipping xi_n alone leaves out the F term, so the first step of a reversed half
-differs from the exact reversal by one step's drift F dt / gamma.
+A snapshot holds one walker's positions (particles, dim) and one velocity-like array of the same
+shape that OPS negates on time reversal: the velocities for an underdamped integrator (BAOAB, or
+OpenMM's Langevin middle scheme, whose velocities lag the positions by half a step, so the
+reversal is exact only to O(dt)), and the last Leimkuhler-Matthews noise xi_n for the overdamped
+one. That scheme is BAOAB's infinite-friction limit, with end-of-step velocity proportional to
+xi_n + F dt / (2 gamma c), c its noise amplitude; flipping xi_n alone leaves out the F term, so the
+first step of a reversed half differs from the exact reversal by one step's drift F dt / gamma.
+A 2-D model potential's snapshot is one particle, (1, 2); arrays of them come out as points (n, 2).
 
 Each OPS frame is `stride` engine steps whose random stream is seeded from (base seed, frame
 counter), both owned by the bridge engine, so a run is a pure function of its seeds.
@@ -23,10 +25,10 @@ import openpathsampling as paths
 from openpathsampling.engines import features as ops_features
 
 from .. import io as cio
-from ..analysis.shooting import state_classifier
 from ..engines.base import Engine
 
 Weight = Callable[[np.ndarray], np.ndarray]
+Classify = Callable[[np.ndarray], np.ndarray]
 
 
 @ops_features.attach_features([ops_features.coordinates, ops_features.velocities, ops_features.engine])
@@ -43,30 +45,35 @@ class BridgeEngine(paths.engines.DynamicsEngine):
     base_snapshot_type = Snapshot
     _default_options = {"n_frames_max": 1000, "on_max_length": "fail"}
 
-    def __init__(self, engine: Engine, stride: int, max_frames: int, seed: int) -> None:
+    def __init__(self, engine: Engine, stride: int, max_frames: int, seed: int, underdamped: bool) -> None:
         if engine.n_walkers != 1:
             raise ValueError(f"the OPS bridge needs an engine with one walker, not {engine.n_walkers}")
-        descriptor = paths.engines.SnapshotDescriptor.construct(Snapshot, {"n_atoms": 1, "n_spatial": 2})
+        self.shape = np.asarray(engine.state_dict()["positions"]).shape[1:]  # one walker's, in the engine's layout
+        atoms, dim = (1, self.shape[0]) if len(self.shape) == 1 else self.shape
+        descriptor = paths.engines.SnapshotDescriptor.construct(Snapshot, {"n_atoms": atoms, "n_spatial": dim})
         super().__init__(options={"n_frames_max": int(max_frames)}, descriptor=descriptor)
-        self.engine, self.stride, self.seed = engine, int(stride), int(seed)
+        self.engine, self.stride, self.seed, self.snap_shape = engine, int(stride), int(seed), (atoms, dim)
         engine.seed = self.seed
-        self.velocity_key = "velocities" if getattr(engine, "integrator", "overdamped") == "underdamped" else "noise"
+        self.underdamped = underdamped
         self.frames = 0  # frames generated so far: the counter of the per-frame seeds
         self.halves: list[np.ndarray] = []
 
     @property
     def current_snapshot(self) -> Snapshot:
         state = self.engine.state_dict()
-        return Snapshot(coordinates=state["positions"].reshape(1, 2).copy(), velocities=state[self.velocity_key].reshape(1, 2).copy(),
-                        engine=self)
+        velocity = state["velocities" if self.underdamped else "noise"]
+        return Snapshot(coordinates=state["positions"].reshape(self.snap_shape).copy(),
+                        velocities=velocity.reshape(self.snap_shape).copy(), engine=self)
 
     @current_snapshot.setter
     def current_snapshot(self, snap: Snapshot) -> None:
-        state = {k: np.zeros((1, 2)) for k in ("positions", "velocities", "noise")}
-        state["step"] = np.array(self.engine.step)
-        state["positions"] = np.array(snap.coordinates, dtype=np.float64).reshape(1, 2)
-        state[self.velocity_key] = np.array(snap.velocities, dtype=np.float64).reshape(1, 2)
-        self.engine.load_state_dict(state)
+        x = np.array(snap.coordinates, dtype=np.float64).reshape(1, *self.shape)
+        v = np.array(snap.velocities, dtype=np.float64).reshape(1, *self.shape)
+        if self.underdamped:
+            self.engine.set_positions(x, v)
+        else:  # the overdamped scheme's state: positions and the last noise term (the Langevin engine)
+            self.engine.load_state_dict({"positions": x, "velocities": np.zeros_like(x), "noise": v,
+                                         "step": np.array(self.engine.step)})
 
     def generate_next_frame(self) -> Snapshot:
         self.engine.run(self.stride, self.stride, stream=(self.frames,))
@@ -75,26 +82,32 @@ class BridgeEngine(paths.engines.DynamicsEngine):
 
     def stop(self, trajectory: paths.Trajectory) -> None:
         if len(trajectory) > 1:
-            self.halves.append(np.array(trajectory[-1].coordinates[0], dtype=np.float64))
+            self.halves.append(point(trajectory[-1].coordinates))
 
     def trajectory(self, positions: np.ndarray, velocities: np.ndarray) -> paths.Trajectory:
-        """An OPS trajectory from arrays (n, 2)."""
-        return paths.Trajectory([Snapshot(coordinates=p.reshape(1, 2).copy(), velocities=v.reshape(1, 2).copy(), engine=self)
+        """An OPS trajectory from arrays (n, particles, dim), or points (n, 2) of a 2-D model potential."""
+        return paths.Trajectory([Snapshot(coordinates=p.reshape(self.snap_shape).copy(), velocities=v.reshape(self.snap_shape).copy(),
+                                          engine=self)
                                  for p, v in zip(np.asarray(positions, dtype=np.float64), np.asarray(velocities, dtype=np.float64))])
 
 
+def point(coordinates: np.ndarray) -> np.ndarray:
+    """A snapshot's coordinates (particles, dim) as cvcycle stores one frame: (particles, dim), or
+    the point (2,) of a 2-D model potential's single particle."""
+    x = np.array(coordinates, dtype=np.float64)
+    return x[0] if len(x) == 1 else x
+
+
 def arrays(trajectory: paths.Trajectory) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and velocity-like vectors (n, 2) of an OPS trajectory."""
-    return (np.array([s.coordinates[0] for s in trajectory], dtype=np.float64),
-            np.array([s.velocities[0] for s in trajectory], dtype=np.float64))
+    """Positions and velocity-like arrays of an OPS trajectory, one `point` per frame."""
+    return (np.array([point(s.coordinates) for s in trajectory]), np.array([point(s.velocities) for s in trajectory]))
 
 
-def state_volumes(states: dict[str, dict]) -> tuple[paths.Volume, paths.Volume]:
-    """The first two states of spec['system']['states'] as OPS volumes (same membership as
-    cvcycle.analysis.shooting.state_classifier)."""
-    classify = state_classifier(states)
-    label = paths.FunctionCV("cvcycle_state", lambda snap: float(classify(np.asarray(snap.coordinates).reshape(1, 2))[0]))
-    name_a, name_b = list(states)[:2]
+def state_volumes(classify: Classify, names: list[str]) -> tuple[paths.Volume, paths.Volume]:
+    """States A and B (the first two `names`) as OPS volumes, by `classify` (a System's classify_ab:
+    positions (n, ...) -> 0 in A, 1 in B, -1 elsewhere)."""
+    label = paths.FunctionCV("cvcycle_state", lambda snap: float(classify(np.asarray(snap.coordinates)[None])[0]))
+    name_a, name_b = names[:2]
     return (paths.CVDefinedVolume(label, -0.5, 0.5).named(name_a),
             paths.CVDefinedVolume(label, 0.5, 1.5).named(name_b))
 

@@ -21,7 +21,7 @@ class ShootingRecords:
     (overdamped: last noise term) negated, and that velocity is the current path's, not a fresh
     Maxwell-Boltzmann draw. The committor data are the extra shots (cvcycle.analysis.shooting)."""
 
-    points: np.ndarray       # (n, 2) shooting point positions
+    points: np.ndarray       # (n, particles, dim) shooting point positions; (n, 2) on a 2-D model potential
     features: np.ndarray     # (n, n_features) their features
     outcomes: np.ndarray     # (n, 2) int
     accepted: np.ndarray     # (n,) bool
@@ -76,7 +76,7 @@ def chain_paths(workdir: Path, start: np.ndarray) -> tuple[list[np.ndarray], np.
 
 
 def accepted_paths(workdir: Path) -> list[np.ndarray]:
-    """Positions (n, 2) of every accepted A -> B path in the chunk files of `workdir`, in move order
+    """Positions (n, ...) of every accepted A -> B path in the chunk files of `workdir`, in move order
     (the transition path ensemble: path lengths, transition states, and the path averages a rate
     estimate needs). Every chunk file present is read, also moves beyond the last call's n_moves."""
     return [path for chunk in _chunks(workdir) for path in _accepted(chunk)]

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from .. import io as cio
-from ..analysis.shooting import state_classifier
 from ..engines import make_engine
 from ..errors import CvcycleError, EngineUnavailable, WalltimeReached, WorkspaceError
 from ..features import make_featurizer
+from ..systems import make_system
 from .records import ShootingRecords, chunk_path
 
 Weight = Callable[[np.ndarray], np.ndarray]
@@ -49,10 +49,11 @@ def run_tps(spec: dict[str, Any], initial_positions: np.ndarray, n_moves: int, s
             selector_weight: Weight | None = None, log: Callable[[str], None] = print, *,
             stride: int = 10, max_frames: int = 2000, chunk_moves: int = 50,
             deadline: float | None = None) -> ShootingRecords:
-    """Run `n_moves` two-way shooting moves from `initial_positions` (n, 2), an A -> B path, and
+    """Run `n_moves` two-way shooting moves from `initial_positions` (n, particles, dim), or points
+    (n, 2) of a 2-D model potential, an A -> B path, and
     return one record per move. One frame is `stride` engine steps; a half that has not entered a
     state after `max_frames` frames stops undecided and its move is rejected. `selector_weight`
-    maps positions (n, 2) to non-negative weights for choosing shooting frames (uniform if None).
+    maps positions (n, ...) to non-negative weights for choosing shooting frames (uniform if None).
     Finished chunks in `workdir` are reused, so calling again after a kill resumes. With a
     `deadline` (time.monotonic() seconds), stop after a chunk with WalltimeReached when the next
     one would likely not finish before it."""
@@ -110,8 +111,11 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
 
     one = copy.deepcopy(spec)
     one["engine"]["walkers"] = 1
-    engine = ops.BridgeEngine(make_engine(one), stride, max_frames, seed=cio.derive_seed(seed, 0))
-    state_a, state_b = ops.state_volumes(spec["system"]["states"])
+    system = make_system(spec)
+    engine = ops.BridgeEngine(make_engine(one, system), stride, max_frames, seed=cio.derive_seed(seed, 0),
+                              underdamped=spec["engine"]["integrator"] == "underdamped")
+    classify = system.classify_ab
+    state_a, state_b = ops.state_volumes(classify, system.state_names)
     network = paths.TPSNetwork(state_a, state_b)
     ensemble = network.sampling_ensembles[0]
     trajectory = engine.trajectory(*path)
@@ -126,11 +130,10 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
                              sample_set=paths.SampleSet([paths.Sample(replica=0, trajectory=trajectory, ensemble=ensemble)]))
     sim.output_stream = io.StringIO()  # OPS's progress lines
     commit = paths.AllOutXEnsemble(state_a | state_b).can_append
-    classify = state_classifier(spec["system"]["states"])
     rows, reactive = [], []
     with ops.seeded(sim, cio.derive_seed(seed, 1)):
         for _ in range(moves):
-            rows.append(_move(sim, engine, commit, classify))
+            rows.append(_move(ops, sim, engine, commit, classify))
             if rows[-1]["accepted"]:
                 reactive.append(ops.arrays(sim.sample_set[0].trajectory)[0])
         positions, velocities = ops.arrays(sim.sample_set[0].trajectory)  # (SampleSet[i] draws from `random`)
@@ -142,11 +145,11 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
             "accepted": column("accepted", bool), "steps": column("steps", np.int64) * stride,
             "extra_steps": column("extra_steps", np.int64) * stride, "path_length": column("path_length", np.int64),
             "path_positions": positions, "path_velocities": velocities,
-            "accepted_positions": np.concatenate(reactive) if reactive else np.zeros((0, 2)),
+            "accepted_positions": np.concatenate(reactive) if reactive else np.zeros((0, *points.shape[1:])),
             "accepted_lengths": np.array([len(p) for p in reactive], dtype=np.int64)}
 
 
-def _move(sim: Any, engine: Any, commit: Callable, classify: Callable) -> dict[str, Any]:
+def _move(ops: Any, sim: Any, engine: Any, commit: Callable, classify: Callable) -> dict[str, Any]:
     """One OPS shooting move, then the half OPS skipped (if it did); frame counts, not steps."""
     import openpathsampling as paths
 
@@ -162,7 +165,7 @@ def _move(sim: Any, engine: Any, commit: Callable, classify: Callable) -> dict[s
     if len(engine.halves) != 2:
         raise CvcycleError(f"a shooting move ran {len(engine.halves)} trajectories, not 2")
     ends = [int(e) for e in classify(np.array(engine.halves))]  # -1: stopped by the max length
-    return {"point": np.array(shooting.coordinates[0], dtype=np.float64),
+    return {"point": ops.point(shooting.coordinates),
             "outcomes": ends if forward_first else ends[::-1], "accepted": bool(change.accepted),
             "steps": frames, "extra_steps": engine.frames - before - frames,
             "path_length": len(sim.sample_set[0].trajectory)}

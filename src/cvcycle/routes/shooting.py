@@ -5,8 +5,10 @@ iteration k:  shoot (two-way shooting TPS through openpathsampling; shooting poi
               `paths.extra_shots` trajectories with fresh velocities from every shooting point,
               vectorised: independent trials of p_B, unlike the move's two halves)
               -> train (q = sigmoid(f) by the binomial likelihood of every extra shot so far)
-              -> analyze (change of q, comparison with the exact committor, plots) -> k + 1 or done.
-The first A -> B path comes from a short high-temperature run from state A. TPS runs in chunks
+              -> analyze (change of q, comparison with the exact committor where the system has one,
+              plots) -> k + 1 or done.
+The first A -> B path comes from a short high-temperature run from state A (paths.initial_temperature,
+in the system's temperature unit: kT for a model potential, kelvin for a molecule). TPS runs in chunks
 of moves written atomically (cvcycle.paths), so a killed campaign resumes at its last chunk.
 """
 
@@ -38,31 +40,35 @@ Log = Callable[[str], None]
 
 
 def _hot_run(c: Campaign, log: Log) -> np.ndarray:
-    """Points (frames, walkers, 2) of the high-temperature run from A that supplies the first path."""
+    """Positions (frames, walkers, ...) of the high-temperature run from A that supplies the first
+    path: points (frames, walkers, 2) for a 2-D model potential."""
     path = c.iter_dir(0) / "hot_run.npz"
     if path.is_file():
         return cio.read_npz(path)["positions"]
     spec, p = c.spec, c.spec["paths"]
     hot = {**spec, "system": {**spec["system"], "temperature": p["initial_temperature"]}}
-    engine = make_engine(hot)
-    center = np.asarray(spec["system"]["states"][list(spec["system"]["states"])[0]]["center"])
-    engine.set_positions(np.repeat(center[None], spec["engine"]["walkers"], axis=0))
+    system = make_system(hot)
+    engine = make_engine(hot, system)
+    rng = np.random.default_rng(cio.derive_seed(c.seed, 6_000_003))
+    engine.set_positions(system.start(system.state_names[:1], spec["engine"]["walkers"], 0.0, rng))
     t0 = time.perf_counter()
     frames = engine.run(p["initial_steps"], p["stride"], stream=(0, 6_000_007))
-    positions = frames.positions.reshape(*frames.positions.shape[:2], 2)
+    positions = frames.positions
+    if system.dim == 2 and system.n_particles == 1:
+        positions = positions.reshape(*positions.shape[:2], 2)
     cio.write_npz(path, positions=positions)
-    log(f"[iter 0 shoot] high-temperature run (kT = {p['initial_temperature']}): {spec['engine']['walkers']} walkers x "
+    log(f"[iter 0 shoot] high-temperature run (temperature {p['initial_temperature']:g}): {spec['engine']['walkers']} walkers x "
         f"{p['initial_steps']} steps in {time.perf_counter() - t0:.1f} s")
     return positions
 
 
 def start_path(c: Campaign, k: int) -> np.ndarray:
-    """The path (n, 2) iteration k's TPS starts from: cut from the high-temperature run for k = 0,
+    """The path (n, ...) iteration k's TPS starts from: cut from the high-temperature run for k = 0,
     else the path iteration k - 1 ended with."""
     from ..paths import initial_path
 
     if k == 0:
-        return initial_path(_hot_run(c, lambda line: None), c.spec["system"]["states"])
+        return initial_path(_hot_run(c, lambda line: None), make_system(c.spec))
     return cio.read_npz(c.iter_dir(k - 1) / "shots.npz")["final_path"]
 
 
@@ -166,8 +172,35 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     metrics["q_change"] = q_change_rms(z_new(latest), _logit_q(c, k - 1)(latest)) if k else None
     # a Markov-chain average: the current path after every move, rejected ones included
     metrics["transition_path_time"] = float(shots["path_length"].mean() * spec["engine"]["dt"] * spec["paths"]["stride"])
-    ref = campaign_reference(c)
-    z_grid = z_new(ref.points)
+    system = make_system(spec)
+    exact = _against_exact(c, z_new, metrics) if system.has_exact_reference else ""
+    metrics["checks"] = {"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"],
+                         "min_iterations": k + 1 >= conv["min_iterations"]}
+    metrics["converged"] = all(metrics["checks"].values())
+    cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
+    p_b, title = s["n_b"] / (s["n_a"] + s["n_b"]), f"iteration {k}: {len(s['points'])} shooting points"
+    if spec["analysis"]["plots"] and system.has_exact_reference:
+        from ..analysis.plots import plot_shooting
+
+        ref = campaign_reference(c)
+        q_grid = sigmoid(z_new(ref.points)).reshape(ref.committor.shape)
+        plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, q_grid, ref.committor, s["points"],
+                      p_b, spec["system"]["states"], title)
+    elif spec["analysis"]["plots"]:
+        from ..analysis.plots import plot_shooting_points
+
+        plot_shooting_points(c.iter_dir(k) / "shooting_points.png", system.state_coordinates(s["points"]), p_b,
+                             sigmoid(z_new(s["points"])), spec["system"]["states"], system.state_coordinate_names, title)
+    return Analysis(metrics, metrics["total_steps"] * (k + 2) // (k + 1),  # the next iteration like the mean
+                    f"{metrics['moves']} moves, acceptance {metrics['acceptance']:.2f}, committor change "
+                    f"{fmt(metrics['q_change'])}{exact}")
+
+
+def _against_exact(c: Campaign, z: Callable[[np.ndarray], np.ndarray], metrics: dict[str, Any]) -> str:
+    """The learned logit q `z` against the exact committor of a model potential: committor R^2 and
+    width of the CV, q RMSE and (overdamped) the TPT rate, into `metrics`; the log's summary."""
+    spec, ref = c.spec, campaign_reference(c)
+    z_grid = z(ref.points)
     q_grid = sigmoid(z_grid).reshape(ref.committor.shape)
     quality = cv_committor_quality(z_grid, ref.committor.ravel(), ref.free_energy.ravel())
     metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
@@ -176,20 +209,7 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
         rate = lambda q: grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, q, diffusion_coefficient(spec))  # noqa: E731
         metrics["rate_AB"] = rate(q_grid)
         metrics["rate_AB_exact"] = rate(ref.committor)
-    metrics["checks"] = {"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"],
-                         "min_iterations": k + 1 >= conv["min_iterations"]}
-    metrics["converged"] = all(metrics["checks"].values())
-    cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
-    if spec["analysis"]["plots"]:
-        from ..analysis.plots import plot_shooting
-
-        plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, q_grid, ref.committor, s["points"],
-                      s["n_b"] / (s["n_a"] + s["n_b"]), spec["system"]["states"],
-                      f"iteration {k}: {len(s['points'])} shooting points")
-    return Analysis(metrics, metrics["total_steps"] * (k + 2) // (k + 1),  # the next iteration like the mean
-                    f"{metrics['moves']} moves, acceptance {metrics['acceptance']:.2f}, committor change "
-                    f"{fmt(metrics['q_change'])}, RMSE vs exact {metrics['committor_rmse']:.4f}, R2 {quality['r2']:.4f} width "
-                    f"{quality['width']:.4f}")
+    return f", RMSE vs exact {metrics['committor_rmse']:.4f}, R2 {quality['r2']:.4f} width {quality['width']:.4f}"
 
 
 ROUTE = Route("shooting", simulate, train, analyze,
