@@ -81,7 +81,8 @@ def reference_from_spec(spec: dict, bins: int = 301) -> GridReference:
 def boltzmann_bin_free_energy(potential: Potential2D, kT: float, x_edges: np.ndarray, y_edges: np.ndarray,
                               sub: int = 6) -> np.ndarray:
     """Exact free energy (kT, min 0) of histogram bins: -ln of the Boltzmann weight integrated over
-    each bin (sub x sub points per bin), so it is comparable with a histogram estimate."""
+    each bin (sub x sub points per bin), so it is comparable with a histogram estimate; +inf where
+    that weight underflows (bins far above the minimum of a deep or scaled-up potential)."""
     fx = (x_edges[:-1, None] + (np.arange(sub) + 0.5) / sub * np.diff(x_edges)[:, None]).ravel()
     fy = (y_edges[:-1, None] + (np.arange(sub) + 0.5) / sub * np.diff(y_edges)[:, None]).ravel()
     X, Y = np.meshgrid(fx, fy, indexing="xy")
@@ -89,5 +90,6 @@ def boltzmann_bin_free_energy(potential: Potential2D, kT: float, x_edges: np.nda
         V = potential(torch.as_tensor(np.stack([X, Y], -1))).numpy() / kT
     ny, nx = len(y_edges) - 1, len(x_edges) - 1
     w = np.exp(-(V - V.min())).reshape(ny, sub, nx, sub).sum(axis=(1, 3))
-    F = -np.log(w)
+    with np.errstate(divide="ignore"):
+        F = -np.log(w)
     return F - F.min()
