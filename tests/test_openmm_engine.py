@@ -196,6 +196,28 @@ def test_a_stream_key_fixes_the_noise_whatever_ran_before(system):
     assert not np.array_equal(keyed.positions[-1], other.positions[-1])
 
 
+def test_run_on_goes_on_with_the_keyed_stream_without_reinitialising(system, monkeypatch):
+    """Shooting's short runs: after one keyed run, run_on continues the random stream instead of
+    reinitialising every Context (OpenMM's only way to reseed), so a sequence of them is a pure
+    function of the first key: two engines from the same state give the same frames bit for bit,
+    and another first key gives other ones."""
+    def sequence(key: int, count: list) -> np.ndarray:
+        engine = make_engine(_spec(), system)
+        engine.set_positions(system.start(["C7eq"], 3, 0.0, np.random.default_rng(0)))
+        engine.draw_velocities(5)
+        reseed = engine._reseed
+        monkeypatch.setattr(engine, "_reseed", lambda k: (count.append(k), reseed(k)))
+        frames = [engine.run(10, 10, stream=(key,))] + [engine.run_on(10, 10, stream=(i,)) for i in range(1, 4)]
+        return np.concatenate([f.positions for f in frames])
+
+    calls: list = []
+    first, again, other = sequence(0, calls), sequence(0, []), sequence(1, [])
+    assert len(calls) == 1  # the keyed run only
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first[-1], other[-1])
+    assert first.shape == (4, 3, 22, 3) and not np.allclose(first[1], first[-1])
+
+
 def test_dropping_walkers_keeps_the_others_where_they_are(system):
     engine = make_engine(_spec(), system)
     engine.set_positions(system.start(["C7eq", "C7ax"], 3, 0.0, np.random.default_rng(0)))

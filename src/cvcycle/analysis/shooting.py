@@ -39,7 +39,9 @@ def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, se
     engine: its own last noise term), so the shots from a point are independent trials of p_B. The engine
     runs all len(points) * shots trajectories as its walkers (it must have been built with that
     many) until the last one commits; states are checked every `stride` steps, so a visit shorter
-    than that can be missed (harmless when states are basins). With `compact` the engine drops the
+    than that can be missed (harmless when states are basins); the first stride is a keyed run,
+    the later ones go on with its random stream where reseeding is costly (Engine.run_on). With
+    `compact` the engine drops the
     committed trajectories whenever fewer than half of its walkers are still running (where it
     can), so a few slow trajectories do not keep all the others running: the same statistics,
     from another draw of the noise."""
@@ -51,7 +53,7 @@ def shoot(engine: Engine, points: np.ndarray, shots: int, classify: Classify, se
     rows = np.arange(len(starts))  # the trajectory each of the engine's walkers runs
     steps = 0
     for chunk in range(math.ceil(max_steps / stride)):
-        engine.run(stride, stride, stream=(chunk,))
+        (engine.run if chunk == 0 else engine.run_on)(stride, stride, stream=(chunk,))
         steps += stride * int((outcome < 0).sum())
         state = classify(engine.state_dict()["positions"])
         newly = (outcome[rows] < 0) & (state >= 0)

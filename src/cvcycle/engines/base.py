@@ -102,6 +102,14 @@ class Engine(ABC):
         `bias_stride` steps. The random stream is a pure function of (seed, stream) when a stream
         key is given, else of (seed, step)."""
 
+    def run_on(self, n_steps: int, report_stride: int, stream: tuple[int, ...]) -> Frames:
+        """Advance `n_steps` unbiased, as run(n_steps, report_stride, stream=stream) where reseeding
+        is cheap; an engine whose reseeding is costly (OpenMM reinitialises every Context) instead
+        draws on from its random stream where the previous run left it, so the noise is a pure
+        function of the last keyed run() and the calls since. For the many short runs of
+        shooting and path sampling, between their checks for commitment."""
+        return self.run(n_steps, report_stride, stream=stream)
+
     @abstractmethod
     def forces(self, bias: BiasHook | None = None) -> np.ndarray:
         """Forces (walkers, N, d) at the current positions, of the potential plus `bias`."""

@@ -32,6 +32,7 @@ class ExternalEngine(Engine):
     """The run loop of an engine whose steps run inside a library, the bias handed to it per step."""
 
     dt: float
+    reseed_is_costly = False  # run_on() then goes on with the random stream instead of reseeding
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], system: System) -> "ExternalEngine":
@@ -99,6 +100,18 @@ class ExternalEngine(Engine):
         if bias_stride < 1:
             raise ValueError(f"bias_stride must be a positive number of steps, got {bias_stride}")
         self._reseed((self.seed, *stream) if stream is not None else (self.seed, self.step))  # no bias held after it
+        return self._run(n_steps, report_stride, bias, bias_stride)
+
+    def run_on(self, n_steps: int, report_stride: int, stream: tuple[int, ...]) -> Frames:
+        """Without reseeding when reseeding is costly (`reseed_is_costly`): the random stream goes
+        on from the previous run."""
+        if not self.reseed_is_costly:
+            return self.run(n_steps, report_stride, stream=stream)
+        self._set_bias_force(None)
+        return self._run(n_steps, report_stride, None, 1)
+
+    def _run(self, n_steps: int, report_stride: int, bias: BiasHook | None, bias_stride: int) -> Frames:
+        """run()'s steps and frames, with the random stream as it stands and no bias force held."""
         hook, beta, start, end = bias, 1.0 / self.kT, self.step, self.step + n_steps
         rows: dict[str, list[np.ndarray]] = {k: [] for k in FRAME_KEYS}
         while self.step < end:

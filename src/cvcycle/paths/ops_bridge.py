@@ -11,7 +11,9 @@ first step of a reversed half differs from the exact reversal by one step's drif
 A 2-D model potential's snapshot is one particle, (1, 2); arrays of them come out as points (n, 2).
 
 Each OPS frame is `stride` engine steps whose random stream is seeded from (base seed, frame
-counter), both owned by the bridge engine, so a run is a pure function of its seeds.
+counter), both owned by the bridge engine, so a run is a pure function of its seeds; an engine
+whose reseeding is costly (OpenMM) is seeded at the first frame and goes on from there
+(Engine.run_on), which keeps a chunk of moves a pure function of its seed.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class BridgeEngine(paths.engines.DynamicsEngine):
                                          "step": np.array(self.engine.step)})
 
     def generate_next_frame(self) -> Snapshot:
-        self.engine.run(self.stride, self.stride, stream=(self.frames,))
+        (self.engine.run if self.frames == 0 else self.engine.run_on)(self.stride, self.stride, stream=(self.frames,))
         self.frames += 1
         return self.current_snapshot
 
