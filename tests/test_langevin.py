@@ -163,6 +163,19 @@ def test_segmented_run_with_reload_is_bit_identical(integrator):
     assert not np.array_equal(h1.positions[-1], g1.positions[-1])
 
 
+def test_run_on_is_a_keyed_run_where_reseeding_is_cheap():
+    """Shooting's later strides (Engine.run_on) reseed from their key on this engine, so shots and
+    path sampling on the 2-D potentials draw exactly the noise they drew before run_on existed."""
+    start = np.random.default_rng(1).normal([-0.558, 1.442], 0.05, size=(16, 2))
+    runs = []
+    for method in ("run", "run_on"):
+        engine = make_engine("mueller-brown", scale=0.1, n=16, dt=2e-3, integrator="underdamped")
+        engine.set_positions(start)
+        engine.run(10, 10, stream=(0,))
+        runs.append(getattr(engine, method)(10, 10, stream=(3,)).positions)
+    np.testing.assert_array_equal(*runs)
+
+
 def test_segmented_biased_run_with_reload_is_bit_identical():
     """Engine state + bias state at a segment boundary is all it takes to continue exactly."""
     n, seed = 32, 99
