@@ -63,6 +63,7 @@ class _Shooter:
     def __init__(self, p=lambda x: np.clip(0.5 + x / 0.4, 0.0, 1.0), undecided=(), rng=None):
         self.p, self.undecided, self.calls, self.walkers = p, set(undecided), [], []
         self.rng = rng  # if given, outcomes are Bernoulli draws with probability p(x) instead
+        self.shoot_column = 0  # p is a function of this coordinate of the start
 
     def engine(self, spec, system, walkers):
         self.walkers.append(walkers)
@@ -74,7 +75,7 @@ class _Shooter:
             return np.full((len(starts), shots), -1), 0
         if self.rng is not None:
             return (self.rng.random((len(starts), shots)) < self.p(starts[:, 0])[:, None]).astype(int), 0
-        ones = np.rint(self.p(starts[:, 0]) * shots).astype(int)
+        ones = np.rint(self.p(starts[:, self.shoot_column]) * shots).astype(int)
         return (np.arange(shots)[None, :] < ones[:, None]).astype(int), 0
 
 
@@ -301,8 +302,27 @@ def test_of_a_feature_shoots_only_between_the_states(tmp_path, monkeypatch):
     assert cio.read_json(tmp_path / "committor_test-y.json")["p_B"] == result["p_B"]
     tse = cio.read_npz(tmp_path / "transition_states-y.npz")
     np.testing.assert_array_equal(tse["cv"], tse["positions"][:, 0, 1])  # the ensemble is on y
-    with pytest.raises(ct.WorkspaceError, match=r"'z' is not one of its features \(x, y\)"):
+    with pytest.raises(ct.WorkspaceError, match=r"'z' is neither one of its features \(x, y\) nor a state coordinate \(x, y\)"):
         ct.committor_histogram(c, feature="z", **QUIET)
+
+
+def test_of_a_state_coordinate_that_is_not_a_feature(tmp_path, monkeypatch):
+    """`feature` may name a state coordinate (phi of alanine dipeptide, whose features hold only
+    its sine and cosine): here y of a campaign whose only feature is x; the scan runs along y
+    computed from the positions."""
+    rng = np.random.default_rng(2)
+    pos = np.stack([rng.uniform(-0.3, 0.3, 300), np.linspace(0.4, 1.0, 300)], axis=1)[:, None, :]
+    spec = _spec("mueller-brown-autoencoder")
+    spec["features"]["names"] = ["x"]
+    shooter = _Shooter(lambda y: np.clip((y - 0.4) / 0.6, 0.0, 1.0))  # p_B along y this time
+    c = _campaign(tmp_path, monkeypatch, pos, spec, shooter)
+    monkeypatch.setattr(ct, "_candidate_frames", lambda c, k: (pos, pos[:, 0, :1].copy(), np.full(len(pos), 1 / len(pos))))
+    shooter.shoot_column = 1
+    result = ct.committor_histogram(c, shots=20, points=10, scan_bins=6, scan_points=4, scan_shots=20, feature="y",
+                                    **QUIET)
+    assert result["cv"] == "y" and result["cv_isosurface"] == pytest.approx(0.7, abs=0.05)
+    tse = cio.read_npz(tmp_path / "transition_states-y.npz")
+    np.testing.assert_array_equal(tse["cv"], tse["positions"][:, 0, 1])
 
 
 def test_needs_enough_frames_between_the_states(tmp_path, monkeypatch):

@@ -262,7 +262,7 @@ def _tiny_spec(path: Path, workflow: str, **engine) -> dict:
     spec["engine"].update(walkers=2, report_stride=20, **engine)
     spec["learner"].update(epochs=5, ensemble=1)
     spec["budget"]["max_iterations"] = 2
-    spec["convergence"]["min_iterations"] = 2
+    spec["convergence"].update(min_iterations=2, committor_test=False)  # no 5,000 shots in a unit test
     spec["resources"]["cpus"] = 1
     path.write_text(to_toml(spec))
     return spec

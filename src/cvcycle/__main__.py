@@ -132,8 +132,8 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--points", type=int, default=50, help="points on the isosurface (default 50)")
     test.add_argument("--max-steps", type=int, default=20000, help="steps before a trajectory counts as undecided (default 20000)")
     test.add_argument("--seed", type=int, default=0, help="random stream of the test (default 0)")
-    test.add_argument("--feature", help="test this input feature (e.g. mu2) instead of the learned CV, on the same "
-                                        "frames; writes committor_test-FEATURE.json/.png")
+    test.add_argument("--feature", help="test this input feature (e.g. mu2) or state coordinate (e.g. phi) instead of "
+                                        "the learned CV, on the same frames; writes committor_test-FEATURE.json/.png")
     test.set_defaults(func=_committor_test)
     cmp = sub.add_parser("compare", help="the campaigns of a workspace side by side: one row per campaign and, grouped "
                                          "by the swept spec keys, mean and 95 %% interval over seeds")

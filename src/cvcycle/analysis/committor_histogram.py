@@ -19,8 +19,9 @@ away from 1/2 too, comparing the mean p_B with the mean q_pred of the points sho
 For analytic potentials the exact committor at the same points is reported next to it. Shots
 are checked for commitment every engine.report_stride steps (the campaign's own frame spacing).
 
-With `feature` the test is run on one of the campaign's input features instead (e.g. mu2 of
-LJ7), on the same frames and shots, so a learned CV can be compared with a classic one.
+With `feature` the test is run on one of the campaign's input features or state coordinates
+instead (e.g. mu2 of LJ7, phi of alanine dipeptide), on the same frames and shots, so a learned CV
+can be compared with a classic one.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
             raise WorkspaceError(f"campaign {c.id}: no iteration has been analysed yet, so there is no CV to test")
         iteration = max(h["iteration"] for h in history)
     k = iteration
+    system = make_system(spec)
     if feature is None:
         if spec["learner"]["cv_dim"] != 1:
             raise WorkspaceError(f"campaign {c.id}: the committor histogram test needs a 1-D CV (learner.cv_dim = 1); "
@@ -71,24 +73,26 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         name, stem = f"CV_{k + 1}", ""
         cv = cv_module(load_model(c.iter_dir(k) / "model.npz")).eval()
 
-        def values(f: np.ndarray) -> np.ndarray:
+        def values(x: np.ndarray, f: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return cv(torch.as_tensor(f, dtype=torch.float32)).double().numpy()[:, 0]
     else:
-        names = list(make_featurizer(spec).names)
-        if feature not in names:
-            raise WorkspaceError(f"campaign {c.id}: '{feature}' is not one of its features ({', '.join(names)})")
+        names, coords = list(make_featurizer(spec).names), list(system.state_coordinate_names)
+        if feature not in names + coords:
+            raise WorkspaceError(f"campaign {c.id}: '{feature}' is neither one of its features ({', '.join(names)}) "
+                                 f"nor a state coordinate ({', '.join(coords)})")
         name, stem = feature, "-" + "".join(ch if ch.isalnum() else "_" for ch in feature)
 
-        def values(f: np.ndarray) -> np.ndarray:
-            return f[:, names.index(feature)].astype(np.float64)
+        def values(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+            if feature in names:
+                return f[:, names.index(feature)].astype(np.float64)
+            return system.state_coordinates(x)[:, coords.index(feature)].astype(np.float64)
     pos, feats, weights = _candidate_frames(c, k)
-    system = make_system(spec)
     outside = system.classify(pos) < 0
     pos, feats, weights = pos[outside], feats[outside], weights[outside]
     if len(pos) < scan_bins * scan_points:
         raise WorkspaceError(f"campaign {c.id}: only {len(pos)} frames between the states, too few to test the CV")
-    s = values(feats)
+    s = values(pos, feats)
     rng = np.random.default_rng(cio.derive_seed(c.seed, seed, 5_000_011))
     def p_b_from(starts: np.ndarray, n_shots: int, stage: int) -> tuple[np.ndarray, np.ndarray]:
         """p_B of every start and the number of its shots that committed."""
