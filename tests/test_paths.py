@@ -185,7 +185,7 @@ def test_halves_stop_undecided_at_the_max_length(tmp_path):
 def test_a_snapshot_carries_everything_the_engine_needs_to_continue(integrator):
     spec = validate({**SPEC, "engine": {**SPEC["engine"], "walkers": 1, "integrator": integrator}})
     engine = load_ops().BridgeEngine(make_engine(spec), stride=5, max_frames=100, seed=3,
-                                     underdamped=integrator == "underdamped")
+                                     underdamped=integrator == "underdamped", frame_shape=(2,))
     start = engine.trajectory(WAYPOINTS[2:3], np.array([[0.3, -0.2]]))[0]
     engine.current_snapshot, engine.frames = start, 0
     straight = [engine.generate_next_frame() for _ in range(3)]

@@ -48,7 +48,8 @@ def _line_path(system, n: int = 13) -> np.ndarray:
 
 def test_a_snapshot_carries_what_the_openmm_engine_needs_to_continue(spec, system):
     one = {**spec, "engine": {**spec["engine"], "walkers": 1}}
-    bridge = load_ops().BridgeEngine(make_engine(one, system), stride=5, max_frames=100, seed=3, underdamped=True)
+    bridge = load_ops().BridgeEngine(make_engine(one, system), stride=5, max_frames=100, seed=3, underdamped=True,
+                                     frame_shape=(22, 3))
     engine = bridge.engine
     engine.set_positions(system.start(["C7eq"], 1, 0.0, np.random.default_rng(0)))
     engine.draw_velocities(4)

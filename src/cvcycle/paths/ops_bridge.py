@@ -3,9 +3,9 @@ to be installed.
 
 A snapshot holds one walker's positions (particles, dim) and one velocity-like array of the same
 shape that OPS negates on time reversal: the velocities for an underdamped integrator (BAOAB, or
-OpenMM's Langevin middle scheme, whose velocities lag the positions by half a step, so the
-reversal is exact only to O(dt)), and the last Leimkuhler-Matthews noise xi_n for the overdamped
-one. That scheme is BAOAB's infinite-friction limit, with end-of-step velocity proportional to
+OpenMM's Langevin middle scheme, whose engine gives velocities at the positions' time, so that
+the negated ones reverse the deterministic part of a step), and the last Leimkuhler-Matthews
+noise xi_n for the overdamped one. That scheme is BAOAB's infinite-friction limit, with end-of-step velocity proportional to
 xi_n + F dt / (2 gamma c), c its noise amplitude; flipping xi_n alone leaves out the F term, so the
 first step of a reversed half differs from the exact reversal by one step's drift F dt / gamma.
 A 2-D model potential's snapshot is one particle, (1, 2); arrays of them come out as points (n, 2).
@@ -47,10 +47,13 @@ class BridgeEngine(paths.engines.DynamicsEngine):
     base_snapshot_type = Snapshot
     _default_options = {"n_frames_max": 1000, "on_max_length": "fail"}
 
-    def __init__(self, engine: Engine, stride: int, max_frames: int, seed: int, underdamped: bool) -> None:
+    def __init__(self, engine: Engine, stride: int, max_frames: int, seed: int, underdamped: bool,
+                 frame_shape: tuple[int, ...]) -> None:
+        """`frame_shape`: one frame's positions as cvcycle stores them, (particles, dim), or (2,)
+        for a 2-D model potential's point."""
         if engine.n_walkers != 1:
             raise ValueError(f"the OPS bridge needs an engine with one walker, not {engine.n_walkers}")
-        self.shape = np.asarray(engine.state_dict()["positions"]).shape[1:]  # one walker's, in the engine's layout
+        self.shape = tuple(frame_shape)
         atoms, dim = (1, self.shape[0]) if len(self.shape) == 1 else self.shape
         descriptor = paths.engines.SnapshotDescriptor.construct(Snapshot, {"n_atoms": atoms, "n_spatial": dim})
         super().__init__(options={"n_frames_max": int(max_frames)}, descriptor=descriptor)

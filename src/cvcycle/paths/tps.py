@@ -113,7 +113,7 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
     one["engine"]["walkers"] = 1
     system = make_system(spec)
     engine = ops.BridgeEngine(make_engine(one, system), stride, max_frames, seed=cio.derive_seed(seed, 0),
-                              underdamped=spec["engine"]["integrator"] == "underdamped")
+                              underdamped=spec["engine"]["integrator"] == "underdamped", frame_shape=path[0].shape[1:])
     classify = system.classify_ab
     state_a, state_b = ops.state_volumes(classify, system.state_names)
     network = paths.TPSNetwork(state_a, state_b)
