@@ -108,6 +108,11 @@ def test_a_tiny_shooting_campaign_on_alanine_dipeptide_through_project_py(tmp_pa
     metrics = json.loads((job / "iter-001" / "metrics.json").read_text())
     assert metrics["moves"] == 6 and metrics["q_change"] is not None and "committor_rmse" not in metrics
     assert (job / "iter-001" / "shooting_points.png").stat().st_size > 10_000
+    from cvcycle.analysis.committor_histogram import _candidate_frames  # the gate's frames: paths and points
+    from cvcycle.campaign import Campaign
+
+    pos, feats, weights = _candidate_frames(Campaign(job), 1)
+    assert pos.shape[1:] == (22, 3) and feats.shape == (len(pos), len(feat.names)) and weights.sum() == pytest.approx(1.0)
     cv = torch.jit.load(str(job / "iter-001" / "cv.pt"))
     q = torch.sigmoid(cv(feat(torch.as_tensor(system.representatives())).float()))
     assert torch.isfinite(q).all()

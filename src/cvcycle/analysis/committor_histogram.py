@@ -254,7 +254,9 @@ def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.n
             weights += [np.full(len(p), float(h)) for p, h in zip(paths, held) if h]
             frames.append(cio.read_npz(c.iter_dir(i) / "shots.npz")["points"])
             weights.append(np.ones(len(frames[-1])))
-        pos = np.concatenate(frames)[:, None, :]  # one particle in 2-D
+        pos = np.concatenate(frames)
+        if pos.ndim == 2:  # the points (n, 2) of a 2-D model potential: one particle
+            pos = pos[:, None, :]
         with torch.no_grad():
             feats = make_featurizer(c.spec)(torch.as_tensor(pos)).numpy()
         w = np.concatenate(weights)
