@@ -61,6 +61,7 @@ class BridgeEngine(paths.engines.DynamicsEngine):
         engine.seed = self.seed
         self.underdamped = underdamped
         self.frames = 0  # frames generated so far: the counter of the per-frame seeds
+        self.redraws = 0  # velocity draws so far (randomize_velocities)
         self.halves: list[np.ndarray] = []
 
     @property
@@ -79,6 +80,16 @@ class BridgeEngine(paths.engines.DynamicsEngine):
         else:  # the overdamped scheme's state: positions and the last noise term (the Langevin engine)
             self.engine.load_state_dict({"positions": x, "velocities": np.zeros_like(x), "noise": v,
                                          "step": np.array(self.engine.step)})
+
+    def randomize_velocities(self, snapshot: Snapshot, beta: float | None = None, subset: object = None) -> Snapshot:
+        """The snapshot with fresh Maxwell-Boltzmann velocities at the engine's temperature (OPS's
+        RandomVelocities modifier calls this; `beta` and `subset` are OPS's and unused: all atoms,
+        the system's temperature), drawn from (seed, counter) so a chunk stays a pure function of
+        its seed."""
+        self.current_snapshot = snapshot
+        self.redraws += 1
+        self.engine.draw_velocities(cio.derive_seed(self.seed, 8_000_009, self.redraws))
+        return self.current_snapshot
 
     def generate_next_frame(self) -> Snapshot:
         (self.engine.run if self.frames == 0 else self.engine.run_on)(self.stride, self.stride, stream=(self.frames,))

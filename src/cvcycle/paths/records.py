@@ -18,8 +18,9 @@ class ShootingRecords:
     outcomes[:, 0] is the forward half, outcomes[:, 1] the backward half, each run from the shooting
     point until it first entered a state: 0 = A, 1 = B, -1 = neither within the max length. They are
     not two independent trials of p_B: the backward half starts with the forward half's velocity
-    (overdamped: last noise term) negated, and that velocity is the current path's, not a fresh
-    Maxwell-Boltzmann draw. The committor data are the extra shots (cvcycle.analysis.shooting)."""
+    (overdamped: last noise term) negated: the current path's noise term (overdamped), or one fresh
+    Maxwell-Boltzmann draw shared by both halves (underdamped). The committor data are the extra
+    shots (cvcycle.analysis.shooting)."""
 
     points: np.ndarray       # (n, particles, dim) shooting point positions; (n, 2) on a 2-D model potential
     features: np.ndarray     # (n, n_features) their features

@@ -124,7 +124,11 @@ def _run_chunk(ops: Any, spec: dict[str, Any], path: tuple[np.ndarray, np.ndarra
                            f"in A, end in B and have no other frame in A or B (see cvcycle.paths.initial_path)")
     selector = paths.UniformSelector() if selector_weight is None else ops.WeightSelector(selector_weight)
     scheme = paths.MoveScheme(network)
-    scheme.append([paths.strategies.TwoWayShootingStrategy(modifier=paths.NoModification(), selector=selector, engine=engine),
+    # underdamped dynamics: fresh Maxwell-Boltzmann velocities at every shooting point (a symmetric
+    # proposal), else a path that starts without velocities (the first path, each iteration's
+    # start) can shoot halves too alike to ever cross; overdamped: the point's own noise term
+    modifier = paths.RandomVelocities(beta=1.0, engine=engine) if engine.underdamped else paths.NoModification()
+    scheme.append([paths.strategies.TwoWayShootingStrategy(modifier=modifier, selector=selector, engine=engine),
                    paths.strategies.OrganizeByMoveGroupStrategy()])
     sim = paths.PathSampling(storage=None, move_scheme=scheme,
                              sample_set=paths.SampleSet([paths.Sample(replica=0, trajectory=trajectory, ensemble=ensemble)]))
