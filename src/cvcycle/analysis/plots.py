@@ -216,7 +216,7 @@ def plot_shooting_points(path: Path, z: np.ndarray, p_b: np.ndarray, q_pred: np.
     coloured by the fraction of their shots that reached B (left) and by the learned q (right),
     equal aspect, with the states."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6), squeeze=False, layout="constrained")
     unit = " (degrees)" if axes_names == ("phi", "psi") else ""
     for ax, c, label in zip(axes[0], (p_b, q_pred), ("shots reaching B", "learned q")):
         sc = ax.scatter(z[:, 0], z[:, 1], c=c, cmap="coolwarm", vmin=0, vmax=1, s=8, edgecolors="black", linewidths=0.2)
