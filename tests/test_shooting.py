@@ -107,4 +107,4 @@ def test_committor_histogram_test_of_a_campaign_cv(tmp_path):
     assert np.abs(tse_x["cv"] - on_x["cv_isosurface"]).max() <= np.sort(np.abs(pos[between, 0, 0] - on_x["cv_isosurface"]))[59] + 1e-12
     r = subprocess.run([sys.executable, "-m", "cvcycle", "committor-test", str(path), "--feature", "mu2"],
                        env=env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and r.stderr.strip().endswith("'mu2' is not one of its features (x, y)"), r.stderr
+    assert r.returncode == 2 and r.stderr.strip().endswith("'mu2' is neither one of its features (x, y) nor a state coordinate (x, y)"), r.stderr
