@@ -5,9 +5,11 @@ A snapshot holds one walker's positions (particles, dim) and one velocity-like a
 shape that OPS negates on time reversal: the velocities for an underdamped integrator (BAOAB, or
 OpenMM's Langevin middle scheme, whose engine gives velocities at the positions' time, so that
 the negated ones reverse the deterministic part of a step), and the last Leimkuhler-Matthews
-noise xi_n for the overdamped one. That scheme is BAOAB's infinite-friction limit, with end-of-step velocity proportional to
-xi_n + F dt / (2 gamma c), c its noise amplitude; flipping xi_n alone leaves out the F term, so the
-first step of a reversed half differs from the exact reversal by one step's drift F dt / gamma.
+noise xi_n for the overdamped one. That scheme is BAOAB's infinite-friction limit, with
+end-of-step velocity proportional to xi_n + F dt / (2 gamma c), c its noise amplitude; flipping
+xi_n alone leaves out the F term, so the first step of a reversed half differs from the exact
+reversal by one step's drift F dt / gamma. With underdamped dynamics every shooting point gets
+fresh Maxwell-Boltzmann velocities (randomize_velocities, for OPS's RandomVelocities).
 A 2-D model potential's snapshot is one particle, (1, 2); arrays of them come out as points (n, 2).
 
 Each OPS frame is `stride` engine steps whose random stream is seeded from (base seed, frame
