@@ -23,6 +23,7 @@ import torch
 from .. import io as cio
 from ..analysis.quality import committor_rmse, cv_committor_quality
 from ..analysis.rates import grid_tpt_rate
+from ..analysis.reference import GridReference
 from ..analysis.shooting import shoot
 from ..campaign import Campaign
 from ..checkpoints import CheckpointSeries
@@ -173,17 +174,20 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
     # a Markov-chain average: the current path after every move, rejected ones included
     metrics["transition_path_time"] = float(shots["path_length"].mean() * spec["engine"]["dt"] * spec["paths"]["stride"])
     system = make_system(spec)
-    exact = _against_exact(c, z_new, metrics) if system.has_exact_reference else ""
+    exact, ref, q_grid = "", None, None
+    if system.has_exact_reference:
+        ref = campaign_reference(c)
+        z_grid = z_new(ref.points)
+        q_grid = sigmoid(z_grid).reshape(ref.committor.shape)
+        exact = _against_exact(spec, ref, z_grid, q_grid, metrics)
     metrics["checks"] = {"q_change": metrics["q_change"] is not None and metrics["q_change"] <= conv["q_change"],
                          "min_iterations": k + 1 >= conv["min_iterations"]}
     metrics["converged"] = all(metrics["checks"].values())
     cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
     p_b, title = s["n_b"] / (s["n_a"] + s["n_b"]), f"iteration {k}: {len(s['points'])} shooting points"
-    if spec["analysis"]["plots"] and system.has_exact_reference:
+    if spec["analysis"]["plots"] and ref is not None:
         from ..analysis.plots import plot_shooting
 
-        ref = campaign_reference(c)
-        q_grid = sigmoid(z_new(ref.points)).reshape(ref.committor.shape)
         plot_shooting(c.iter_dir(k) / "fes_xy.png", ref.xs, ref.ys, ref.free_energy, q_grid, ref.committor, s["points"],
                       p_b, spec["system"]["states"], title)
     elif spec["analysis"]["plots"]:
@@ -196,12 +200,11 @@ def analyze(c: Campaign, k: int, log: Log = print, deadline: float | None = None
                     f"{fmt(metrics['q_change'])}{exact}")
 
 
-def _against_exact(c: Campaign, z: Callable[[np.ndarray], np.ndarray], metrics: dict[str, Any]) -> str:
-    """The learned logit q `z` against the exact committor of a model potential: committor R^2 and
-    width of the CV, q RMSE and (overdamped) the TPT rate, into `metrics`; the log's summary."""
-    spec, ref = c.spec, campaign_reference(c)
-    z_grid = z(ref.points)
-    q_grid = sigmoid(z_grid).reshape(ref.committor.shape)
+def _against_exact(spec: dict[str, Any], ref: GridReference, z_grid: np.ndarray, q_grid: np.ndarray,
+                   metrics: dict[str, Any]) -> str:
+    """The learned logit q on the reference grid (`z_grid`, and q itself shaped as the grid) against
+    the exact committor of a model potential: committor R^2 and width of the CV, q RMSE and
+    (overdamped) the TPT rate, into `metrics`; the log's summary."""
     quality = cv_committor_quality(z_grid, ref.committor.ravel(), ref.free_energy.ravel())
     metrics["committor_r2"], metrics["committor_width"] = quality["r2"], quality["width"]
     metrics["committor_rmse"] = committor_rmse(q_grid, ref.committor, ref.free_energy)
