@@ -106,7 +106,7 @@ class ExternalEngine(Engine):
         """Without reseeding when reseeding is costly (`reseed_is_costly`): the random stream goes
         on from the previous run."""
         if not self.reseed_is_costly:
-            return self.run(n_steps, report_stride, stream=stream)
+            return super().run_on(n_steps, report_stride, stream)
         self._set_bias_force(None)
         return self._run(n_steps, report_stride, None, 1)
 
