@@ -404,7 +404,7 @@ def test_bias_is_primed_from_every_frame_with_its_weight(tmp_path):
     from cvcycle.bias import CVBias, make_bias
     from cvcycle.routes.data import equilibrated, fes_iterations, flat, load_samples, mixture_weights, transitions
     from cvcycle.routes.fit import cv_of, eval_cv
-    from cvcycle.routes.simulate import _prime_bias
+    from cvcycle.routes.simulate import prime_bias
 
     spec = tiny_spec()
     path = make_campaign(tmp_path / "c", spec)
@@ -412,7 +412,7 @@ def test_bias_is_primed_from_every_frame_with_its_weight(tmp_path):
     c = Campaign(path)
     hook = CVBias(cv_of(c, 1), make_bias(spec, 1))
     lines: list[str] = []
-    _prime_bias(c, 2, hook, lines.append)
+    prime_bias(c, 2, hook, lines.append)
     data = [load_samples(c, i) for i in range(2)]
     its = fes_iterations([transitions(d) for d in data], spec["analysis"]["fes_window"]) or [0, 1]
     eq = [equilibrated(d, spec["analysis"]["equilibration"]) for d in data]

@@ -401,9 +401,13 @@ def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
     dat = (out / "plumed.dat").read_text().splitlines()
     assert dat[2:] == ["UNITS NATURAL  # the model potential's reduced units", "p0: POSITION ATOM=1 NOPBC",
                        "cv: PYTORCH_MODEL FILE=model.ptc ARG=p0.x,p0.y",
-                       "opes: OPES_METAD ARG=cv.node-0 PACE=50 BARRIER=11 SIGMA=0.035 TEMP=1",
+                       "opes: OPES_METAD ARG=cv.node-0 PACE=50 SIGMA=0.035 TEMP=1 BARRIER=11 STATE_RFILE=STATE RESTART=YES",
                        "PRINT ARG=cv.node-0,opes.bias STRIDE=10 FILE=COLVAR"]
-    assert json.loads((out / "export.json").read_text())["max_abs_difference"] == 0.0
+    info = json.loads((out / "export.json").read_text())
+    assert info["max_abs_difference"] == 0.0
+    # no iteration 2 yet: the bias is the one iteration 2 would start with (tests/test_plumed_state.py reads it)
+    assert info["bias"].endswith("primed from iterations <= 1 as iteration 2 would start")
+    assert (out / "STATE").read_text().startswith("#! FIELDS time cv.node-0 sigma_cv.node-0 height\n")
     if importlib.util.find_spec("mlcolvar") is None:
         pytest.skip("mlcolvar is not installed (pip install -e '.[export]')")
     assert cvcycle(tmp_path, "export", job[:8], "--format", "mlcolvar", "--out", str(tmp_path / "ml")).returncode == 0

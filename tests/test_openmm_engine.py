@@ -341,6 +341,16 @@ def check_exports(job, traj, cv, spec, workflow):
                                job / "iter-001" / "cv.pt") < 1e-6
     assert info["max_abs_difference"] < 1e-6 and info["frames_compared"] == traj.n_frames * 2  # both walkers
 
+    from plumed_driver import check_in_plumed, plumed_or_skip
+
+    plumed_or_skip()
+    got = check_in_plumed(job, job / "plumed", traj.xyz, ["--mf_dcd", str(job / "iter-001" / "walkers" / "walker-01.dcd")])
+    (job / "plumed" / "plumed-check.json").write_text(json.dumps(got))
+    kT = 8.314462618e-3 * spec["system"]["temperature"]
+    assert got["frames"] == traj.n_frames and got["as_written_before_deposition"] < 1e-9
+    # a tiny campaign's primed bias is rough on the scale of its grid: 0.01 kT (a smooth one: 3e-3, test_plumed_state)
+    assert got["cv"] < 1e-5 and got["bias"] < 0.01 * kT and got["force_rel"] < 1e-4 and got["force_rel_grid"] < 0.2
+
 
 def test_the_molecule_is_the_same_in_every_process(system):
     """OpenMM's Modeller places hydrogens at random before minimising them; cvcycle seeds it, so a

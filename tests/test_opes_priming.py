@@ -46,7 +46,7 @@ def prior(kind: str):
         p = np.exp(-free_energy_kT(fine))
         s = rng.choice(fine, 4000, p=p / p.sum()) + rng.uniform(-5e-5, 5e-5, 4000)
         w = np.full(len(s), 1.0 / len(s))
-    else:  # "weighted": spread-out samples carrying Boltzmann weights (as routes.simulate._prime_bias)
+    else:  # "weighted": spread-out samples carrying Boltzmann weights (as routes.simulate.prime_bias)
         s = rng.uniform(-1.8, 1.8, 3000)
         w = np.exp(-free_energy_kT(s))
         w /= w.sum()

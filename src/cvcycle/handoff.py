@@ -8,8 +8,10 @@ the field already uses, with the feature names, atom indices and units it expect
   decoder's first), so mlcolvar's own forward gives the campaign's CV. It is a torch pickle, as
   mlcolvar's checkpoints are; the campaign's own files stay pickle-free.
 - plumed: `model.ptc` (the TorchScript CV, the file PLUMED's PYTORCH_MODEL loads: float
-  (1, n_features) -> (1, cv_dim)) and `plumed.dat`, which computes the same features with PLUMED
-  actions, applies the CV and continues the bias with OPES_METAD at the spec's parameters.
+  (1, n_features) -> (1, cv_dim)), `plumed.dat`, which computes the same features with PLUMED
+  actions, applies the CV and biases it at the spec's parameters, and for an OPES campaign `STATE`,
+  the campaign's bias on that CV as OPES_METAD's restart file (bias.plumed_state), which plumed.dat
+  reads (STATE_RFILE, RESTART=YES): PLUMED continues the bias instead of starting afresh.
 
 Both write `features.json` (names, kind, atom indices 0-based and as PLUMED's 1-based serials,
 units) and `export.json` (what was exported, from which iteration, and the largest difference
@@ -27,9 +29,13 @@ import torch
 
 from . import io as cio
 from .campaign import Campaign
+from .bias.methods import Opes
+from .bias.plumed_state import opes_state
 from .errors import SpecError
+from .systems import thermal_energy
 
 FORMATS = ("mlcolvar", "plumed")
+STATE_FILE = "STATE"
 
 
 def feature_description(spec: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +114,9 @@ def _max_difference(a: torch.nn.Module, b: Any, feats: np.ndarray) -> float:
         return float((a(x).double() - b(x).double()).abs().max())
 
 
-def plumed_input(spec: dict[str, Any], cv_dim: int) -> str:
-    """plumed.dat: the features as PLUMED actions, the CV by PYTORCH_MODEL, OPES_METAD on it."""
+def plumed_input(spec: dict[str, Any], cv_dim: int, restart: bool = False) -> str:
+    """plumed.dat: the features as PLUMED actions, the CV by PYTORCH_MODEL, the spec's bias on it
+    (OPES_METAD, restarting from STATE_FILE with `restart`, or METAD)."""
     from .systems import MOLECULES
 
     kind = spec["features"]["kind"]
@@ -142,10 +149,41 @@ def plumed_input(spec: dict[str, Any], cv_dim: int) -> str:
     nodes = ",".join(f"cv.node-{i}" for i in range(cv_dim))
     b = spec["bias"]
     temp = spec["system"]["temperature"]  # kelvin for a molecule; kT itself in natural units (kB = 1)
-    opes = (f"opes: OPES_METAD ARG={nodes} PACE={b['pace']} BARRIER={b['barrier']:g} "
-            f"SIGMA={','.join([format(b['sigma'], 'g')] * cv_dim)} TEMP={temp:g}")
-    lines += [opes, f"PRINT ARG={nodes},opes.bias STRIDE={spec['engine']['report_stride']} FILE=COLVAR", ""]
+    common = f"ARG={nodes} PACE={b['pace']} SIGMA={','.join([format(b['sigma'], 'g')] * cv_dim)} TEMP={temp:g}"
+    if b["kind"] == "metad":
+        label = "metad"
+        lines.append(f"metad: METAD {common} HEIGHT={b['height'] * thermal_energy(spec):g} BIASFACTOR={b['bias_factor']:g}")
+    else:
+        label = "opes"
+        lines.append(f"opes: OPES_METAD {common} BARRIER={b['barrier']:g}"
+                     + (f" STATE_RFILE={STATE_FILE} RESTART=YES" if restart else ""))
+    lines += [f"PRINT ARG={nodes},{label}.bias STRIDE={spec['engine']['report_stride']} FILE=COLVAR", ""]
     return "\n".join(lines)
+
+
+def continued_bias(c: Campaign, k: int) -> tuple[Opes, int, str] | None:
+    """The OPES bias on the CV trained in iteration k as the campaign has it (the end of iteration
+    k + 1 where that ran, else primed as iteration k + 1 starts), the number of kernels it stands
+    for, and which of the two it is; None for metadynamics or a bias that starts empty."""
+    from .routes.simulate import bias_hook, final_bias_hook, prime_bias
+
+    spec, en = c.spec, c.spec["engine"]
+    if spec["bias"]["kind"] != "opes":
+        return None
+    primed = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
+    if (c.iter_dir(k + 1) / "bias.npz").exists():
+        hook = final_bias_hook(c, k + 1)
+        source = f"the end of iteration {k + 1}, the run biased by this CV"
+    elif spec["bias"]["warm_start"]:
+        hook = bias_hook(c, k + 1)
+        prime_bias(c, k + 1, hook, lambda _: None)
+        source = f"primed from iterations <= {k} as iteration {k + 1} would start"
+    else:
+        return None
+    bias = hook.bias
+    assert isinstance(bias, Opes)
+    kernels = bias.depositions * en["walkers"] + (primed if spec["bias"]["warm_start"] else 0)
+    return bias, int(kernels), source
 
 
 def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> list[Path]:
@@ -186,11 +224,19 @@ def export(c: Campaign, form: str, out: str | Path, k: int | None = None) -> lis
     else:
         cv_dim = int(model.architecture.get("cv_dim", 1))
         shutil.copyfile(c.iter_dir(k) / "cv.pt", out / "model.ptc")
-        (out / "plumed.dat").write_text(plumed_input(c.spec, cv_dim))
+        continued = continued_bias(c, k)
+        written[:0] = [out / "model.ptc", out / "plumed.dat"]
+        if continued is None:
+            info["bias"] = f"{c.spec['bias']['kind']} starts a new bias at the spec's parameters"
+        else:
+            bias, kernels, source = continued
+            nodes = [f"cv.node-{i}" for i in range(cv_dim)]
+            (out / STATE_FILE).write_text(opes_state(bias, nodes, kernels))
+            written.insert(2, out / STATE_FILE)
+            info["bias"] = f"OPES_METAD continues the campaign's bias from {STATE_FILE}: {source}"
+        (out / "plumed.dat").write_text(plumed_input(c.spec, cv_dim, restart=continued is not None))
         exported = torch.jit.load(str(out / "model.ptc"))
         info.update(plumed="PLUMED >= 2.9 built with --enable-libtorch (PYTORCH module) and the OPES module",
-                    bias="OPES_METAD starts a new bias at the spec's parameters; the campaign's bias is not carried over",
                     max_abs_difference=_max_difference(ours, exported, feats))
-        written[:0] = [out / "model.ptc", out / "plumed.dat"]
     cio.write_json(out / "export.json", info)
     return written

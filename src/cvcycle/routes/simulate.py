@@ -85,7 +85,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
             origin = _sim_checkpoints(c, k - 1).path(_segments(spec, k - 1)) if k else "engine.start"
             raise SimulationError(f"iteration {k}: start positions from {origin}: {exc}") from None
         if hook is not None and spec["bias"]["warm_start"]:
-            _prime_bias(c, k, hook, log)
+            prime_bias(c, k, hook, log)
     else:
         start, state = saved
         bad = ~np.isfinite(state["positions"].reshape(en["walkers"], -1)).all(axis=-1)
@@ -181,7 +181,7 @@ def _gather_segments(c: Campaign, k: int, n_seg: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def _prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
+def prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     """Initialise the bias of iteration k from the reweighted data of iterations < k on CV_k."""
     spec = c.spec
     data = [load_samples(c, i) for i in range(k)]

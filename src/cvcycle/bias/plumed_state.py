@@ -1,0 +1,63 @@
+"""An OPES bias as the STATE file that PLUMED's OPES_METAD restarts from (STATE_RFILE, RESTART=YES).
+
+PLUMED's OPES_METAD keeps the reweighted CV density as a list of kernels,
+P(s) = sum_k h_k [exp(-|s - c_k|^2 / 2 sigma_k^2) - exp(-cutoff^2 / 2)] / sum_weights, and biases with
+V(s) = (1 - 1/gamma) kT log(P(s)/zed + epsilon). Ours (bias.methods.Opes) keeps the same unnormalised
+kernel sum, with the same weights exp(V/kT), tabulated on a grid. It is written as one narrow kernel
+per grid point: sigma = the grid spacing and height = the tabulated sum / sqrt(2 pi) per dimension
+(Gaussians one spacing wide on a regular lattice sum to one within 1e-8), sharpened by
+-(h^2/2) x its discrete Laplacian so that the smoothing over one spacing that these kernels add is
+undone to O(h^4). zed and sum_weights are ours, so new PLUMED kernels (height exp(V/kT),
+the SIGMA of plumed.dat) add to the density in the same units as the campaign's own depositions.
+
+PLUMED recomputes zed as the mean of P over its kernel centres at its first deposition; ours is the
+mean over the grid points that received a kernel centre. The two differ, which shifts V by a constant
+(no force) wherever P/zed >> epsilon.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .methods import Opes
+
+# kernels whose density is below this fraction of epsilon * zed change V by less than 1e-3 kT
+NEGLIGIBLE = 1e-3
+
+
+def opes_state(bias: Opes, args: list[str], kernels: int) -> str:
+    """The STATE file text for an OPES_METAD with ARG=`args` continuing `bias`, which stands for
+    `kernels` deposited kernels (PLUMED's counter; it enters only PLUMED's reported rct and neff)."""
+    grid = bias.grid
+    if len(args) != grid.dim:
+        raise ValueError(f"{len(args)} arguments for a {grid.dim}-D bias")
+    d = bias.density
+    sharpened = d * (1.0 + grid.dim)  # d - (h^2/2) laplacian(d): smoothing by the kernels then restores d to O(h^4)
+    for axis in range(grid.dim):
+        edge = d.narrow(axis, 0, 1), d.narrow(axis, d.shape[axis] - 1, 1)  # the grid's edge values repeated
+        before = torch.cat([edge[0], d.narrow(axis, 0, d.shape[axis] - 1)], axis)
+        after = torch.cat([d.narrow(axis, 1, d.shape[axis] - 1), edge[1]], axis)
+        sharpened = sharpened - 0.5 * (before + after)
+    density = sharpened.clamp_min(0.0).flatten() / (2.0 * math.pi) ** (grid.dim / 2)
+    p = bias.density.flatten() / bias.weight_sum
+    zed = float(p[bias.visits > 0].mean())
+    keep = torch.nonzero((p / zed >= NEGLIGIBLE * bias.epsilon) & (density > 0)).flatten()
+    cutoff = math.sqrt(2.0 * bias.barrier / bias.prefactor)  # PLUMED's default KERNEL_CUTOFF, in sigmas
+    counter = max(1, int(kernels)) + 1  # PLUMED starts its count at 1
+    head = [f"#! FIELDS time {' '.join(args)} {' '.join('sigma_' + a for a in args)} height",
+            "#! SET action OPES_METAD_state",
+            f"#! SET biasfactor {bias.gamma!r}",
+            f"#! SET epsilon {bias.epsilon!r}",
+            f"#! SET kernel_cutoff {cutoff!r}",
+            "#! SET compression_threshold 1",
+            f"#! SET zed {zed!r}",
+            f"#! SET sum_weights {bias.weight_sum!r}",
+            f"#! SET sum_weights2 {bias.weight_sum ** 2 / counter!r}",  # unknown here: neff = counter
+            f"#! SET counter {counter}"]
+    sigmas = " ".join(format(float(h), ".17g") for h in grid.spacing)
+    rows = [f"0 {' '.join(format(float(x), '.17g') for x in grid.points[j])} {sigmas} {float(density[j]):.17g}"
+            for j in keep.tolist()]
+    return "\n".join(head + rows) + "\n"
+
