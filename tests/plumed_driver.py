@@ -37,6 +37,16 @@ def plumed_or_skip() -> str:
     return exe
 
 
+def write_xyz(path: Path, positions: np.ndarray) -> None:
+    """Frames (frames, atoms, 2 or 3) as an xyz trajectory `plumed driver --ixyz` reads: a 2-D
+    system's particles at z = 0, the box line "0 0 0" (no periodic box)."""
+    frames, atoms, dim = positions.shape
+    with open(path, "w") as f:
+        for p in positions:
+            f.write(f"{atoms}\n0 0 0\n")
+            f.writelines("X " + " ".join(f"{v:.10f}" for v in (*a, *[0.0] * (3 - dim))) + "\n" for a in p)
+
+
 def run_driver(exe: str, folder: Path, dat: str, trajectory: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """PRINTed columns (frames, columns) and the bias forces (frames, atoms, 3) of `dat` on the trajectory."""
     for name in ("COLVAR", "forces.dat"):
@@ -62,7 +72,7 @@ def check_in_plumed(job: Path, export_dir: Path, positions: np.ndarray, trajecto
     dat = (export_dir / "plumed.dat").read_text()
     frozen = re.sub(r"PACE=\d+", "PACE=100000000", re.sub(r"STRIDE=\d+", "STRIDE=1", dat))
     colvar, forces = run_driver(exe, export_dir, frozen, trajectory)
-    cv_plumed, bias_plumed = colvar[:, 1], colvar[:, -1]
+    cv_plumed, bias_plumed = colvar[:, 1:-1], colvar[:, -1]  # PRINT ARG=cv.node-0[,cv.node-1],opes.bias
 
     k = int(json.loads((export_dir / "export.json").read_text())["iteration"])
     bias, _, _ = continued_bias(c, k)
@@ -76,7 +86,7 @@ def check_in_plumed(job: Path, export_dir: Path, positions: np.ndarray, trajecto
     grad = torch.nn.functional.pad(torch.autograd.grad(v.sum(), x, retain_graph=True)[0], pad)[:len(forces)].numpy()
     grad_smooth = torch.nn.functional.pad(torch.autograd.grad(smooth.sum(), x)[0], pad)[:len(forces)].numpy()
     n = len(cv_plumed)
-    return {"frames": n, "cv": float(np.abs(cv_plumed - cv[:n, 0].detach().numpy()).max()),
+    return {"frames": n, "cv": float(np.abs(cv_plumed - cv[:n].detach().numpy()).max()),
             "bias": float(np.abs(bias_plumed - v[:n].detach().numpy()).max()),
             # PLUMED's forces against its own formula on STATE through the campaign's CV: the force pipeline
             "force_rel": float(np.linalg.norm(forces + grad_smooth) / np.linalg.norm(grad_smooth)),

@@ -399,7 +399,7 @@ def test_load_gives_the_campaigns_data_models_and_fes(tmp_path):
     out = tmp_path / "plumed"
     assert cvcycle(tmp_path, "export", job[:8], "--format", "plumed", "--out", str(out)).returncode == 0
     dat = (out / "plumed.dat").read_text().splitlines()
-    assert dat[2:] == ["UNITS NATURAL  # the model potential's reduced units", "p0: POSITION ATOM=1 NOPBC",
+    assert dat[2:] == ["UNITS NATURAL  # the system's reduced units (kB = 1: TEMP is kT)", "p0: POSITION ATOM=1 NOPBC",
                        "cv: PYTORCH_MODEL FILE=model.ptc ARG=p0.x,p0.y",
                        "opes: OPES_METAD ARG=cv.node-0 PACE=50 SIGMA=0.035 TEMP=1 BARRIER=11 STATE_RFILE=STATE RESTART=YES",
                        "PRINT ARG=cv.node-0,opes.bias STRIDE=10 FILE=COLVAR"]

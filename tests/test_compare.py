@@ -101,8 +101,8 @@ def test_plumed_export_names_the_feature_kinds_it_cannot_write():
     from cvcycle.handoff import plumed_input
     from cvcycle.spec import load_spec
 
-    spec = load_spec(__import__("test_cli").ROOT / "workflows" / "lj7-autoencoder.toml")
-    with pytest.raises(SpecError, match="no PLUMED equivalent is written for features.kind = 'sorted_coordination'"):
+    spec = load_spec(__import__("test_cli").ROOT / "workflows" / "lj-nucleation-autoencoder.toml")
+    with pytest.raises(SpecError, match="no PLUMED equivalent is written for features.kind = 'steinhardt'"):
         plumed_input(spec, 1)
 
 

@@ -168,6 +168,35 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["features"] == [f"c({i})" for i in range(1, 8)]
 
+    # export --format plumed: plumed.dat's COORDINATION of each particle with the others, SORTed,
+    # evaluated here on the stored positions, gives the campaign's features
+    out = path / "plumed"
+    export = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
+                             "--iteration", "0"], capture_output=True, text=True)  # CV_1, with iteration 1's 2-D bias
+    assert export.returncode == 0, export.stderr
+    assert json.loads((out / "export.json").read_text())["bias"].endswith("the end of iteration 1, the run biased by this CV")
+    lines = (out / "plumed.dat").read_text().splitlines()
+    coordination = [ln for ln in lines if " COORDINATION " in ln]
+    assert len(coordination) == 7 and all(ln.endswith("SWITCH={RATIONAL R_0=1.5 NN=8 MM=16} NOPBC") for ln in coordination)
+    assert "sorted: SORT ARG=c1,c2,c3,c4,c5,c6,c7" in lines and "UNITS NATURAL" in lines[2]
+    pos = traj["positions"]
+    r = np.linalg.norm(pos[..., :, None, :] - pos[..., None, :, :], axis=-1) / 1.5
+    c = []
+    for ln in coordination:
+        i = int(ln.split("GROUPA=")[1].split()[0]) - 1
+        others = [int(j) - 1 for j in ln.split("GROUPB=")[1].split()[0].split(",")]
+        c.append(((1 - r[..., i, others] ** 8) / (1 - r[..., i, others] ** 16)).sum(-1))
+    np.testing.assert_allclose(np.sort(np.stack(c, -1), -1), samples["features"][::5], rtol=1e-5, atol=1e-6)
+
+    from plumed_driver import check_in_plumed, plumed_or_skip, write_xyz
+
+    plumed_or_skip()
+    write_xyz(out / "frames.xyz", pos[:, 0])
+    got = check_in_plumed(path, out, pos[:, 0], ["--ixyz", "frames.xyz"])
+    (out / "plumed-check.json").write_text(json.dumps(got))
+    assert got["frames"] == 8 and got["cv"] < 1e-5 and got["force_rel"] < 1e-3
+    assert got["bias"] < 0.03 * 0.1 and got["as_written_before_deposition"] < 1e-9  # kT = 0.1; a coarse 2-D grid
+
 
 def test_a_small_lj7_variational_committor_campaign_runs_through_the_loop(tmp_path):
     """workflows/lj7-committor-variational.toml, shrunk: walkers start in C0 and C1, q is trained
@@ -185,3 +214,27 @@ def test_a_small_lj7_variational_committor_campaign_runs_through_the_loop(tmp_pa
     assert (path / "iter-001" / "committor.pt").is_file()
     bias = cio.read_npz(path / "iter-001" / "bias.npz")
     assert np.ptp(bias["values"]) > 0  # OPES deposited on logit q
+
+    # export --format plumed: the moments as COMBINE (the mean) and CUSTOM over the coordination numbers
+    import json
+    import subprocess
+    import sys
+
+    out = path / "plumed"
+    export = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
+                             "--iteration", "0"], capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr
+    lines = (out / "plumed.dat").read_text().splitlines()
+    assert "cv: PYTORCH_MODEL FILE=model.ptc ARG=mu2,mu3" in lines
+    assert "mu3: CUSTOM ARG=c1,c2,c3,c4,c5,c6,c7,cmean VAR=c1,c2,c3,c4,c5,c6,c7,m FUNC=((c1-m)^3+(c2-m)^3+(c3-m)^3+" \
+           "(c4-m)^3+(c5-m)^3+(c6-m)^3+(c7-m)^3)/7 PERIODIC=NO" in lines
+
+    from plumed_driver import check_in_plumed, plumed_or_skip, write_xyz
+
+    plumed_or_skip()
+    pos = cio.read_npz(path / "iter-001" / "trajectory.npz")["positions"][:, 0]
+    write_xyz(out / "frames.xyz", pos)
+    got = check_in_plumed(path, out, pos, ["--ixyz", "frames.xyz"])
+    (out / "plumed-check.json").write_text(json.dumps(got))
+    assert got["cv"] < 1e-5 * max(1.0, float(np.abs(cio.read_npz(path / "iter-001" / "samples.npz")["cv"]).max()))
+    assert got["force_rel"] < 1e-3 and got["bias"] < 3e-3 * 0.1 and got["as_written_before_deposition"] < 1e-9

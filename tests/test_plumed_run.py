@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from plumed_driver import check_in_plumed, plumed_or_skip
+from plumed_driver import check_in_plumed, plumed_or_skip, write_xyz
 from test_cli import TINY, cvcycle, project, write_spec
 
 
@@ -24,9 +24,7 @@ def test_a_mueller_brown_export_runs_in_plumed_with_the_campaigns_cv_and_bias(tm
     out = tmp_path / "plumed"
     assert cvcycle(tmp_path, "export", job[:8], "--format", "plumed", "--out", str(out)).returncode == 0
     positions = np.load(folder / "iter-001" / "trajectory.npz")["positions"][:, 0]  # walker 0: (frames, 1, 2)
-    with open(out / "frames.xyz", "w") as f:  # one atom at (x, y, 0); "0 0 0": no periodic box
-        for p in positions:
-            f.write(f"1\n0 0 0\nX {p[0, 0]:.10f} {p[0, 1]:.10f} 0\n")
+    write_xyz(out / "frames.xyz", positions)
     got = check_in_plumed(folder, out, positions, ["--ixyz", "frames.xyz"])
     (out / "plumed-check.json").write_text(json.dumps(got))
     assert got["frames"] == len(positions)

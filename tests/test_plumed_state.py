@@ -98,3 +98,17 @@ def test_a_metadynamics_campaign_exports_metad_with_its_height_in_energy_units()
     kT = 8.314462618e-3 * spec["system"]["temperature"]  # kJ/mol: a molecule's energies in PLUMED's kj/mol
     assert line == (f"metad: METAD ARG=cv.node-0 PACE={spec['bias']['pace']} SIGMA={spec['bias']['sigma']:g} "
                     f"TEMP={spec['system']['temperature']:g} HEIGHT={0.5 * kT:g} BIASFACTOR=8")
+
+
+def test_sorted_distances_export_as_sorted_plumed_distances():
+    from pathlib import Path
+
+    from cvcycle.handoff import plumed_input
+    from cvcycle.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[1] / "workflows" / "lj7-autoencoder.toml")
+    lines = plumed_input({**spec, "features": {"kind": "sorted_distances"}}, 2).splitlines()
+    distances = [ln for ln in lines if " DISTANCE " in ln]
+    assert len(distances) == 21 and distances[0] == "d1_2: DISTANCE ATOMS=1,2 NOPBC" and distances[-1].startswith("d6_7:")
+    assert f"sorted: SORT ARG={','.join(ln.split(':')[0] for ln in distances)}" in lines
+    assert f"cv: PYTORCH_MODEL FILE=model.ptc ARG={','.join(f'sorted.{k}' for k in range(1, 22))}" in lines

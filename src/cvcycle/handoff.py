@@ -114,6 +114,34 @@ def _max_difference(a: torch.nn.Module, b: Any, feats: np.ndarray) -> float:
         return float((a(x).double() - b(x).double()).abs().max())
 
 
+def _particle_actions(spec: dict[str, Any], kind: str) -> tuple[list[str], list[str]]:
+    """PLUMED actions for the particle features (coordination numbers as COORDINATION of each particle
+    with all others, sorted by SORT, their central moments by CUSTOM; pair distances sorted) and the
+    names of their outputs in feature order."""
+    from .systems import n_particles
+
+    n, f = n_particles(spec), spec["features"]
+    pbc = " NOPBC"  # these features describe clusters in open space (spec: bulk systems take steinhardt)
+    if kind == "sorted_distances":
+        pairs = [(i, j) for i in range(1, n + 1) for j in range(i + 1, n + 1)]
+        lines = [f"d{i}_{j}: DISTANCE ATOMS={i},{j}{pbc}" for i, j in pairs]
+        lines.append(f"sorted: SORT ARG={','.join(f'd{i}_{j}' for i, j in pairs)}")
+        return lines, [f"sorted.{k}" for k in range(1, len(pairs) + 1)]
+    switch = f"SWITCH={{RATIONAL R_0={f['r0']:g} NN={f['nn']:g} MM={f['mm']:g}}}"
+    c = [f"c{i}" for i in range(1, n + 1)]
+    lines = [f"c{i}: COORDINATION GROUPA={i} GROUPB={','.join(str(j) for j in range(1, n + 1) if j != i)} {switch}{pbc}"
+             for i in range(1, n + 1)]
+    if kind == "coordination":
+        return lines, c
+    if kind == "sorted_coordination":
+        return lines + [f"sorted: SORT ARG={','.join(c)}"], [f"sorted.{k}" for k in range(1, n + 1)]
+    lines.append(f"cmean: COMBINE ARG={','.join(c)} COEFFICIENTS={','.join([format(1 / n, '.17g')] * n)} PERIODIC=NO")
+    for p in f["moments"]:
+        terms = "+".join(f"({x}-m)^{p}" for x in c)
+        lines.append(f"mu{p}: CUSTOM ARG={','.join(c)},cmean VAR={','.join(c)},m FUNC=({terms})/{n} PERIODIC=NO")
+    return lines, [f"mu{p}" for p in f["moments"]]
+
+
 def plumed_input(spec: dict[str, Any], cv_dim: int, restart: bool = False) -> str:
     """plumed.dat: the features as PLUMED actions, the CV by PYTORCH_MODEL, the spec's bias on it
     (OPES_METAD, restarting from STATE_FILE with `restart`, or METAD)."""
@@ -121,8 +149,10 @@ def plumed_input(spec: dict[str, Any], cv_dim: int, restart: bool = False) -> st
 
     kind = spec["features"]["kind"]
     desc = feature_description(spec)
+    units = ("UNITS LENGTH=nm ENERGY=kj/mol" if spec["system"]["potential"] in MOLECULES
+             else "UNITS NATURAL  # the system's reduced units (kB = 1: TEMP is kT)")
     lines = [f"# cvcycle export: campaign {spec['campaign']['name']} seed {spec['campaign']['seed']}",
-             f"# features ({desc['length_unit']}): {', '.join(desc['names'])}", "UNITS LENGTH=nm ENERGY=kj/mol"]
+             f"# features ({desc['length_unit']}): {', '.join(desc['names'])}", units]
     args: list[str] = []
     if kind == "internal":
         for d in desc["dihedrals"]:
@@ -140,11 +170,12 @@ def plumed_input(spec: dict[str, Any], cv_dim: int, restart: bool = False) -> st
         particles = sorted({_parse(n)[0] for n in desc["names"]})
         lines += [f"p{i}: POSITION ATOM={i + 1} NOPBC" for i in particles]
         args += [f"p{i}.{AXES[a]}" for i, a in map(_parse, desc["names"])]
-        if spec["system"]["potential"] not in MOLECULES:  # kB = 1: TEMP is kT in the model's energy unit
-            lines[2] = "UNITS NATURAL  # the model potential's reduced units"
+    elif kind in ("coordination", "sorted_coordination", "coordination_moments", "sorted_distances"):
+        particle_lines, args = _particle_actions(spec, kind)
+        lines += particle_lines
     else:
         raise SpecError(f"export --format plumed: no PLUMED equivalent is written for features.kind = {kind!r} "
-                        "(internal coordinates and plain coordinates are); use --format mlcolvar")
+                        "(internal coordinates, plain coordinates and the particle features are); use --format mlcolvar")
     lines.append(f"cv: PYTORCH_MODEL FILE=model.ptc ARG={','.join(args)}")
     nodes = ",".join(f"cv.node-{i}" for i in range(cv_dim))
     b = spec["bias"]
