@@ -70,7 +70,7 @@ def check_in_plumed(job: Path, export_dir: Path, positions: np.ndarray, trajecto
     exe = plumed_or_skip()
     c = find_campaign(str(job))
     dat = (export_dir / "plumed.dat").read_text()
-    frozen = re.sub(r"PACE=\d+", "PACE=100000000", re.sub(r"STRIDE=\d+", "STRIDE=1", dat))
+    frozen = re.sub(r"PACE=\d+", "PACE=100000000", re.sub(r"STRIDE=\d+", "STRIDE=1 FMT=%.10f", dat))
     colvar, forces = run_driver(exe, export_dir, frozen, trajectory)
     cv_plumed, bias_plumed = colvar[:, 1:-1], colvar[:, -1]  # PRINT ARG=cv.node-0[,cv.node-1],opes.bias
 
@@ -81,13 +81,16 @@ def check_in_plumed(job: Path, export_dir: Path, positions: np.ndarray, trajecto
     cv = model(make_featurizer(c.spec)(x).float()).double()
     v = bias(cv)
     args = [f"cv.node-{i}" for i in range(cv.shape[1])]
-    smooth = plumed_bias(read_state((export_dir / "STATE").read_text()), args, cv, bias.kT)  # PLUMED's formula
+    state = read_state((export_dir / "STATE").read_text())
+    smooth = plumed_bias(state, args, cv, bias.kT)  # PLUMED's formula
     pad = (0, 3 - x.shape[-1])  # a 2-D model's particle moves in (x, y, 0)
     grad = torch.nn.functional.pad(torch.autograd.grad(v.sum(), x, retain_graph=True)[0], pad)[:len(forces)].numpy()
     grad_smooth = torch.nn.functional.pad(torch.autograd.grad(smooth.sum(), x)[0], pad)[:len(forces)].numpy()
     n = len(cv_plumed)
     return {"frames": n, "cv": float(np.abs(cv_plumed - cv[:n].detach().numpy()).max()),
             "bias": float(np.abs(bias_plumed - v[:n].detach().numpy()).max()),
+            # PLUMED's bias against its formula on STATE (tests/test_plumed_state.py) at PLUMED's own CV values
+            "bias_formula": float(np.abs(bias_plumed - plumed_bias(state, args, torch.as_tensor(cv_plumed), bias.kT).numpy()).max()),
             # PLUMED's forces against its own formula on STATE through the campaign's CV: the force pipeline
             "force_rel": float(np.linalg.norm(forces + grad_smooth) / np.linalg.norm(grad_smooth)),
             # and against the campaign's grid bias, whose force is piecewise constant in the CV
@@ -101,6 +104,6 @@ def _as_written(exe: str, folder: Path, dat: str, trajectory: list[str], frozen_
     colvar, _ = run_driver(exe, folder, dat, trajectory)
     pace = int(re.search(r"PACE=(\d+)", dat).group(1))
     stride = int(re.search(r"STRIDE=(\d+)", dat).group(1))
-    before = colvar[colvar[:, 0] <= pace][:, -1]  # time = step (the driver's timestep is 1)
+    before = colvar[colvar[:, 0] <= pace][:, -1]  # time = step (the driver's timestep is 1); printed as %f
     return float(np.abs(before - frozen_bias[:pace + 1:stride][:len(before)]).max())
 

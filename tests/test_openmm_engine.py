@@ -268,19 +268,25 @@ def _tiny_spec(path: Path, workflow: str, **engine) -> dict:
     return spec
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
-@pytest.mark.parametrize("workflow", ["alanine-dipeptide-autoencoder", "alanine-dipeptide-committor"])
-def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, workflow):
+@pytest.fixture(scope="module", params=["alanine-dipeptide-autoencoder", "alanine-dipeptide-committor"])
+def tiny_campaign(request, tmp_path_factory) -> tuple[Path, dict, str, str]:
+    """A tiny campaign of the workflow run to its end through project.py: (job folder, spec, workflow, stdout)."""
     from test_cli import env
 
+    workflow, tmp_path = request.param, tmp_path_factory.mktemp("ad")
     spec = _tiny_spec(tmp_path / "ad.toml", workflow, initial_steps=400, steps=400, segment_steps=200)
     run = lambda *args: subprocess.run([sys.executable, str(ROOT / "project.py"), *args], cwd=tmp_path, env=env(),  # noqa: E731
                                        capture_output=True, text=True, timeout=600)
     assert run("init", "ad.toml").returncode == 0
     r = run("run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"summary: {workflow} seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
-    job = next((tmp_path / "workspace").iterdir())
+    return next((tmp_path / "workspace").iterdir()), spec, workflow, r.stdout
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_tiny_campaign_runs_end_to_end_through_project_py(tiny_campaign):
+    job, spec, workflow, stdout = tiny_campaign
+    assert f"summary: {workflow} seed 0: budget at iteration 1, 1,600 walker steps" in stdout
     for it in ("iter-000", "iter-001"):
         assert (job / it / "samples.npz").is_file() and (job / it / "cv.pt").is_file()
     metrics = json.loads((job / "iter-001" / "metrics.json").read_text())
@@ -341,16 +347,27 @@ def check_exports(job, traj, cv, spec, workflow):
                                job / "iter-001" / "cv.pt") < 1e-6
     assert info["max_abs_difference"] < 1e-6 and info["frames_compared"] == traj.n_frames * 2  # both walkers
 
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_the_exported_plumed_input_gives_the_campaigns_cv_and_bias_in_plumed(tiny_campaign):
+    """`cvcycle export --format plumed` run by `plumed driver` on the campaign's DCD (tests/plumed_driver.py)."""
     from plumed_driver import check_in_plumed, plumed_or_skip
+    from test_cli import env
 
     plumed_or_skip()
+    job, spec, _, _ = tiny_campaign
+    out = job / "plumed-run"
+    r = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(job), "--format", "plumed", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env=env())
+    assert r.returncode == 0, r.stderr[-3000:]
     dcd = job / "iter-001" / "walkers" / "walker-01.dcd"
     with md.formats.DCDTrajectoryFile(str(dcd)) as f:  # the positions as PLUMED reads them: float32 Å x 0.1 in double
         positions = f.read()[0].astype(np.float64) * 0.1
-    got = check_in_plumed(job, job / "plumed", positions, ["--mf_dcd", str(dcd)])
-    (job / "plumed" / "plumed-check.json").write_text(json.dumps(got))
+    got = check_in_plumed(job, out, positions, ["--mf_dcd", str(dcd)])
+    (out / "plumed-check.json").write_text(json.dumps(got))
     kT = 8.314462618e-3 * spec["system"]["temperature"]
-    assert got["frames"] == traj.n_frames and got["as_written_before_deposition"] < 1e-9
+    # bias_formula: PLUMED's kB (0.0083144621 kJ/mol/K) is 6e-8 below CODATA's, which the campaign uses
+    assert got["frames"] == len(positions) and got["as_written_before_deposition"] < 1e-6 and got["bias_formula"] < 1e-6
     # a tiny campaign's primed bias is rough on the scale of its grid: 0.01 kT (a smooth one: 3e-3, test_plumed_state)
     assert got["cv"] < 1e-6 and got["bias"] < 0.01 * kT and got["force_rel"] < 1e-4 and got["force_rel_grid"] < 0.2
 

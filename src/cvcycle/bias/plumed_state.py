@@ -5,9 +5,9 @@ P(s) = sum_k h_k [exp(-|s - c_k|^2 / 2 sigma_k^2) - exp(-cutoff^2 / 2)] / sum_we
 V(s) = (1 - 1/gamma) kT log(P(s)/zed + epsilon). Ours (bias.methods.Opes) keeps the same unnormalised
 kernel sum, with the same weights exp(V/kT), tabulated on a grid. It is written as one narrow kernel
 per grid point: sigma = the grid spacing and height = the tabulated sum / sqrt(2 pi) per dimension
-(Gaussians one spacing wide on a regular lattice sum to one within 1e-8), sharpened by
--(h^2/2) x its discrete Laplacian so that the smoothing over one spacing that these kernels add is
-undone to O(h^4). zed and sum_weights are ours, so new PLUMED kernels (height exp(V/kT),
+(Gaussians one spacing wide on a regular lattice sum to one within 1e-8), divided by the factor
+by which smoothing over one spacing multiplies the density (from the discrete derivatives of its
+logarithm: exact on exponential tails, where a Laplacian correction would turn negative). zed and sum_weights are ours, so new PLUMED kernels (height exp(V/kT),
 the SIGMA of plumed.dat) add to the density in the same units as the campaign's own depositions.
 
 PLUMED recomputes zed as the mean of P over its kernel centres at its first deposition; ours is the
@@ -34,13 +34,19 @@ def opes_state(bias: Opes, args: list[str], kernels: int) -> str:
     if len(args) != grid.dim:
         raise ValueError(f"{len(args)} arguments for a {grid.dim}-D bias")
     d = bias.density
-    sharpened = d * (1.0 + grid.dim)  # d - (h^2/2) laplacian(d): smoothing by the kernels then restores d to O(h^4)
+    # deconvolve the kernels' own width: for p = exp(f), smoothing by a Gaussian of width h multiplies p
+    # by about exp(h^2 (f'' + f'^2) / 2), exactly so where f is linear (a steep tail) or quadratic
+    log_d = torch.log(d)
+    exponent = torch.zeros_like(d)
     for axis in range(grid.dim):
-        edge = d.narrow(axis, 0, 1), d.narrow(axis, d.shape[axis] - 1, 1)  # the grid's edge values repeated
-        before = torch.cat([edge[0], d.narrow(axis, 0, d.shape[axis] - 1)], axis)
-        after = torch.cat([d.narrow(axis, 1, d.shape[axis] - 1), edge[1]], axis)
-        sharpened = sharpened - 0.5 * (before + after)
-    density = sharpened.clamp_min(0.0).flatten() / (2.0 * math.pi) ** (grid.dim / 2)
+        n = d.shape[axis]
+        before = torch.cat([log_d.narrow(axis, 0, 1), log_d.narrow(axis, 0, n - 1)], axis)  # edge repeated
+        after = torch.cat([log_d.narrow(axis, 1, n - 1), log_d.narrow(axis, n - 1, 1)], axis)
+        slope, curvature = (after - before) / 2, after - 2 * log_d + before  # per grid spacing
+        term = -(curvature + slope**2) / 2
+        exponent = exponent + torch.where(torch.isfinite(term), term, torch.zeros_like(term))  # no density, no term
+    sharpened = d * torch.exp(exponent)
+    density = sharpened.flatten() / (2.0 * math.pi) ** (grid.dim / 2)
     p = bias.density.flatten() / bias.weight_sum
     zed = float(p[bias.visits > 0].mean())
     keep = torch.nonzero((p / zed >= NEGLIGIBLE * bias.epsilon) & (density > 0)).flatten()
