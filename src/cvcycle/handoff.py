@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from . import io as cio
-from .campaign import Campaign
 from .bias.methods import Opes
 from .bias.plumed_state import opes_state
+from .campaign import Campaign
 from .errors import SpecError
 from .systems import thermal_energy
 

@@ -5,10 +5,11 @@ P(s) = sum_k h_k [exp(-|s - c_k|^2 / 2 sigma_k^2) - exp(-cutoff^2 / 2)] / sum_we
 V(s) = (1 - 1/gamma) kT log(P(s)/zed + epsilon). Ours (bias.methods.Opes) keeps the same unnormalised
 kernel sum, with the same weights exp(V/kT), tabulated on a grid. It is written as one narrow kernel
 per grid point: sigma = the grid spacing and height = the tabulated sum / sqrt(2 pi) per dimension
-(Gaussians one spacing wide on a regular lattice sum to one within 1e-8), divided by the factor
-by which smoothing over one spacing multiplies the density (from the discrete derivatives of its
-logarithm: exact on exponential tails, where a Laplacian correction would turn negative). zed and sum_weights are ours, so new PLUMED kernels (height exp(V/kT),
-the SIGMA of plumed.dat) add to the density in the same units as the campaign's own depositions.
+(Gaussians one spacing wide on a regular lattice sum to one within 1e-8), divided by the factor by
+which smoothing over one spacing multiplies the density (from the discrete derivatives of its
+logarithm: exact on exponential tails, where a Laplacian correction would turn negative). zed and
+sum_weights are ours, so new PLUMED kernels (height exp(V/kT), the SIGMA of plumed.dat) add to the
+density in the same units as the campaign's own depositions.
 
 PLUMED recomputes zed as the mean of P over its kernel centres at its first deposition; ours is the
 mean over the grid points that received a kernel centre. The two differ, which shifts V by a constant
