@@ -131,6 +131,18 @@ def run_small_campaign(path: Path, workflow: str, overrides: dict) -> dict:
     return doc
 
 
+def export_plumed(path: Path) -> Path:
+    """`python -m cvcycle export PATH --format plumed --iteration 0` into PATH/plumed, as a user runs it."""
+    import subprocess
+    import sys
+
+    out = path / "plumed"
+    r = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
+                        "--iteration", "0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
     """The loop on a particle system with no exact answer: positions (frames, walkers, 7, 2)
     every position_stride frames, state coordinates and labels every frame, the FES on (mu2,
@@ -170,10 +182,7 @@ def test_a_small_lj7_campaign_runs_through_the_loop(tmp_path):
 
     # export --format plumed: plumed.dat's COORDINATION of each particle with the others, SORTed,
     # evaluated here on the stored positions, gives the campaign's features
-    out = path / "plumed"
-    export = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
-                             "--iteration", "0"], capture_output=True, text=True)  # CV_1, with iteration 1's 2-D bias
-    assert export.returncode == 0, export.stderr
+    out = export_plumed(path)  # CV_1, with iteration 1's 2-D bias
     assert json.loads((out / "export.json").read_text())["bias"].endswith("the end of iteration 1, the run biased by this CV")
     lines = (out / "plumed.dat").read_text().splitlines()
     coordination = [ln for ln in lines if " COORDINATION " in ln]
@@ -207,13 +216,7 @@ def test_a_small_lj7_variational_committor_campaign_runs_through_the_loop(tmp_pa
     assert np.ptp(bias["values"]) > 0  # OPES deposited on logit q
 
     # export --format plumed: the moments as COMBINE (the mean) and CUSTOM over the coordination numbers
-    import subprocess
-    import sys
-
-    out = path / "plumed"
-    export = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
-                             "--iteration", "0"], capture_output=True, text=True)
-    assert export.returncode == 0, export.stderr
+    out = export_plumed(path)
     lines = (out / "plumed.dat").read_text().splitlines()
     assert "cv: PYTORCH_MODEL FILE=model.ptc ARG=mu2,mu3" in lines
     assert "mu3: CUSTOM ARG=c1,c2,c3,c4,c5,c6,c7,cmean VAR=c1,c2,c3,c4,c5,c6,c7,m FUNC=((c1-m)^3+(c2-m)^3+(c3-m)^3+" \
@@ -231,8 +234,6 @@ def test_the_exported_plumed_input_gives_the_campaigns_cv_and_bias_in_plumed(tmp
     """LJ7's particle features in PLUMED (COORDINATION + SORT, or the moments), the CV of iteration 0 and
     iteration 1's bias on it from STATE (a 2-D one for the autoencoder), on walker 0's frames."""
     import json
-    import subprocess
-    import sys
 
     from cvcycle import io as cio
     from plumed_driver import check_in_plumed, plumed_or_skip, write_xyz
@@ -240,10 +241,7 @@ def test_the_exported_plumed_input_gives_the_campaigns_cv_and_bias_in_plumed(tmp
     plumed_or_skip()
     path = tmp_path / "lj7"
     run_small_campaign(path, workflow, SMALL)
-    out = path / "plumed"
-    export = subprocess.run([sys.executable, "-m", "cvcycle", "export", str(path), "--format", "plumed", "--out", str(out),
-                             "--iteration", "0"], capture_output=True, text=True)
-    assert export.returncode == 0, export.stderr
+    out = export_plumed(path)
     pos = cio.read_npz(path / "iter-001" / "trajectory.npz")["positions"][:, 0]
     write_xyz(out / "frames.xyz", pos)
     got = check_in_plumed(path, out, pos, ["--ixyz", "frames.xyz"])
