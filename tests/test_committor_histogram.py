@@ -108,9 +108,37 @@ def test_crossing_bin_of_the_committor_scan():
     assert ct._crossing_bin(np.array([0.1, np.nan, 0.9])) is None  # a bin without a committed shot
 
 
+def test_the_logistic_midpoint_places_the_isosurface_without_the_first_crossings_bias():
+    """A finest scan as in the Mueller-Brown autoencoder's gate: 12 bins x 8 points x 20 shots with p_B
+    rising linearly from 0.40 to 0.68 across them. Interpolating at the first bracketing pair puts
+    the isosurface early (p_B 0.485 on average); the logistic fit to all shots is unbiased."""
+    rng = np.random.default_rng(0)
+    s = np.repeat(np.linspace(0.0, 1.0, 12), 8)
+    p_true = lambda x: 0.40 + 0.28 * x  # noqa: E731
+    first, fitted = [], []
+    for _ in range(400):
+        k = rng.binomial(20, p_true(s)).astype(float)
+        p_bins = k.reshape(12, 8).mean(1) / 20
+        i = ct._crossing_bin(p_bins)
+        if i is None:
+            continue
+        s0, s1 = s[8 * (i - 1)], s[8 * i]
+        first.append(s0 + (0.5 - p_bins[i - 1]) * (s1 - s0) / (p_bins[i] - p_bins[i - 1]))
+        fitted.append(ct._logistic_midpoint(s, k, np.full(len(s), 20.0)))
+    assert np.mean(p_true(np.array(first))) < 0.49
+    assert np.mean(p_true(np.array(fitted))) == pytest.approx(0.5, abs=0.003)
+    assert np.std(p_true(np.array(fitted))) < np.std(p_true(np.array(first)))
+    n = np.full(4, 10.0)
+    assert ct._logistic_midpoint(np.arange(4.0), np.zeros(4), n) is None  # every shot to A: no crossing
+    assert ct._logistic_midpoint(np.arange(4.0), np.array([6.0, 7, 8, 9]), n) is None  # crossing left of the points
+    assert ct._logistic_midpoint(np.arange(4.0), np.array([1.0, 3, 7, 9]), n) == pytest.approx(1.5, abs=1e-9)
+    # perfectly separated shots have no finite fit: None, and the scan keeps its interpolated s*
+    assert ct._logistic_midpoint(np.arange(4.0), np.array([0.0, 0, 10, 10]), n) is None
+
+
 def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
     """600 frames on x in [-0.3, 0.3], p_B = 1/2 + tanh(x/0.05)/2. The scan along x must place s*
-    near 0 by linear interpolation between the medians of the two bins that bracket p_B = 1/2,
+    near 0 (the logistic midpoint of the finest scan's shots), refining inside the two bins that bracket p_B = 1/2,
     shoot each level from distinct frames of those two bins only, stop after three levels although
     a fourth would have frames enough, draw the test points from the 5 x points frames nearest s*,
     and write that transition-state ensemble with weights summing to 1. Every stage has its own
@@ -140,7 +168,7 @@ def test_scan_finds_the_isosurface_of_a_known_p_b(tmp_path, monkeypatch):
         frames = np.concatenate([bins[i - 1], bins[i]])
         assert np.all(np.diff(scan["cv"]) > 0) and np.all(np.diff(scan["p_B"]) >= 0)
     assert abs(result["cv_isosurface"]) < 0.01
-    assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][-1]))), abs=1e-12)
+    assert result["cv_isosurface"] == result["scans"][-1]["logistic_midpoint"]  # fitted to the finest scan's shots
     p = np.array(result["p_B"])
     assert np.all(np.abs(p - 0.5) <= 0.3)  # the test points lie within 0.025 of x = 0
     assert len(np.unique(shooter.calls[-1].starts[:, 0])) == 10  # distinct test points
@@ -169,7 +197,8 @@ def test_scan_keeps_the_coarser_isosurface_when_a_refinement_loses_the_crossing(
     c = _campaign(tmp_path, monkeypatch, _line(600), _spec("mueller-brown-autoencoder"), shooter)
     result = ct.committor_histogram(c, shots=4, points=5, scan_bins=6, scan_points=4, scan_shots=10, **QUIET)
     assert len(result["scans"]) == 2 and np.isnan(result["scans"][1]["p_B"]).all()
-    assert result["cv_isosurface"] == pytest.approx(float(np.interp(0.5, *_bracket(result["scans"][0]))), abs=1e-12)
+    assert result["cv_isosurface"] == result["scans"][0]["logistic_midpoint"] and "logistic_midpoint" not in result["scans"][1]
+    assert abs(result["cv_isosurface"]) < 0.05
     c = _campaign(tmp_path, monkeypatch, _line(600), _spec("mueller-brown-autoencoder"), _Shooter(lambda x: 0 * x + 0.2))
     with pytest.raises(ct.WorkspaceError, match=r"p_B never crosses 1/2 along CV_1"):
         ct.committor_histogram(c, shots=4, points=5, scan_bins=6, scan_points=4, scan_shots=10, **QUIET)

@@ -9,7 +9,9 @@ away from 1/2 too, comparing the mean p_B with the mean q_pred of the points sho
 1. Scan: the frames between the states are cut into equal-population bins along the CV; a few
    frames per bin are shot from, and the CV value s* where p_B crosses 1/2 is interpolated. The
    scan is repeated inside the two bins that bracket s* (up to three levels), since a sharp CV
-   can jump from p_B ~ 0 to ~ 1 within one bin.
+   can jump from p_B ~ 0 to ~ 1 within one bin. s* is then the midpoint of a logistic p_B(s)
+   fitted to every shot of the finest scan: the first bracketing pair of a noisy scan comes early
+   (in a simulated scan, interpolating there put the isosurface at p_B 0.485 on average).
 2. Test: distinct frames on the isosurface CV = s* (drawn from the nearest ones with probability
    proportional to their Boltzmann weights, without replacement) are shot from many times each.
    A perfect reaction coordinate gives p_B = 1/2 for every one of them, i.e. a histogram as
@@ -104,13 +106,14 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
             f"{np.mean(outcomes < 0):.1%} undecided after {max_steps} steps, {time.perf_counter() - t0:.1f} s")
         return committed_fraction(outcomes), (outcomes >= 0).sum(axis=1)
 
-    def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    def scan(frames: np.ndarray, level: int) -> tuple[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...]]:
         bins = np.array_split(frames[np.argsort(s[frames])], scan_bins)
         picks = np.concatenate([rng.choice(b, scan_points, replace=False) for b in bins])
-        p_bins = np.nanmean(p_b_from(pos[picks], scan_shots, 1 + level)[0].reshape(scan_bins, scan_points), axis=1)
+        p_points, n_points = p_b_from(pos[picks], scan_shots, 1 + level)
+        p_bins = np.nanmean(p_points.reshape(scan_bins, scan_points), axis=1)
         log(f"[committor test] scan {level + 1}: {scan_bins} CV bins in [{s[frames].min():.3f}, {s[frames].max():.3f}] "
             f"x {scan_points} points x {scan_shots} shots: p_B " + " ".join(f"{p:.2f}" for p in p_bins))
-        return p_bins, bins
+        return p_bins, bins, (s[picks], np.nan_to_num(p_points) * n_points, n_points)
 
     # 1. scan along the CV for the isosurface p_B = 1/2, refined inside the two bracketing bins
     frames, scans, s_star = np.arange(len(s)), [], None
@@ -121,10 +124,11 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
         if len(shell) < points:
             raise WorkspaceError(f"campaign {c.id}: only {len(shell)} frames with predicted q in [0.45, 0.55], "
                                  f"fewer than the {points} test points asked for (--points)")
+    finest = None  # the shots of the finest scan that bracketed the crossing
     for level in range(3 if shell is None else 0):
         if level and len(frames) < scan_bins * scan_points:
             break
-        p_bins, bins = scan(frames, level)
+        p_bins, bins, shots_at = scan(frames, level)
         s_bins = np.array([np.median(s[b]) for b in bins])
         scans.append({"cv": s_bins.tolist(), "p_B": p_bins.tolist()})
         i = _crossing_bin(p_bins)
@@ -135,7 +139,12 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
             break
         s0, s1, p0, p1 = s_bins[i - 1], s_bins[i], p_bins[i - 1], p_bins[i]
         s_star = float(s0 + (0.5 - p0) * (s1 - s0) / (p1 - p0))
-        frames = np.concatenate([bins[i - 1], bins[i]])
+        frames, finest = np.concatenate([bins[i - 1], bins[i]]), (scans[-1], shots_at)
+    # the first bracketing pair of a noisy scan lies early on average, and so did s*: the midpoint of a
+    # logistic fitted to every shot of the finest scan places it without that bias (where the fit has one)
+    fitted = None if finest is None else _logistic_midpoint(*finest[1])
+    if fitted is not None:
+        finest[0]["logistic_midpoint"] = s_star = fitted
     # 2. the histogram on the isosurface
     if shell is None:
         shell = np.argsort(np.abs(s - s_star))[: 5 * points]
@@ -301,6 +310,31 @@ def _level_window(z: np.ndarray, weights: np.ndarray, level: float, points: int,
     while window < widest * SHELL and np.count_nonzero(weights[_logit_shell(z, level, window)]) < points:
         window = min(2 * window, widest * SHELL)
     return window
+
+
+def _logistic_midpoint(s: np.ndarray, k: np.ndarray, n: np.ndarray) -> float | None:
+    """Where p_B(s) = sigmoid(a + b s), fitted by maximum likelihood to k of n committed shots ending
+    in B at each point s, crosses 1/2; None where the fit does not cross inside the points' range."""
+    keep = n > 0
+    s, k, n = s[keep], k[keep], n[keep]
+    if len(s) < 3 or not np.ptp(s) > 0:
+        return None
+    x = (s - s.mean()) / s.std()
+    theta = np.zeros(2)
+    for _ in range(100):  # Newton's method on the binomial log-likelihood
+        p = 1.0 / (1.0 + np.exp(-(theta[0] + theta[1] * x)))
+        w = n * p * (1 - p)
+        hessian = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+        if not np.linalg.det(hessian) > 1e-12:
+            return None  # every shot one way: no crossing to place
+        step = np.linalg.solve(hessian, [(k - n * p).sum(), ((k - n * p) * x).sum()])
+        theta = theta + step
+        if np.abs(step).max() < 1e-9:
+            break
+    if not (np.isfinite(theta).all() and theta[1] != 0):
+        return None
+    mid = float(s.mean() - theta[0] / theta[1] * s.std())
+    return mid if s.min() <= mid <= s.max() else None
 
 
 def _crossing_bin(p_bins: np.ndarray) -> int | None:
