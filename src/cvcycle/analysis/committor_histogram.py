@@ -326,7 +326,7 @@ def _logistic_midpoint(s: np.ndarray, k: np.ndarray, n: np.ndarray) -> float | N
         w = n * p * (1 - p)
         hessian = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
         if not np.linalg.det(hessian) > 1e-12:
-            return None  # every shot one way: no crossing to place
+            return None  # every shot one way, or perfectly separated shots: no finite fit
         step = np.linalg.solve(hessian, [(k - n * p).sum(), ((k - n * p) * x).sum()])
         theta = theta + step
         if np.abs(step).max() < 1e-9:
