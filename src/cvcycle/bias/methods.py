@@ -108,9 +108,14 @@ class Opes(GridBias):
         self.visits.index_add_(0, self.grid.nearest(s), torch.ones(len(s), dtype=torch.float64))
         self._update_values()
 
-    def _update_values(self) -> None:
+    def normalised_density(self) -> tuple[Tensor, float]:
+        """P = density / weight_sum on the grid and Z, its mean over the grid points that received a
+        kernel centre."""
         p = self.density / self.weight_sum
-        z = float(p.flatten()[self.visits > 0].mean())
+        return p, float(p.flatten()[self.visits > 0].mean())
+
+    def _update_values(self) -> None:
+        p, z = self.normalised_density()
         self.values = self.prefactor * torch.log(p / z + self.epsilon)
 
     def prime(self, s: Tensor, weights: Tensor, n_kernels: float) -> None:

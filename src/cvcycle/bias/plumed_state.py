@@ -48,9 +48,8 @@ def opes_state(bias: Opes, args: list[str], kernels: int) -> str:
         exponent = exponent + torch.where(torch.isfinite(term), term, torch.zeros_like(term))  # no density, no term
     sharpened = d * torch.exp(exponent)
     density = sharpened.flatten() / (2.0 * math.pi) ** (grid.dim / 2)
-    p = bias.density.flatten() / bias.weight_sum
-    zed = float(p[bias.visits > 0].mean())
-    keep = torch.nonzero((p / zed >= NEGLIGIBLE * bias.epsilon) & (density > 0)).flatten()
+    p, zed = bias.normalised_density()
+    keep = torch.nonzero((p.flatten() / zed >= NEGLIGIBLE * bias.epsilon) & (density > 0)).flatten()
     cutoff = math.sqrt(2.0 * bias.barrier / bias.prefactor)  # PLUMED's default KERNEL_CUTOFF, in sigmas
     counter = max(1, int(kernels)) + 1  # PLUMED starts its count at 1
     head = [f"#! FIELDS time {' '.join(args)} {' '.join('sigma_' + a for a in args)} height",
