@@ -196,12 +196,11 @@ def continued_bias(c: Campaign, k: int) -> tuple[Opes, int, str] | None:
     """The OPES bias on the CV trained in iteration k as the campaign has it (the end of iteration
     k + 1 where that ran, else primed as iteration k + 1 starts), the number of kernels it stands
     for, and which of the two it is; None for metadynamics or a bias that starts empty."""
-    from .routes.simulate import bias_hook, final_bias_hook, prime_bias
+    from .routes.simulate import bias_hook, final_bias_hook, prime_bias, primed_kernels
 
-    spec, en = c.spec, c.spec["engine"]
+    spec = c.spec
     if spec["bias"]["kind"] != "opes":
         return None
-    primed = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
     if (c.iter_dir(k + 1) / "bias.npz").exists():
         hook = final_bias_hook(c, k + 1)
         source = f"the end of iteration {k + 1}, the run biased by this CV"
@@ -213,7 +212,7 @@ def continued_bias(c: Campaign, k: int) -> tuple[Opes, int, str] | None:
         return None
     bias = hook.bias
     assert isinstance(bias, Opes)
-    kernels = bias.depositions * en["walkers"] + (primed if spec["bias"]["warm_start"] else 0)
+    kernels = bias.depositions * spec["engine"]["walkers"] + (primed_kernels(spec) if spec["bias"]["warm_start"] else 0)
     return bias, int(kernels), source
 
 

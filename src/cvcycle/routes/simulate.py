@@ -181,6 +181,12 @@ def _gather_segments(c: Campaign, k: int, n_seg: int) -> None:
         p.unlink(missing_ok=True)
 
 
+def primed_kernels(spec: dict[str, Any]) -> float:
+    """How many depositions a primed bias counts as (bias.warm_start_weight of one iteration's)."""
+    en = spec["engine"]
+    return spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
+
+
 def prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     """Initialise the bias of iteration k from the reweighted data of iterations < k on CV_k."""
     spec = c.spec
@@ -193,7 +199,5 @@ def prime_bias(c: Campaign, k: int, hook: CVBias, log: Log) -> None:
     # every frame with its weight: resampling by weight repeats the heavy frames, and kernels
     # stacked on one point make the primed bias spikier than the density it estimates
     s = torch.as_tensor(eval_cv(hook.cv_model, feats))
-    en = spec["engine"]
-    n_kernels = spec["bias"]["warm_start_weight"] * en["walkers"] * en["steps"] / spec["bias"]["pace"]
-    hook.bias.prime(s, torch.as_tensor(w), n_kernels)
+    hook.bias.prime(s, torch.as_tensor(w), primed_kernels(spec))
     log(f"[iter {k} simulate] bias primed from iterations {fes_its} on CV_{k} ({len(s)} weighted frames)")
