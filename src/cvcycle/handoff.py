@@ -122,11 +122,14 @@ def _particle_actions(spec: dict[str, Any], kind: str) -> tuple[list[str], list[
 
     n, f = n_particles(spec), spec["features"]
     pbc = " NOPBC"  # these features describe clusters in open space (spec: bulk systems take steinhardt)
+
+    def sorted_(names: list[str]) -> tuple[list[str], list[str]]:  # SORT's outputs ascend: sorted.1 the smallest
+        return [f"sorted: SORT ARG={','.join(names)}"], [f"sorted.{k}" for k in range(1, len(names) + 1)]
+
     if kind == "sorted_distances":
         pairs = [(i, j) for i in range(1, n + 1) for j in range(i + 1, n + 1)]
-        lines = [f"d{i}_{j}: DISTANCE ATOMS={i},{j}{pbc}" for i, j in pairs]
-        lines.append(f"sorted: SORT ARG={','.join(f'd{i}_{j}' for i, j in pairs)}")
-        return lines, [f"sorted.{k}" for k in range(1, len(pairs) + 1)]
+        sort, out = sorted_([f"d{i}_{j}" for i, j in pairs])
+        return [f"d{i}_{j}: DISTANCE ATOMS={i},{j}{pbc}" for i, j in pairs] + sort, out
     switch = f"SWITCH={{RATIONAL R_0={f['r0']:g} NN={f['nn']:g} MM={f['mm']:g}}}"
     c = [f"c{i}" for i in range(1, n + 1)]
     lines = [f"c{i}: COORDINATION GROUPA={i} GROUPB={','.join(str(j) for j in range(1, n + 1) if j != i)} {switch}{pbc}"
@@ -134,7 +137,8 @@ def _particle_actions(spec: dict[str, Any], kind: str) -> tuple[list[str], list[
     if kind == "coordination":
         return lines, c
     if kind == "sorted_coordination":
-        return lines + [f"sorted: SORT ARG={','.join(c)}"], [f"sorted.{k}" for k in range(1, n + 1)]
+        sort, out = sorted_(c)
+        return lines + sort, out
     lines.append(f"cmean: COMBINE ARG={','.join(c)} COEFFICIENTS={','.join([format(1 / n, '.17g')] * n)} PERIODIC=NO")
     for p in f["moments"]:
         terms = "+".join(f"({x}-m)^{p}" for x in c)
