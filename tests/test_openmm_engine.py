@@ -22,6 +22,7 @@ md = pytest.importorskip("mdtraj", reason="mdtraj is not installed")
 
 from cvcycle.bias import CVBias, make_bias  # noqa: E402
 from cvcycle.engines import make_engine  # noqa: E402
+from cvcycle.engines.base import torch_threads  # noqa: E402
 from cvcycle.engines.openmm_engine import OpenMMEngine  # noqa: E402
 from cvcycle.errors import SpecError  # noqa: E402
 from cvcycle.features import make_featurizer  # noqa: E402
@@ -216,6 +217,23 @@ def test_run_on_goes_on_with_the_keyed_stream_without_reinitialising(system, mon
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first[-1], other[-1])
     assert first.shape == (4, 3, 22, 3) and not np.allclose(first[1], first[-1])
+
+
+def test_torch_runs_a_small_molecules_bias_in_one_thread_and_big_batches_in_all(system):
+    """8 walkers x 22 atoms is below torch's 32,768-element grain: a second thread only spins
+    (4-5x slower on a loaded machine); the committor test's thousands of walkers and a particle
+    system's pair terms use every cpu."""
+    before = torch.get_num_threads()
+    try:
+        spec = _spec(walkers=8)
+        spec["resources"]["cpus"] = 2
+        torch.set_num_threads(2)
+        make_engine(spec, system)
+        assert torch.get_num_threads() == 1
+        assert torch_threads(2, 5000, system.n_particles) == 2  # the committor test's shots
+        assert torch_threads(2, 4, 256) == 2  # LJ nucleation: 4 walkers x 256 particles
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_dropping_walkers_keeps_the_others_where_they_are(system):

@@ -23,7 +23,7 @@ from .. import io as cio
 from ..errors import SimulationError
 from ..features import make_featurizer
 from ..systems.base import System
-from .base import BiasHook, Engine, Frames
+from .base import BiasHook, Engine, Frames, torch_threads
 
 FRAME_KEYS = ("step", "positions", "features", "potential", "cv", "bias", "log_weight")
 
@@ -37,7 +37,7 @@ class ExternalEngine(Engine):
     @classmethod
     def from_spec(cls, spec: dict[str, Any], system: System) -> "ExternalEngine":
         en = spec["engine"]
-        torch.set_num_threads(spec["resources"]["cpus"])
+        torch.set_num_threads(torch_threads(spec["resources"]["cpus"], en["walkers"], system.n_particles))
         return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
                    seed=spec["campaign"]["seed"], platform=en.get("platform", "auto"))
 

@@ -21,7 +21,7 @@ from .. import io as cio
 from ..errors import SimulationError
 from ..features import make_featurizer
 from ..systems.base import System
-from .base import BiasHook, Engine, Frames
+from .base import BiasHook, Engine, Frames, torch_threads
 
 Forces = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -51,7 +51,7 @@ class LangevinEngine(Engine):
         en = spec["engine"]
         return cls(system, make_featurizer(spec), dt=en["dt"], friction=en["friction"], n_walkers=en["walkers"],
                    integrator=en["integrator"], mass=en["mass"], seed=spec["campaign"]["seed"],
-                   threads=spec["resources"]["cpus"])
+                   threads=torch_threads(spec["resources"]["cpus"], en["walkers"], system.n_particles))
 
     def set_positions(self, positions: np.ndarray, velocities: np.ndarray | None = None) -> None:
         pos = self._walker_array(positions, "positions")
