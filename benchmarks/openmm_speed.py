@@ -4,10 +4,17 @@ same settings, measured side by side in one run (each path `--repeats` times, in
 table gives the median and the range).
 
     python benchmarks/openmm_speed.py [--walkers 8] [--steps 2000] [--repeats 3] [--platform CPU]
+                                      [--lepton-hidden 8 16]
 
 The bias: OPES on a 1-D CV given by a small network (29 internal-coordinate features -> 32 -> 32
 -> 1, tanh, random weights), the shape of a learned CV; the bias is primed with some kernels and
 then deposits every 50 steps as in a campaign.
+
+With --lepton-hidden, also the bias inside OpenMM: the same kind of network (widths H, H) written
+out as a CustomCVForce expression over torsion and distance CVs, inside a second CustomCVForce
+that tabulates the bias on it (piecewise linear on OPES's grid, as cvcycle's Grid interpolates;
+one walker). The time to create its Context is printed too: Lepton expands the network's shared
+hidden units into one tree and differentiates it once per input CV.
 """
 
 from __future__ import annotations
@@ -74,12 +81,73 @@ def openmm_metad_rate(spec: dict, steps: int, platform: str) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def network_expression(net: torch.nn.Sequential, inputs: list[str]) -> str:
+    """The network's output as a Lepton expression, its units named subexpressions."""
+    defs, prev = [], inputs
+    layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+    for li, lin in enumerate(layers):
+        w, b = lin.weight.detach().double().numpy(), lin.bias.detach().double().numpy()
+        names = [f"h{li}_{j}" for j in range(len(b))]
+        for j, name in enumerate(names):
+            body = f"{b[j]!r}+" + "+".join(f"({w[j, i]!r})*{prev[i]}" for i in range(len(prev)))
+            defs.append(f"{name}={body}" if li == len(layers) - 1 else f"{name}=tanh({body})")
+        prev = names
+    return f"{prev[0]}; " + "; ".join(reversed(defs))
+
+
+def lepton_rate(spec: dict, hidden: int, steps: int, platform: str) -> tuple[float, float]:
+    """(walker steps / s, seconds to create the Context) with the bias inside OpenMM: an inner
+    CustomCVForce computes the network s from torsion and distance CVs, an outer one V(s) from a
+    table (Discrete1DFunction) interpolated linearly on OPES's grid, as cvcycle's Grid does."""
+    import openmm
+
+    from cvcycle.features import make_featurizer
+    from cvcycle.systems import make_system
+
+    system, featurizer = make_system(spec), make_featurizer(spec)
+    torch.manual_seed(0)
+    n = len(featurizer.names)
+    net = torch.nn.Sequential(torch.nn.Linear(n, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden),
+                              torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+    inputs = [f"{f}({d})" for d in featurizer.dihedral_names for f in ("sin", "cos")]
+    inputs += [f"d{i}" for i in range(len(featurizer.distance_names))]
+    cv = openmm.CustomCVForce(network_expression(net, inputs))
+    for d in featurizer.dihedral_names:
+        torsion = openmm.CustomTorsionForce("theta")
+        torsion.addTorsion(*system.dihedral_atoms(d), [])
+        cv.addCollectiveVariable(d, torsion)
+    for i, (a, b) in enumerate(featurizer.distance_atoms):
+        bond = openmm.CustomBondForce("r")
+        bond.addBond(a, b, [])
+        cv.addCollectiveVariable(f"d{i}", bond)
+    bins, (lo, hi) = spec["bias"]["grid_bins"], (-8.0, 8.0)
+    bias = openmm.CustomCVForce(f"v0+(v1-v0)*f; v0=V(i); v1=V(i+1); f=min(max(t-i,0),1); "
+                                f"i=min(max(floor(t),0),{bins - 2}); t=(s-({lo!r}))/{(hi - lo) / (bins - 1)!r}")
+    bias.addTabulatedFunction("V", openmm.Discrete1DFunction(np.linspace(0.0, 10.0, bins).tolist()))
+    bias.addCollectiveVariable("s", cv)
+    omm = system.openmm_system()
+    omm.addForce(bias)
+    props = {"Threads": "1"} if platform == "CPU" else {}
+    t0 = time.perf_counter()
+    context = openmm.Context(omm, openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.002),
+                             openmm.Platform.getPlatformByName(platform), props)
+    context.setPositions(system.structure(-83.0, 74.0))
+    context.getState(getEnergy=True)
+    created = time.perf_counter() - t0
+    context.getIntegrator().step(100)
+    t0 = time.perf_counter()
+    context.getIntegrator().step(steps)
+    return steps / (time.perf_counter() - t0), created
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--walkers", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--platform", default="CPU")
+    parser.add_argument("--lepton-hidden", type=int, nargs="*", default=[], metavar="H",
+                        help="also the bias as a CustomCVForce expression of an (H, H) network (slow to set up)")
     args = parser.parse_args()
     from cvcycle.spec import load_spec
 
@@ -92,6 +160,16 @@ def main() -> None:
         paths[f"cvcycle OPES on a network CV, every {k} step{'s' if k > 1 else ''}"] = \
             (lambda k=k: cvcycle_rate(spec, args.walkers, args.steps, k))
     paths["OpenMM Metadynamics on (phi, psi), one walker"] = lambda: openmm_metad_rate(spec, args.steps, args.platform)
+    created: dict[str, list[float]] = {}
+    for h in args.lepton_hidden:
+        name = f"the network ({h}, {h}) and the bias as CustomCVForces, every step, one walker"
+        created[name] = []
+
+        def lepton(h: int = h, name: str = name) -> float:
+            rate, seconds = lepton_rate(spec, h, args.steps, args.platform)
+            created[name].append(seconds)
+            return rate
+        paths[name] = lepton
     rates: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(args.repeats):
         for name, measure in paths.items():
@@ -104,6 +182,8 @@ def main() -> None:
     for name, r in rates.items():
         med = float(np.median(r))
         print(f"| {name} | {med:,.0f} | {min(r):,.0f} - {max(r):,.0f} | {med / base:.2f} |")
+    for name, seconds in created.items():
+        print(f"\n{name}: creating its Context took {np.median(seconds):.1f} s (median)")
 
 
 if __name__ == "__main__":
