@@ -135,6 +135,7 @@ def torch_threads(cpus: int, walkers: int, particles: int) -> int:
     Torch runs an operation on fewer than 32,768 elements in one thread anyway, and the idle
     threads of a bigger pool only spin: on a loaded 2-core machine two threads ran alanine
     dipeptide's biased OpenMM walkers (8 x 22 atoms) 4-5 x slower than one (600 against 3,300
-    walker steps / s) and Mueller-Brown's 25 walkers 5 x slower (3,100 against 16,000). Pair terms
+    walker steps / s) and Mueller-Brown's 25 walkers 5 x slower (3,100 against 16,000); on an idle
+    machine two were 2-3 % slower (5,740 against 5,930 and 33,300 against 33,900). Pair terms
     make a particle system's work grow as walkers x particles^2."""
     return cpus if walkers * particles * particles >= 32768 else 1
