@@ -10,6 +10,7 @@ engine pass for essentially every seed.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +19,11 @@ import torch
 from cvcycle.bias import CVBias
 from cvcycle.bias.grid import Grid
 from cvcycle.bias.methods import WellTemperedMetad
+from cvcycle.engines import make_engine as engine_for
 from cvcycle.engines.langevin import LangevinEngine
 from cvcycle.errors import SimulationError
 from cvcycle.features.coordinates import Coordinates
+from cvcycle.spec import load_spec
 from cvcycle.systems.model2d import ModelPotential2D
 
 KT = 1.0
@@ -248,3 +251,17 @@ def test_divergence_reports_the_walker_that_diverged():
         eng.run(50, 10, stream=(5,))
     step = int(re.search(r"step (\d+)", str(info.value)).group(1))
     assert 1001 <= step <= 1003  # steps continue the engine's global counter; it blows up within a few
+
+
+def test_the_default_campaigns_walkers_run_torch_in_one_thread_whatever_cpus_says():
+    """Mueller-Brown's 25 walkers are far below torch's 32,768-element grain: with resources.cpus
+    = 2 a second thread only spun (5x slower on a loaded machine, 2-3 % on an idle one)."""
+    before = torch.get_num_threads()
+    try:
+        spec = load_spec(Path(__file__).resolve().parents[1] / "workflows" / "mueller-brown-autoencoder.toml")
+        assert spec["resources"]["cpus"] == 2
+        torch.set_num_threads(2)
+        engine_for(spec)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
