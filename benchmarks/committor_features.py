@@ -95,8 +95,9 @@ def main() -> None:
         t1 = time.perf_counter()
         r = committor_histogram(v, shots=100, points=50, iteration=args.iteration, seed=0,
                                 log=lambda line: print(line, flush=True), out=dst)
-        rows.append(f"| {name} | {', '.join(v.spec['features']['dihedrals'])}{' (continued)' * (dihedrals == 'continue')} | {len(make_featurizer(v.spec).names)} "
-                    f"| {r['p_B_mean']:.3f} | {r['p_B_std_intrinsic']:.3f} | {t1 - t0:.0f} | {time.perf_counter() - t1:.0f} |")
+        used = ", ".join(v.spec["features"]["dihedrals"]) + " (continued)" * (dihedrals == "continue")
+        rows.append(f"| {name} | {used} | {len(make_featurizer(v.spec).names)} | {r['p_B_mean']:.3f} "
+                    f"| {r['p_B_std_intrinsic']:.3f} | {t1 - t0:.0f} | {time.perf_counter() - t1:.0f} |")
         print(rows[-1], flush=True)
     print("\n| variant | dihedrals | features | p_B at predicted q = 1/2 | intrinsic width | train s | test s |")
     print("|---|---|---|---|---|---|---|")

@@ -55,16 +55,17 @@ def main() -> None:
     z = []
     with tempfile.TemporaryDirectory() as tmp:
         for j in range(args.seeds):
-            r = train_committor(t.feats[t.pool], t.weights[t.pool], labels[t.pool], cfg, cio.derive_seed(c.seed, k, 9_000_001 + j),
-                                sub(t.pool), lambda _: None, f"seed {j}", t.previous,
-                                CheckpointSeries(Path(tmp) / f"seed-{j}", "checkpoint"))
+            r = train_committor(t.feats[t.pool], t.weights[t.pool], labels[t.pool], cfg,
+                                cio.derive_seed(c.seed, k, 9_000_001 + j), sub(t.pool), lambda _: None, f"seed {j}",
+                                t.previous, CheckpointSeries(Path(tmp) / f"seed-{j}", "checkpoint"))
             z.append(logit(r.model, latest))
             print(f"retraining {j}: RMS q change from CV_{k} {q_change_rms(z[-1], old):.4f}, "
                   f"from the campaign's CV_{k + 1} {q_change_rms(z[-1], own):.4f}", flush=True)
     pairs = [q_change_rms(a, b) for a, b in itertools.combinations(z, 2)]
     print(f"\ncampaign {c.id}, iteration {k}: {len(t.pool)} training frames, {len(latest)} frames of iteration {k}")
     print("| quantity | RMS q change |\n|---|---|")
-    print(f"| the campaign's q_change (CV_{k + 1} vs CV_{k}), as recorded | {recorded if recorded is None else f'{recorded:.4f}'} |")
+    shown = "-" if recorded is None else f"{recorded:.4f}"
+    print(f"| the campaign's q_change (CV_{k + 1} vs CV_{k}), as recorded | {shown} |")
     print(f"| the same, recomputed here | {q_change_rms(own, old):.4f} |")
     print(f"| between retrainings on the same data (floor), mean over {len(pairs)} pairs | {np.mean(pairs):.4f} "
           f"(min {min(pairs):.4f}, max {max(pairs):.4f}) |")
