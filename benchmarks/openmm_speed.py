@@ -30,6 +30,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def stand_in_cv(n_features: int, hidden: int) -> torch.nn.Sequential:
+    """A learned CV's shape with fixed random weights: n_features -> hidden -> hidden -> 1, tanh."""
+    from cvcycle.models.autoencoder import mlp
+
+    torch.manual_seed(0)
+    return mlp([n_features, hidden, hidden, 1], "tanh")
+
+
 def cvcycle_rate(spec: dict, walkers: int, steps: int, bias_stride: int | None) -> float:
     from cvcycle.bias import CVBias, make_bias
     from cvcycle.engines import make_engine
@@ -41,10 +49,7 @@ def cvcycle_rate(spec: dict, walkers: int, steps: int, bias_stride: int | None) 
     engine.draw_velocities(1)
     hook = None
     if bias_stride is not None:
-        torch.manual_seed(0)
-        n = len(engine.feature_names)
-        net = torch.nn.Sequential(torch.nn.Linear(n, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(),
-                                  torch.nn.Linear(32, 1))
+        net = stand_in_cv(len(engine.feature_names), 32)
         bias = make_bias(spec, 1)
         bias.prime(torch.linspace(-0.5, 0.5, 200, dtype=torch.float64)[:, None], torch.full((200,), 1.0 / 200, dtype=torch.float64), 50)
         hook = CVBias(net, bias, kT=thermal_energy(spec))
@@ -105,10 +110,7 @@ def lepton_rate(spec: dict, hidden: int, steps: int, platform: str) -> tuple[flo
     from cvcycle.systems import make_system
 
     system, featurizer = make_system(spec), make_featurizer(spec)
-    torch.manual_seed(0)
-    n = len(featurizer.names)
-    net = torch.nn.Sequential(torch.nn.Linear(n, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden),
-                              torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+    net = stand_in_cv(len(featurizer.names), hidden)
     inputs = [f"{f}({d})" for d in featurizer.dihedral_names for f in ("sin", "cos")]
     inputs += [f"d{i}" for i in range(len(featurizer.distance_names))]
     cv = openmm.CustomCVForce(network_expression(net, inputs))
