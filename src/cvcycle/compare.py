@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .analysis.intervals import format_interval, t_interval
+from .analysis.intervals import Support, format_interval, t_interval
 from .campaign import STATEPOINT
 from .errors import CvcycleError, SpecError
 
@@ -35,6 +35,7 @@ class Metric:
     header: str
     form: str
     get: Callable[[dict[str, Any]], float | None]
+    support: Support = (None, None)  # the values it can take, where intervals are cut
 
 
 def _ratio(r: dict[str, Any]) -> float | None:
@@ -42,19 +43,19 @@ def _ratio(r: dict[str, Any]) -> float | None:
 
 
 METRICS = (
-    Metric("iterations", "iterations", ".1f", lambda r: r["iterations"]),
-    Metric("walker_steps", "walker steps", ",.0f", lambda r: r["total_steps"]),
-    Metric("wall_s", "wall time (s)", ".0f", lambda r: sum(r["seconds"].values()) if r["seconds"] else None),
+    Metric("iterations", "iterations", ".1f", lambda r: r["iterations"], (0, None)),
+    Metric("walker_steps", "walker steps", ",.0f", lambda r: r["total_steps"], (0, None)),
+    Metric("wall_s", "wall time (s)", ".0f", lambda r: sum(r["seconds"].values()) if r["seconds"] else None, (0, None)),
     Metric("fes_rmse", "FES RMSE (kT)", ".3f",
-           lambda r: r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"]),
+           lambda r: r["fes_rmse_exact"] if r["fes_rmse_exact"] is not None else r["fes_rmse_reference"], (0, None)),
     Metric("dF_others", "F(others) - F(A) (kT)", ".2f", lambda r: (r["state_free_energies"] or {}).get("others")),
-    Metric("committor_r2", "CV committor R²", ".4f", lambda r: r["committor_r2"]),
-    Metric("committor_width", "CV width", ".3f", lambda r: r["committor_width"]),
-    Metric("q_rmse", "q RMSE", ".4f", lambda r: r["committor_rmse"]),
-    Metric("k_ratio", "k_AB / exact", ".2f", _ratio),
-    Metric("test_p_B", "test p_B", ".3f", lambda r: (r["committor_test"] or {}).get("p_B_mean")),
-    Metric("bias_stiffness", "bias stiffness", ".2f", lambda r: r["bias_stiffness"]),
-    Metric("cv_spearman", "|Spearman(CV, first state coordinate)|", ".3f", lambda r: _first_rank_correlation(r)),
+    Metric("committor_r2", "CV committor R²", ".4f", lambda r: r["committor_r2"], (None, 1)),
+    Metric("committor_width", "CV width", ".3f", lambda r: r["committor_width"], (0, None)),
+    Metric("q_rmse", "q RMSE", ".4f", lambda r: r["committor_rmse"], (0, 1)),
+    Metric("k_ratio", "k_AB / exact", ".2f", _ratio, (0, None)),
+    Metric("test_p_B", "test p_B", ".3f", lambda r: (r["committor_test"] or {}).get("p_B_mean"), (0, 1)),
+    Metric("bias_stiffness", "bias stiffness", ".2f", lambda r: r["bias_stiffness"], (0, None)),
+    Metric("cv_spearman", "|Spearman(CV, first state coordinate)|", ".3f", lambda r: _first_rank_correlation(r), (0, 1)),
 )
 
 
@@ -200,7 +201,7 @@ def group_table(gs: list[Group], keys: list[str]) -> tuple[list[str], list[list[
     head = ["campaign", *keys, "seeds", "finished", "converged", *(m.header for m in metrics)]
     body = [[g.name, *g.values.values(), str(len(g.rows)), str(len(g.finished)),
              f"{sum(bool(r['converged']) for r in g.finished)} / {len(g.finished)}",
-             *(format_interval([m.get(r) for r in g.finished], m.form) for m in metrics)] for g in gs]
+             *(format_interval([m.get(r) for r in g.finished], m.form, m.support) for m in metrics)] for g in gs]
     return head, body
 
 

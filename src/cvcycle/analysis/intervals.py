@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+Support = tuple[float | None, float | None]  # the values a metric can take: (lowest, highest), None open
+
 
 def t_interval(values: Iterable[float | None]) -> tuple[float, float, int] | None:
     """(mean, half-width of the 95 % t-interval, n) of the finite values; half-width nan for one
@@ -21,10 +23,28 @@ def t_interval(values: Iterable[float | None]) -> tuple[float, float, int] | Non
     return float(v.mean()), float(half), len(v)
 
 
-def format_interval(values: Iterable[float | None], form: str = ".3f") -> str:
-    """'mean ± half' ('-' when no value, the value alone when one)."""
+def clipped(mean: float, half: float, support: Support) -> tuple[float, float]:
+    """(low, high) of mean ± half intersected with the metric's support: the true value lies in the
+    support, so the intersection covers it as often as the t-interval does (a width or an RMSE
+    cannot be negative, a p_B not above 1)."""
+    low, high = mean - half, mean + half
+    if support[0] is not None:
+        low = max(low, support[0])
+    if support[1] is not None:
+        high = min(high, support[1])
+    return low, high
+
+
+def format_interval(values: Iterable[float | None], form: str = ".3f", support: Support = (None, None)) -> str:
+    """'mean ± half' ('-' when no value, the value alone when one); 'mean (low to high)' where the
+    interval reaches beyond the support and is cut there."""
     r = t_interval(values)
     if r is None:
         return "-"
     mean, half, n = r
-    return format(mean, form) if n == 1 else f"{format(mean, form)} ± {format(half, form)}"
+    if n == 1:
+        return format(mean, form)
+    low, high = clipped(mean, half, support)
+    if (low, high) != (mean - half, mean + half):
+        return f"{format(mean, form)} ({format(low, form)} to {format(high, form)})"
+    return f"{format(mean, form)} ± {format(half, form)}"

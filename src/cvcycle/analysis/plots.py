@@ -266,7 +266,7 @@ def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[
     """Each metric against the swept value of `key`: one line per setting of the other swept keys,
     mean and 95 % t-interval over seeds, each seed a small dot (groups: compare.Group, metrics:
     compare.Metric)."""
-    from .intervals import t_interval
+    from .intervals import clipped, t_interval
 
     plt = _pyplot()
     series: dict[str, list[Any]] = {}
@@ -292,10 +292,11 @@ def plot_metric_vs_value(stem: Path, key: str, groups: list[Any], metrics: list[
                 ys = [y for y in (m.get(r) for r in g.finished) if y is not None]
                 ax.plot([x] * len(ys), ys, ".", color=color, alpha=0.35, ms=4)
                 if (r := t_interval(ys)) is not None:
-                    pts.append((x, r[0], 0.0 if r[2] == 1 else r[1]))
+                    low, high = (r[0], r[0]) if r[2] == 1 else clipped(r[0], r[1], m.support)
+                    pts.append((x, r[0], r[0] - low, high - r[0]))
             if pts:
-                x, y, e = zip(*pts)
-                ax.errorbar(x, y, yerr=e, color=color, marker="o", capsize=3, label=label or None)
+                x, y, below, above = zip(*pts)
+                ax.errorbar(x, y, yerr=[below, above], color=color, marker="o", capsize=3, label=label or None)
         ax.set_title(m.header, fontsize=10)
         ax.set_xlabel(key)
         if not numeric:
