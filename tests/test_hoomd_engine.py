@@ -15,6 +15,7 @@ hoomd = pytest.importorskip("hoomd", reason="HOOMD-blue is not installed (conda 
 
 from cvcycle.engines import make_engine  # noqa: E402
 from cvcycle.engines.hoomd_engine import HOOMDEngine  # noqa: E402
+from cvcycle.errors import SimulationError  # noqa: E402
 from cvcycle.features import make_featurizer  # noqa: E402
 from cvcycle.spec import load_spec  # noqa: E402
 from cvcycle.systems import make_system  # noqa: E402
@@ -99,6 +100,24 @@ def test_a_run_continued_from_saved_state_repeats_the_uninterrupted_one_to_round
     np.testing.assert_allclose(second.positions, b.positions, rtol=0, atol=1e-12)
     np.testing.assert_allclose(second.bias, b.bias, rtol=1e-9, atol=1e-12)
     assert np.abs(b.positions[-1] - a.positions[0]).max() > 0.01  # it moved
+
+
+class _Shove(_OrderBias):
+    """V = 1e7 x_0 of walker 1's first particle: one kick throws it ~250 sigma, far beyond the box."""
+
+    def energy(self, features: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        v, cv = super().energy(features)
+        return v + 1e7 * positions[:, 0, 0] * torch.tensor([0.0, 1.0], dtype=torch.float64), cv
+
+
+def test_a_particle_thrown_out_of_the_box_is_a_simulation_error_naming_the_walker(spec, system):
+    """HOOMD-blue refuses a particle that moved more than a box in one step with a RuntimeError; the
+    engine names the walker and the steps, as for non-finite positions."""
+    engine = _engine(spec, system)
+    engine.set_positions(system.start(["liquid"], 2, 0.0, np.random.default_rng(4)))
+    with pytest.raises(SimulationError, match=r"by step 1, walker 1 \(after step 0\): HOOMD-blue stopped: "
+                                              r"Particle with unique tag 0 is no longer in the simulation box"):
+        engine.run(10, 10, _Shove())
 
 
 @pytest.mark.long

@@ -206,15 +206,20 @@ class HOOMDEngine(ExternalEngine):
 
     def _advance(self, n: int) -> None:
         self._apply_kick()
+        hint = (f"(engine.dt = {self.dt}, or the bias's forces with engine.bias_stride = k acting as k-fold impulses, "
+                "may be too large)")
         for walker, sim in enumerate(self.walkers):
-            sim.run(n)
+            try:
+                sim.run(n)
+            except RuntimeError as error:  # e.g. a particle that moved beyond the periodic box in one step
+                what = str(error).strip().splitlines()[0]
+                raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
+                                      f"{self.step}): HOOMD-blue stopped: {what} {hint}") from error
             with sim.state.cpu_local_snapshot as snap:
                 finite = bool(np.isfinite(snap.particles.position).all() and np.isfinite(snap.particles.velocity).all())
             if not finite:
                 raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
-                                      f"{self.step}): positions or velocities are not finite (engine.dt = {self.dt}, "
-                                      "or the bias's forces with engine.bias_stride = k acting as k-fold impulses, "
-                                      "may be too large)")
+                                      f"{self.step}): positions or velocities are not finite {hint}")
         self.step += n
 
     def keep_walkers(self, walkers: np.ndarray) -> None:
