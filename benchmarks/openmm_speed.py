@@ -38,21 +38,27 @@ def stand_in_cv(n_features: int, hidden: int) -> torch.nn.Sequential:
     return mlp([n_features, hidden, hidden, 1], "tanh")
 
 
-def cvcycle_rate(spec: dict, walkers: int, steps: int, bias_stride: int | None) -> float:
+def prepared_engine(spec: dict, walkers: int, biased: bool, start: str = "C7eq") -> tuple[object, object]:
+    """The spec's engine with `walkers` walkers in state `start` (thermal velocities), and the bias
+    hook, OPES on `stand_in_cv` (primed, depositing as in a campaign), or None when not `biased`."""
     from cvcycle.bias import CVBias, make_bias
     from cvcycle.engines import make_engine
     from cvcycle.systems import make_system, thermal_energy
 
     system = make_system(spec)
     engine = make_engine({**spec, "engine": {**spec["engine"], "walkers": walkers}}, system)
-    engine.set_positions(system.start(["C7eq"], walkers, 0.0, np.random.default_rng(0)))
+    engine.set_positions(system.start([start], walkers, 0.0, np.random.default_rng(0)))
     engine.draw_velocities(1)
-    hook = None
-    if bias_stride is not None:
-        net = stand_in_cv(len(engine.feature_names), 32)
-        bias = make_bias(spec, 1)
-        bias.prime(torch.linspace(-0.5, 0.5, 200, dtype=torch.float64)[:, None], torch.full((200,), 1.0 / 200, dtype=torch.float64), 50)
-        hook = CVBias(net, bias, kT=thermal_energy(spec))
+    if not biased:
+        return engine, None
+    net = stand_in_cv(len(engine.feature_names), 32)
+    bias = make_bias(spec, 1)
+    bias.prime(torch.linspace(-0.5, 0.5, 200, dtype=torch.float64)[:, None], torch.full((200,), 1.0 / 200, dtype=torch.float64), 50)
+    return engine, CVBias(net, bias, kT=thermal_energy(spec))
+
+
+def cvcycle_rate(spec: dict, walkers: int, steps: int, bias_stride: int | None) -> float:
+    engine, hook = prepared_engine(spec, walkers, bias_stride is not None)
     engine.run(100, 50, hook, bias_stride=bias_stride or 1)  # warm-up
     t0 = time.perf_counter()
     engine.run(steps, 50, hook, bias_stride=bias_stride or 1)
