@@ -105,3 +105,24 @@ def test_opes_weight_sum_is_the_sum_of_the_deposited_kernel_weights():
     b.observe(1, s)
     assert b.weight_sum == pytest.approx(expected, rel=1e-12)
     assert float(b.state_dict()["weight_sum"]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_opes_weight_sum2_is_the_sum_of_the_squared_kernel_weights_and_survives_a_checkpoint():
+    """PLUMED's STATE carries sum_weights2, from which it takes the effective number of kernels
+    (1 + sum w)^2 / (1 + sum w^2); older checkpoints without it load as equal-weight kernels."""
+    kT, barrier = 1.0, 6.0
+    b = Opes(Grid([-2.0], [2.0], 201), kT, 1, 0.1, barrier)
+    b.observe(0, torch.tensor([[0.3], [-0.6]], dtype=f64))
+    s = torch.tensor([[0.28], [1.5]], dtype=f64)
+    w = torch.exp(b(s) / kT)
+    assert w.max() / w.min() > 10  # unequal weights: sum w^2 is not (sum w)^2 / n
+    b.observe(1, s)
+    expected = 2.0 * math.exp(-2 * barrier / kT) + float((w**2).sum())
+    assert b.weight_sum2 == pytest.approx(expected, rel=1e-12)
+    state = b.state_dict()
+    again = Opes(Grid([-2.0], [2.0], 201), kT, 1, 0.1, barrier)
+    again.load_state_dict(state)
+    assert again.weight_sum2 == pytest.approx(expected, rel=1e-12)
+    old = {k: v for k, v in state.items() if k != "weight_sum2"}
+    again.load_state_dict(old)
+    assert again.weight_sum2 == pytest.approx(b.weight_sum**2 / 4, rel=1e-12)  # four kernels

@@ -59,6 +59,7 @@ def test_plumed_reads_the_campaigns_bias_from_the_state_file(dim, bins, span, si
     assert state["action"] == "OPES_METAD_state" and int(state["counter"]) == 3201
     assert float(state["biasfactor"]) == pytest.approx(11.0) and float(state["epsilon"]) == pytest.approx(bias.epsilon)
     assert float(state["sum_weights"]) == pytest.approx(bias.weight_sum)
+    assert float(state["sum_weights2"]) == pytest.approx(bias.weight_sum2)
     assert len(state["height"]) < bins**dim and (state["height"] >= 0).all()  # negligible kernels left out
     s = (torch.randn(3000, dim, dtype=torch.float64) * span / 6).requires_grad_()
     ours, theirs = bias(s), plumed_bias(state, args, s, kT)

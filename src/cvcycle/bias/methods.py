@@ -98,13 +98,14 @@ class Opes(GridBias):
         self.epsilon = math.exp(-barrier / self.prefactor)
         self.density = torch.zeros_like(self.values)
         self.visits = torch.zeros(self.values.numel(), dtype=torch.float64)
-        self.weight_sum = 0.0
+        self.weight_sum = self.weight_sum2 = 0.0  # sums of the kernels' weights and of their squares
         self.values.fill_(self.prefactor * math.log(self.epsilon))
 
     def deposit(self, s: Tensor) -> None:
         weights = torch.exp(self(s) / self.kT)
         self.density = self.density + self.grid.gaussians(s, self.sigma, weights)
         self.weight_sum += float(weights.sum())
+        self.weight_sum2 += float((weights**2).sum())
         self.visits.index_add_(0, self.grid.nearest(s), torch.ones(len(s), dtype=torch.float64))
         self._update_values()
 
@@ -131,13 +132,18 @@ class Opes(GridBias):
         scale = n_kernels / max(z_biased, 1e-300)
         self.density = self.density * scale
         self.weight_sum = scale
+        self.weight_sum2 = scale**2 / n_kernels  # as n_kernels depositions of equal weight
 
     def state_dict(self) -> dict[str, Tensor]:
         return super().state_dict() | {"density": self.density, "visits": self.visits,
-                                       "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64)}
+                                       "weight_sum": torch.tensor(self.weight_sum, dtype=torch.float64),
+                                       "weight_sum2": torch.tensor(self.weight_sum2, dtype=torch.float64)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         super().load_state_dict(state)
         self.density = torch.as_tensor(state["density"], dtype=torch.float64).clone()
         self.visits = torch.as_tensor(state["visits"], dtype=torch.float64).clone()
         self.weight_sum = float(state["weight_sum"])
+        # checkpoints written before weight_sum2 was kept: as if every kernel weighed the same
+        self.weight_sum2 = float(state["weight_sum2"]) if "weight_sum2" in state \
+            else self.weight_sum**2 / max(float(self.visits.sum()), 1.0)

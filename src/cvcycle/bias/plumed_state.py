@@ -8,7 +8,8 @@ per grid point: sigma = the grid spacing and height = the tabulated sum / sqrt(2
 (Gaussians one spacing wide on a regular lattice sum to one within 1e-8), divided by the factor by
 which smoothing over one spacing multiplies the density (from the discrete derivatives of its
 logarithm: exact on exponential tails, where a Laplacian correction would turn negative). zed and
-sum_weights are ours, so new PLUMED kernels (height exp(V/kT), the SIGMA of plumed.dat) add to the
+sum_weights (and sum_weights2, from which PLUMED takes the effective number of kernels) are ours,
+so new PLUMED kernels (height exp(V/kT), the SIGMA of plumed.dat) add to the
 density in the same units as the campaign's own depositions.
 
 PLUMED recomputes zed as the mean of P over its kernel centres at its first deposition; ours is the
@@ -60,7 +61,7 @@ def opes_state(bias: Opes, args: list[str], kernels: int) -> str:
             "#! SET compression_threshold 1",
             f"#! SET zed {zed!r}",
             f"#! SET sum_weights {bias.weight_sum!r}",
-            f"#! SET sum_weights2 {bias.weight_sum ** 2 / counter!r}",  # unknown here: neff = counter
+            f"#! SET sum_weights2 {bias.weight_sum2!r}",
             f"#! SET counter {counter}"]
     sigmas = " ".join(format(float(h), ".17g") for h in grid.spacing)
     rows = [f"0 {' '.join(format(float(x), '.17g') for x in grid.points[j])} {sigmas} {float(density[j]):.17g}"
