@@ -2,23 +2,25 @@
 learned CV, for comparison with a campaign's reweighted estimate.
 
     python benchmarks/nucleation_umbrella.py [--spec workflows/lj-nucleation-autoencoder.toml]
-        [--set 'engine.name="hoomd"'] [--centers 0 120 6] [--kappa 0.1] [--steps 30000]
-        [--start liquid crystal] [--seeds 0 1] [--campaign JOB] --out DIR
+        [--set 'engine.name="hoomd"'] [--centers 0 72 6] [--kappa 0.1] [--steps 30000]
+        [--start liquid crystal] [--seeds 0 1] [--campaign JOB] [--no-run] --out DIR
 
 One walker per window, restrained by 0.5 kappa kT (n_s - c)^2 on the smooth number of solid-like
-particles n_s (the last `steinhardt` feature, differentiable) and run with the spec's engine,
-time step, friction and `bias_stride`; the centre c moves from the walker's start to its window
-over the first half of the equilibration (`analysis.equilibration` of the steps), whose frames
-are left out. Every run (a start state and a seed) starts all windows
-from that state: from the liquid the restraints grow solid-like regions, from the crystal they melt
-it, so the two directions bracket any hysteresis. MBAR (pymbar) pools the windows' frames into unbiased weights, and F(n_largest) (the largest
-solid-like cluster, freud's clusters as the system's state coordinate) is their histogram. The
-barrier is max F(n_largest) between the two states' discs (and below the last window's centre
-plus a spacing, beyond which only its tail's few frames fall) minus F's minimum in the liquid's; the runs
-(directions x seeds) are independent estimates, so the table gives each and their mean with a
-95 % t-interval. --campaign adds a campaign's own estimate: its reweighted F(n_largest, n_solid)
-(`cvcycle.load(job).fes()`) summed over n_solid. Writes DIR/umbrella-START-SEED.npz (the per-frame
-n_s, n_largest and window), DIR/F_n_largest.png and prints a markdown table.
+particles n_s (the last `steinhardt` feature, differentiable), run with the spec's engine, time
+step, friction and `bias_stride`; the centre c moves from the walker's start to its window over
+the first half of the equilibration (`analysis.equilibration` of the steps), whose frames are
+left out. Every run (a start state and a seed) starts all windows from that state: from the
+liquid the restraints grow a nucleus, from the crystal they melt it, so the two directions
+bracket any hysteresis. MBAR (pymbar) pools the windows' frames into unbiased weights, and
+F(n_largest) (the largest solid-like cluster, the system's state coordinate from freud's clusters)
+is their histogram. The barrier is max F(n_largest) between the two states' discs (and below the
+last window's centre plus a spacing, beyond which only its tail's few frames fall) minus F's
+minimum in the liquid's. Printed per run: the barrier, the smallest overlap of neighbouring
+windows, and per window the mean restraint force kappa (c - <n_s>), dF/dn_s where the window is in
+equilibrium; then the mean and 95 % t-interval over the runs, an estimate only where the runs
+agree. --campaign adds a campaign's own estimate (its reweighted F(n_largest, n_solid),
+`cvcycle.load(job).fes()`, summed over n_solid). Writes DIR/umbrella-START-SEED.npz (per frame
+n_s and n_largest, per window; kept, so --no-run reanalyses them) and DIR/F_n_largest.png.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spec", default=str(ROOT / "workflows" / "lj-nucleation-autoencoder.toml"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--centers", type=float, nargs=3, default=[0.0, 120.0, 6.0], metavar=("FIRST", "LAST", "STEP"))
+    ap.add_argument("--centers", type=float, nargs=3, default=[0.0, 72.0, 6.0], metavar=("FIRST", "LAST", "STEP"))
     ap.add_argument("--kappa", type=float, default=0.1, help="restraint stiffness, kT per (solid-like particle)^2")
     ap.add_argument("--steps", type=int, default=30000, help="steps per window")
     ap.add_argument("--chunk", type=int, default=5000, help="steps between progress lines")
