@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from campaigns import override  # noqa: E402  (benchmarks/campaigns.py)
-from pooling import mbar_weights  # noqa: E402  (benchmarks/pooling.py)
+from pooling import mbar, mbar_weights  # noqa: E402  (benchmarks/pooling.py)
 
 
 class Umbrellas:
@@ -100,19 +100,15 @@ def profile(run: dict[str, np.ndarray], edges: np.ndarray) -> tuple[np.ndarray, 
     """F(n_largest) in kT on the bins `edges` from the windows' frames pooled by MBAR (NaN where
     empty), and the smallest overlap of neighbouring windows (pymbar's overlap matrix; near 0: the
     windows do not connect and the profile's parts are not tied together)."""
-    import pymbar
+    from cvcycle.analysis.fes import histogram_fes
 
     n_s, centers = run["n_s"], run["centers"]
     s = n_s.T.ravel()  # window-major, as MBAR's counts
     u_kn = 0.5 * float(run["kappa_kT"]) * (s[None, :] - centers[:, None]) ** 2
     counts = np.full(len(centers), n_s.shape[0])
-    w = mbar_weights(u_kn, counts)
-    overlap = pymbar.MBAR(u_kn, counts, solver_protocol="robust").compute_overlap()["matrix"]
-    hist = np.histogram(run["n_largest"].T.ravel(), bins=edges, weights=w)[0]
-    with np.errstate(divide="ignore"):
-        F = -np.log(hist)
-    F[~np.isfinite(F)] = np.nan
-    return F, float(np.diagonal(overlap, 1).min())
+    fit = mbar(u_kn, counts)
+    F = histogram_fes(run["n_largest"].T.ravel(), mbar_weights(u_kn, counts, fit), [edges])
+    return F, float(np.diagonal(fit.compute_overlap()["matrix"], 1).min())
 
 
 def barrier(F: np.ndarray, mids: np.ndarray, liquid: float, crystal: float) -> tuple[float, float]:
@@ -129,14 +125,13 @@ def campaign_profile(job: str, edges: np.ndarray) -> np.ndarray:
     """A campaign's reweighted F(n_largest): its FES on (n_largest, n_solid) summed over n_solid
     (on the system's state plane, whose n_largest bins are `edges`)."""
     import cvcycle
+    from cvcycle.analysis.fes import histogram_fes
 
     fes = cvcycle.load(job).fes()
     if not np.array_equal(fes.x_edges, edges):
         raise ValueError(f"{job}: its FES has other n_largest bins than the system's state plane")
-    with np.errstate(divide="ignore"):
-        F = -np.log(np.nansum(np.exp(-fes.F), axis=0))  # F is (y = n_solid, x = n_largest)
-    F[~np.isfinite(F)] = np.nan
-    return F
+    p = np.nansum(np.exp(-fes.F), axis=0)  # F is (y = n_solid, x = n_largest)
+    return histogram_fes(0.5 * (edges[1:] + edges[:-1]), p, [edges])
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -46,12 +47,19 @@ def bias_energies(c, its: list[int], feats: np.ndarray) -> np.ndarray:
     return u
 
 
-def mbar_weights(u_kn: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Weights of the unbiased state for frames pooled from states with reduced bias u_kn (K, N)."""
+def mbar(u_kn: np.ndarray, counts: np.ndarray) -> Any:
+    """pymbar's MBAR solved for frames pooled from states with reduced bias u_kn (K, N)."""
     import pymbar
+
+    return pymbar.MBAR(u_kn, counts, solver_protocol="robust")
+
+
+def mbar_weights(u_kn: np.ndarray, counts: np.ndarray, fit: Any = None) -> np.ndarray:
+    """Weights of the unbiased state for frames pooled from states with reduced bias u_kn (K, N),
+    from `fit` (`mbar(u_kn, counts)`, solved here when not given)."""
     from scipy.special import logsumexp
 
-    f_k = pymbar.MBAR(u_kn, counts, solver_protocol="robust").f_k
+    f_k = (fit if fit is not None else mbar(u_kn, counts)).f_k
     log_w = -logsumexp(f_k[:, None] - u_kn, b=counts[:, None], axis=0)
     w = np.exp(log_w - log_w.max())
     return w / w.sum()

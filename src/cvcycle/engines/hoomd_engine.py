@@ -206,21 +206,22 @@ class HOOMDEngine(ExternalEngine):
 
     def _advance(self, n: int) -> None:
         self._apply_kick()
-        hint = (f"(engine.dt = {self.dt}, or the bias's forces with engine.bias_stride = k acting as k-fold impulses, "
-                "may be too large)")
         for walker, sim in enumerate(self.walkers):
             try:
                 sim.run(n)
             except RuntimeError as error:  # e.g. a particle that moved beyond the periodic box in one step
                 what = str(error).strip().splitlines()[0]
-                raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
-                                      f"{self.step}): HOOMD-blue stopped: {what} {hint}") from error
+                raise self._diverged(n, walker, f"HOOMD-blue stopped: {what}") from error
             with sim.state.cpu_local_snapshot as snap:
                 finite = bool(np.isfinite(snap.particles.position).all() and np.isfinite(snap.particles.velocity).all())
             if not finite:
-                raise SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step "
-                                      f"{self.step}): positions or velocities are not finite {hint}")
+                raise self._diverged(n, walker, "positions or velocities are not finite")
         self.step += n
+
+    def _diverged(self, n: int, walker: int, what: str) -> SimulationError:
+        return SimulationError(f"simulation diverged by step {self.step + n}, walker {walker} (after step {self.step}): "
+                               f"{what} (engine.dt = {self.dt}, or the bias's forces with engine.bias_stride = k "
+                               "acting as k-fold impulses, may be too large)")
 
     def keep_walkers(self, walkers: np.ndarray) -> None:
         keep = [int(i) for i in walkers]
