@@ -70,8 +70,8 @@ def test_the_workflow_validates_with_its_own_system_fields(spec):
     ({"engine.name": "langevin"}, "engine.name: 'lj-nucleation' runs on the 'openmm' or the 'hoomd' engine, got 'langevin'"),
     ({"engine.platform": "Reference", "engine.name": "hoomd"}, "engine.platform: the 'hoomd' engine takes auto or CPU or CUDA, "
                                                               "got 'Reference'"),
-    ({"learner.kind": "committor", "learner.method": "variational", "learner.reweight_power": 1.0},
-     "learner.method: the variational committor needs the Jacobian"),
+    ({"learner.kind": "committor", "learner.method": "shooting", "learner.reweight_power": 1.0},
+     "learner.method: path sampling ('shooting') runs on 2-D model potentials and molecules so far"),
     ({"system.density": 2.0}, "system.density: must be <= 1.5, got 2.0"),
 ])
 def test_spec_rules_name_the_field(changes, needle):

@@ -685,10 +685,6 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if learner["method"] == "shooting" and not (model_potential or molecule):
         raise SpecError(f"learner.method: path sampling ('shooting') runs on 2-D model potentials and molecules so far, "
                         f"not on '{spec['system']['potential']}'")
-    if learner_route(spec) == "variational" and bulk:
-        raise SpecError(f"learner.method: the variational committor needs the Jacobian of the features per frame "
-                        f"(|grad_x q|^2), which for Steinhardt features of {n_particles(spec)} particles is one backward "
-                        "pass per feature per frame; not supported yet on 'lj-nucleation': use learner.kind = \"autoencoder\"")
     if learner_route(spec) == "variational" and spec["engine"]["position_stride"] != 1:
         raise SpecError("engine.position_stride: the variational committor needs every frame's positions for "
                         f"|grad_x q|^2, so it must be 1, got {spec['engine']['position_stride']}")

@@ -30,21 +30,32 @@ def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
     dynamics' diffusion metric: the identity, or `inverse_mass` (N,) per particle; None when the
     features are the coordinates themselves and D is the identity (M = identity). Computed
     `chunk` frames at a time (default: features.base.frames_per_chunk), so that memory does not
-    grow with the number of frames."""
+    grow with the number of frames.
+
+    J comes from one backward pass per feature over a whole chunk (a frame's features depend on
+    its own positions only), which works for featurizers with data-dependent steps such as a
+    neighbour search, where torch.func.vmap does not."""
     x = torch.as_tensor(positions, dtype=torch.float64)
     f = featurizer(x[:1])
     if inverse_mass is None and f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
         return None
     chunk = chunk or frames_per_chunk(x.shape[1])
-    jacobian = torch.func.vmap(torch.func.jacrev(lambda p: featurizer(p[None])[0]))
     scale = None if inverse_mass is None else torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]
     out = np.empty((len(x), f.shape[1], f.shape[1]))
     for start in range(0, len(x), chunk):
-        jac = jacobian(x[start:start + chunk])  # (n, f, *pos)
+        jac = _jacobian(featurizer, x[start:start + chunk])  # (n, f, *pos)
         weighted = jac if scale is None else jac * scale
         flat = jac.reshape(len(jac), jac.shape[1], -1)
         out[start:start + len(jac)] = (weighted.reshape(flat.shape) @ flat.transpose(1, 2)).numpy()
     return out
+
+
+def _jacobian(featurizer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """d features / d positions for frames x (n, *pos): (n, f, *pos)."""
+    p = x.clone().requires_grad_(True)
+    f = featurizer(p)
+    rows = [torch.autograd.grad(f[:, a].sum(), p, retain_graph=a + 1 < f.shape[1])[0] for a in range(f.shape[1])]
+    return torch.stack(rows, 1)
 
 
 def _q_and_grad_sq(model: CommittorNet, x: torch.Tensor, metric: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,7 @@ samples; convergence needs q to stop changing (RMS change over the newest frames
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any, Callable
 
@@ -32,18 +33,23 @@ def train(c: Campaign, k: int, log: Log = print, deadline: float | None = None) 
     log(training_header(c, k, t))
     feats, weights, pool, check = t.feats, t.weights, t.pool, t.check
     labels = np.where(t.labels < 2, t.labels, -1)  # A = 0, B = 1, other states and none -1
-    metric = feature_metric(make_featurizer(spec), t.pos, inverse_mass(spec))  # position_stride is 1 (spec)
-    sub = lambda a, idx: None if a is None else a[idx]  # noqa: E731
+    # the metric of the frames drawn only (its Jacobian costs ~0.1 s per frame of 256 particles);
+    # position_stride is 1 (spec), so positions and samples share their rows
+    started = time.perf_counter()
+    metric = feature_metric(make_featurizer(spec), t.pos[np.concatenate([pool, check])], inverse_mass(spec))
+    if metric is not None and time.perf_counter() - started > 10.0:
+        log(f"[iter {k} train] feature metric J D J^T of {len(metric)} frames: {time.perf_counter() - started:.0f} s")
+    pool_metric, check_metric = (None, None) if metric is None else (metric[:len(pool)], metric[len(pool):])
 
     def member(j: int, init: Any, checkpoints: CheckpointSeries, label: str, log: Log) -> TrainResult:
         return train_committor(feats[pool], weights[pool], labels[pool], cfg, cio.derive_seed(c.seed, k, 3_000_017 + j),
-                               sub(metric, pool), log, label, init, checkpoints, deadline)
+                               pool_metric, log, label, init, checkpoints, deadline)
 
     k_first: float | None = None
 
     def score(model: Any) -> tuple[float]:  # held-out loss, with K in units of the first member's K
         nonlocal k_first
-        kol, boundary = committor_terms(model, feats[check], weights[check], labels[check], sub(metric, check))
+        kol, boundary = committor_terms(model, feats[check], weights[check], labels[check], check_metric)
         k_first = k_first or max(kol, 1e-300)
         return (kol / k_first + cfg["boundary_weight"] * boundary,)
 
