@@ -4,6 +4,8 @@
     python benchmarks/campaigns.py --specs workflows/mueller-brown-autoencoder.toml --seeds 1
     python benchmarks/campaigns.py --specs workflows/mueller-brown-autoencoder.toml --seeds 5 \
         --set system.scale=0.1226 --set bias.barrier=14.0        # a deeper barrier (~13 kT)
+    python benchmarks/campaigns.py --specs workflows/mueller-brown-committor-variational.toml \
+        --seeds 5 --time-steps 2e-3 1e-3 5e-4                   # the time-step study
 
 Each campaign runs in its own process, from scratch, in --out, on its spec's resources.cpus
 (torch threads, and processes that train the ensemble's members at once). Reported:
@@ -17,6 +19,11 @@ reference and the free energy of the other states relative to the first, F(other
 Every campaign also reports its last committor histogram test (the convergence gate,
 convergence.committor_test: mean p_B and the width without binomial noise) and the convergence
 checks its last iteration failed.
+
+--time-steps runs every spec at each time step with the same physical time per iteration and per
+campaign: engine.steps, initial_steps, segment_steps, report_stride (so the same frames),
+bias.pace and budget.max_total_steps scaled by the spec's dt over the new one (an integer), and
+groups the table by dt.
 """
 
 from __future__ import annotations
@@ -36,7 +43,21 @@ def override(spec: dict, settings: list[str]) -> dict:
     return apply(spec, {key: toml_value(key, text) for key, text in map(split_setting, settings)})
 
 
-def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = ()) -> tuple[str, float]:
+SCALED = ("engine.steps", "engine.initial_steps", "engine.segment_steps", "engine.report_stride", "bias.pace",
+          "budget.max_total_steps")
+
+
+def time_step_settings(spec: dict, dt: float) -> list[str]:
+    """--set settings that run `spec` at time step dt for the same physical time per iteration."""
+    factor = spec["engine"]["dt"] / dt
+    if abs(factor - round(factor)) > 1e-9 or round(factor) < 1:
+        raise SystemExit(f"--time-steps: {dt:g} must divide the spec's engine.dt ({spec['engine']['dt']:g}) a whole number of times")
+    value = lambda key: spec[key.split(".")[0]][key.split(".")[1]]  # noqa: E731
+    return [f"engine.dt={dt!r}"] + [f"{key}={value(key) * round(factor)}" for key in SCALED]
+
+
+def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = (), name: str | None = None) -> tuple[str, float]:
+    """Run one campaign from scratch in OUT/<campaign name><name, default: the settings>-seed<seed>."""
     import torch
 
     from cvcycle import io as cio
@@ -46,7 +67,7 @@ def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = ())
     torch.set_num_threads(1)
     spec = override(load_spec(spec_path), list(settings))
     spec = validate({**spec, "campaign": {**spec["campaign"], "seed": seed}})
-    tag = "".join(f"-{s}" for s in settings).replace("/", "_")
+    tag = ("".join(f"-{s}" for s in settings) if name is None else name).replace("/", "_")
     path = Path(out) / f"{spec['campaign']['name']}{tag}-seed{seed}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -66,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the specs (repeatable; VALUE as TOML), e.g. --set system.scale=0.1226")
+    parser.add_argument("--time-steps", nargs="+", type=float, default=[], metavar="DT",
+                        help="run each spec at these time steps, the same physical time per iteration")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)
@@ -75,27 +98,34 @@ def main(argv: list[str] | None = None) -> int:
     from cvcycle.spec import load_spec, validate
     from cvcycle.systems import MODEL_POTENTIALS
 
-    tasks = [(s, seed) for s in args.specs for seed in range(args.seeds)]
+    def variants(path: str) -> list[tuple[str, ...]]:
+        if not args.time_steps:
+            return [tuple(args.set)]
+        spec = validate(override(load_spec(path), args.set))
+        return [tuple(args.set + time_step_settings(spec, dt)) for dt in args.time_steps]
+
+    tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in range(args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, s, seed, args.out, tuple(args.set)) for s, seed in tasks]
+        futures = [pool.submit(run_one, s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1]))
+                   for s, seed, settings in tasks]
         rows = []
-        for (s, seed), fut in zip(tasks, futures):
+        for (s, seed, settings), fut in zip(tasks, futures):
             path, seconds = fut.result()
             rows.append(campaign_summary(path))
-            print(f"done: {Path(s).stem} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
+            dt = f" ({settings[len(args.set)]})" if args.time_steps else ""
+            print(f"done: {Path(s).stem}{dt} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
 
     changed = f", with {' '.join(args.set)}" if args.set else ""
     print(f"\nCampaigns ({args.jobs} at a time on this machine, each on its resources.cpus{changed}); wall time: "
           "the campaign's phases, from its job document\n")
     print(report(comparison(rows), "markdown"))
-    print("\nReference CVs on the same grid and metric (R² / width)\n")
-    print("| spec | x | -x+0.5y | best straight line | exact committor |")
-    print("|---|---|---|---|---|")
-    for s in args.specs:
-        spec = validate(override(load_spec(s), args.set))  # the condition the campaigns ran at
-        if spec["system"]["potential"] not in MODEL_POTENTIALS:  # no exact committor to compare with
-            continue
-        q = straight_line_quality(spec)
+    model_specs = [s for s in args.specs if load_spec(s)["system"]["potential"] in MODEL_POTENTIALS]
+    if model_specs:  # the other systems have no exact committor to compare with
+        print("\nReference CVs on the same grid and metric (R² / width)\n")
+        print("| spec | x | -x+0.5y | best straight line | exact committor |")
+        print("|---|---|---|---|---|")
+    for s in model_specs:
+        q = straight_line_quality(validate(override(load_spec(s), args.set)))  # the condition the campaigns ran at
         cells = " | ".join(f"{q[k]['r2']:.4f} / {q[k]['width']:.3f}" for k in ("x", "-x+0.5y", "best line", "exact q"))
         print(f"| {Path(s).stem} | {cells} |")
     return 0

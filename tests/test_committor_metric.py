@@ -109,3 +109,26 @@ def test_cv_grad_sq_is_the_same_computed_in_chunks():
     for a, b in zip(whole, parts):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-12)
     assert np.all(whole[1] > 0)
+
+
+def test_feature_metric_of_steinhardt_features_with_a_neighbour_search():
+    """The nucleation features find neighbours with a cell list (data-dependent shapes, which
+    torch.func.vmap rejects): the metric of two frames in one chunk is each frame's own J J^T,
+    and g^T M g equals |grad_x q|^2 by autograd through the positions."""
+    from cvcycle.features.steinhardt import SteinhardtFeatures
+    from cvcycle.systems.lj_bulk import fcc_lattice
+
+    lattice, box = fcc_lattice((2, 2, 2), 0.95)  # 32 particles, box edge 3.23 sigma
+    rng = np.random.default_rng(5)
+    pos = np.stack([lattice + s * rng.standard_normal(lattice.shape) for s in (0.05, 0.15)])
+    featurizer = SteinhardtFeatures(box, n_bins=4)
+    metric = feature_metric(featurizer, pos, chunk=2)
+    for i in range(2):
+        jac = torch.autograd.functional.jacobian(lambda p: featurizer(p[None])[0], torch.as_tensor(pos[i]))
+        jac = jac.reshape(jac.shape[0], -1).numpy()
+        np.testing.assert_allclose(metric[i], jac @ jac.T, rtol=1e-10, atol=1e-12 * np.abs(metric[i]).max())
+    with torch.no_grad():
+        feats = featurizer(torch.as_tensor(pos)).numpy()
+    model = _model(feats.shape[1])
+    _, g2 = committor_and_grad_sq(model, feats, metric)
+    np.testing.assert_allclose(g2, _autograd_grad_sq(model, featurizer, pos, None), rtol=2e-4)
