@@ -178,7 +178,7 @@ def run_tiny_campaign(tmp_path: Path, spec: dict) -> Path:
     assert run("init", "nuc.toml").returncode == 0
     r = run("run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "summary: lj-nucleation-autoencoder seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
+    assert f"summary: {spec['campaign']['name']} seed 0: budget at iteration 1, 1,600 walker steps" in r.stdout
     return next((tmp_path / "workspace").iterdir())
 
 
@@ -207,3 +207,23 @@ def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
     assert (walkers / "nucleus.png").stat().st_size > 10_000  # a snapshot of the frame with the nucleus nearest N/5
     samples = np.load(job / "iter-001" / "samples.npz")
     assert samples["features"].shape[-1] == 33
+
+
+def test_the_committor_workflow_learns_q_from_the_liquid_to_the_crystal(tmp_path):
+    """workflows/lj-nucleation-committor.toml through project.py: iteration 0 runs a walker in the
+    liquid and one in the crystal, the variational committor (through the steinhardt features'
+    Jacobian) puts q below 1/2 on every liquid frame and above it on every crystal frame, and
+    iteration 1 biases logit q."""
+    import torch
+
+    spec = load_spec(ROOT / "workflows" / "lj-nucleation-committor.toml")
+    spec["learner"].update(max_samples=100)
+    job = run_tiny_campaign(tmp_path, spec)
+    samples = np.load(job / "iter-000" / "samples.npz")
+    labels = samples["state"].reshape(-1)  # 0 liquid, 1 crystal
+    assert set(labels.tolist()) == {0, 1}
+    committor = torch.jit.load(str(job / "iter-001" / "committor.pt"))
+    with torch.no_grad():
+        q = committor(torch.as_tensor(samples["features"].reshape(len(labels), -1), dtype=torch.float32)).numpy().reshape(-1)
+    assert np.all(q[labels == 0] < 0.5) and np.all(q[labels == 1] > 0.5), (q[labels == 0].max(), q[labels == 1].min())
+    assert np.all(np.load(job / "iter-001" / "samples.npz")["bias"][1:] != 0)  # OPES on logit q acts from the first deposition
