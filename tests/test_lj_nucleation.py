@@ -6,6 +6,7 @@ mdtraj reads with their periodic box."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -226,4 +227,11 @@ def test_the_committor_workflow_learns_q_from_the_liquid_to_the_crystal(tmp_path
     with torch.no_grad():
         q = committor(torch.as_tensor(samples["features"].reshape(len(labels), -1), dtype=torch.float32)).numpy().reshape(-1)
     assert np.all(q[labels == 0] < 0.5) and np.all(q[labels == 1] > 0.5), (q[labels == 0].max(), q[labels == 1].min())
-    assert np.all(np.load(job / "iter-001" / "samples.npz")["bias"][1:] != 0)  # OPES on logit q acts from the first deposition
+    later = np.load(job / "iter-001" / "samples.npz")
+    assert np.all(later["bias"][1:] != 0)  # OPES on logit q acts from the first deposition
+    # the analysis reports the share of the iteration's frames where its new committor is neither 0 nor 1
+    with torch.no_grad():
+        q1 = torch.jit.load(str(job / "iter-001" / "committor.pt"))(
+            torch.as_tensor(later["features"].reshape(-1, later["features"].shape[-1]), dtype=torch.float32)).numpy()
+    metrics = json.loads((job / "iter-001" / "metrics.json").read_text())
+    assert metrics["transition_frames"] == pytest.approx(np.mean((q1 > 0.05) & (q1 < 0.95)), abs=1e-12)

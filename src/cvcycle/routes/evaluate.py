@@ -124,7 +124,11 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     feats_all = np.concatenate([flat(s, "features") for s in data])
     s_new = eval_cv(new_cv, feats_all)
     s_old = eval_cv(cv_of(c, k - 1), feats_all) if k else None
-    agreement.measure(metrics, s_new, s_old, slice(len(feats_all) - len(flat(data[k], "features")), None))
+    latest = slice(len(feats_all) - len(flat(data[k], "features")), None)
+    agreement.measure(metrics, s_new, s_old, latest)
+    if logit_q:  # the share of iteration k's frames where the new committor is neither 0 nor 1
+        q = 1.0 / (1.0 + np.exp(-s_new[latest, 0]))
+        metrics["transition_frames"] = float(np.mean((q > 0.05) & (q < 0.95)))
 
     edges = cv_edges(spec)
     centers = 0.5 * (edges[1:] + edges[:-1])
@@ -222,6 +226,9 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         exact += f", Spearman(CV_{k + 1}, {name}) {fmt(rho)}"
     if metrics["bias_stiffness"] is not None:
         exact += f", bias stiffness {metrics['bias_stiffness']:.2f}"
+    if logit_q and k > 0 and n_transitions == 0 and metrics["transition_frames"] == 0:
+        exact += ("; no frame of this iteration has 0.05 < q < 0.95: q is flat on the data, so the bias on logit q "
+                  "has almost nothing to push on (the variational committor needs frames between the states)")
     if not checks["bias_stiffness"]:
         exact += (f"; the bias is too stiff for the time step (stiffness {max(stiffness):.2f} > "
                   f"convergence.max_bias_stiffness {conv['max_bias_stiffness']:g}): its ensemble is not the biased "
