@@ -54,7 +54,8 @@ def _jacobian(featurizer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """d features / d positions for frames x (n, *pos): (n, f, *pos)."""
     p = x.clone().requires_grad_(True)
     f = featurizer(p)
-    rows = [torch.autograd.grad(f[:, a].sum(), p, retain_graph=a + 1 < f.shape[1])[0] for a in range(f.shape[1])]
+    rows = [torch.autograd.grad(f[:, a].sum(), p, retain_graph=a + 1 < f.shape[1], allow_unused=True, materialize_grads=True)[0]
+            for a in range(f.shape[1])]  # a feature that does not depend on the positions has a zero row
     return torch.stack(rows, 1)
 
 
