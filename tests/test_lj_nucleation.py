@@ -109,9 +109,26 @@ def test_starts_are_a_liquid_and_the_crystal_in_their_states(system):
     delta -= system.box * np.round(delta / system.box)
     d = np.linalg.norm(delta, axis=-1)[0][np.triu_indices(256, 1)]
     assert d.min() >= 0.85  # particles at least 0.85 sigma apart
-    nowhere = make_system(_spec_with_states({"liquid": ([0.0, 0.0], 5.0), "a": ([100.0, 0.0], 10.0)}))
-    with pytest.raises(ValueError, match="state 'a' holds neither"):
+    nowhere = make_system(_spec_with_states({"liquid": ([0.0, 0.0], 5.0), "a": ([300.0, 0.0], 10.0)}))
+    with pytest.raises(ValueError, match="state 'a' is none of them"):
         nowhere.start(["a"], 1, 0.0, rng)
+
+
+def test_a_state_between_starts_from_a_seeded_liquid():
+    """A state centred at n_largest = 40 starts from an FCC seed in a random liquid whose largest
+    solid-like cluster (freud) has at least 40 particles, no two particles closer than 0.85 sigma."""
+    seeded = make_system(_spec_with_states({"liquid": ([0.0, 0.0], 5.0), "crystal": ([256.0, 256.0], 100.0),
+                                            "nucleus": ([40.0, 40.0], 15.0)}))
+    x = seeded.start(["nucleus"], 2, 0.0, np.random.default_rng(1))
+    z = seeded.state_coordinates(x)
+    assert np.all(z[:, 0] >= 40) and np.all(z[:, 0] < 120), z
+    for frame in x:
+        delta = frame[:, None] - frame[None]
+        delta -= seeded.box * np.round(delta / seeded.box)
+        assert np.linalg.norm(delta, axis=-1)[np.triu_indices(256, 1)].min() >= 0.85 - 1e-12
+    sites = {tuple(np.round(p, 9)) for p in seeded.lattice % seeded.box}
+    kept = sum(tuple(np.round(p, 9)) in sites for p in x[0] % seeded.box)
+    assert 40 <= kept < 256  # the seed is made of lattice sites, the rest is liquid
 
 
 def _spec_with_states(states: dict) -> dict:

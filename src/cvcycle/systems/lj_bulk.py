@@ -89,6 +89,18 @@ def _edges(box: np.ndarray | tuple[float, float, float]) -> np.ndarray:
     return box
 
 
+def seeded_liquid(lattice: np.ndarray, box: np.ndarray | tuple[float, float, float], n_seed: int, min_distance: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """A liquid around a crystalline seed, as the seeding method of nucleation studies starts: the
+    n_seed sites of `lattice` (N, 3) nearest the box centre kept as they are, the other N - n_seed
+    particles added at random (random_liquid) at least min_distance from every particle."""
+    box = _edges(box)
+    delta = lattice - box / 2
+    delta -= box * np.round(delta / box)
+    seed = lattice[np.argsort(np.einsum("kd,kd->k", delta, delta), kind="stable")[:n_seed]]
+    return random_liquid(len(lattice), box, min_distance, rng, fixed=seed)
+
+
 def fcc_lattice(n_cells: tuple[int, int, int], density: float) -> tuple[np.ndarray, np.ndarray]:
     """FCC crystal of n_cells[0] x n_cells[1] x n_cells[2] cubic cells at the number density:
     positions (4 prod(n_cells), 3) in [0, box), box (3,); cubic cell a = (4 / density)^(1/3),
@@ -105,15 +117,19 @@ def fcc_lattice(n_cells: tuple[int, int, int], density: float) -> tuple[np.ndarr
 
 
 def random_liquid(n: int, box: np.ndarray | tuple[float, float, float], min_distance: float,
-                  rng: np.random.Generator, max_trials: int | None = None) -> np.ndarray:
+                  rng: np.random.Generator, max_trials: int | None = None, fixed: np.ndarray | None = None) -> np.ndarray:
     """n positions (n, 3) in [0, box), pairwise at least min_distance apart (minimum image), by
     random sequential addition: uniform trial points, each kept when it is far enough from those
-    kept before (drawn in batches, processed in order). ValueError after max_trials trials
-    [1000 n] (random sequential addition of spheres jams at a packing fraction
+    kept before (drawn in batches, processed in order). `fixed` (m, 3) are placed first, as they
+    are (e.g. a crystalline seed), and the other n - m around them. ValueError after max_trials
+    trials [1000 n] (random sequential addition of spheres jams at a packing fraction
     pi/6 min_distance^3 n / volume of ~0.38)."""
     box = _edges(box)
     max_trials = 1000 * n if max_trials is None else max_trials
     positions, k, trials = np.empty((n, 3)), 0, 0
+    if fixed is not None:
+        k = len(fixed)
+        positions[:k] = np.asarray(fixed, dtype=float) % box
     while k < n:
         if trials >= max_trials:
             raise ValueError(f"random_liquid: placed {k} of {n} particles at distance >= {min_distance} in "

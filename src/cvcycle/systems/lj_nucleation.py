@@ -79,8 +79,10 @@ class LJNucleation(System):
     def start(self, where: list[str] | list[float], n_walkers: int, spread: float, rng: np.random.Generator) -> np.ndarray:
         """Walker i starts in state where[i % len(where)]: a random liquid (random sequential
         addition, particles >= 0.85 sigma apart) for a state whose disc holds (0, 0), the FCC
-        crystal for one whose disc holds (N, N); each particle then displaced by Gaussian noise
-        of width `spread` sigma."""
+        crystal for one whose disc holds (N, N), and for a state in between a seeded liquid
+        (lj_bulk.seeded_liquid): the smallest FCC seed (in steps of 4 sites) whose largest
+        solid-like cluster reaches the state centre's n_largest, in a random liquid; each particle
+        then displaced by Gaussian noise of width `spread` sigma."""
         names = [where] if isinstance(where, str) else list(where)
         corners = {"liquid": np.zeros(2), "crystal": np.full(2, float(self.n_particles))}
         kinds = []
@@ -88,13 +90,26 @@ class LJNucleation(System):
             if name not in self.states:
                 raise ValueError(f"lj-nucleation: unknown state {name!r} (states: {', '.join(self.states)})")
             held = [k for k, z in corners.items() if in_states(z[None], {name: self.states[name]})[name][0]]
-            if not held:
+            seed = round(self.states[name]["center"][0])
+            if not held and not 0 < seed < self.n_particles:
                 raise ValueError(f"lj-nucleation: walkers start from a random liquid (a state whose disc holds "
-                                 f"(0, 0)) or the crystal (one holding ({self.n_particles}, {self.n_particles})); "
-                                 f"state {name!r} holds neither")
-            kinds.append(held[0])
-        out = np.stack([self.lattice if kinds[i % len(kinds)] == "crystal"
-                        else lb.random_liquid(self.n_particles, self._box, 0.85, rng) for i in range(n_walkers)])
+                                 f"(0, 0)), the crystal (one holding ({self.n_particles}, {self.n_particles})) or a "
+                                 f"seeded liquid (one centred at 0 < n_largest < {self.n_particles}); state {name!r} "
+                                 "is none of them")
+            kinds.append(held[0] if held else seed)
+
+        def configuration(kind: str | int) -> np.ndarray:
+            if kind == "crystal":
+                return self.lattice
+            if kind == "liquid":
+                return lb.random_liquid(self.n_particles, self._box, 0.85, rng)
+            for n_seed in range(int(kind), self.n_particles, 4):  # a seed's surface is not solid-like: grow it
+                x = lb.seeded_liquid(self.lattice, self._box, n_seed, 0.85, rng)
+                if self.state_coordinates(x)[0, 0] >= int(kind):
+                    return x
+            return self.lattice
+
+        out = np.stack([configuration(kinds[i % len(kinds)]) for i in range(n_walkers)])
         return out + spread * rng.standard_normal(out.shape)
 
     def state_plane(self) -> tuple[np.ndarray, np.ndarray]:
