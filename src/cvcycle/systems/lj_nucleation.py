@@ -81,8 +81,9 @@ class LJNucleation(System):
         addition, particles >= 0.85 sigma apart) for a state whose disc holds (0, 0), the FCC
         crystal for one whose disc holds (N, N), and for a state in between a seeded liquid
         (lj_bulk.seeded_liquid): the smallest FCC seed (in steps of 4 sites) whose largest
-        solid-like cluster reaches the state centre's n_largest, in a random liquid; each particle
-        then displaced by Gaussian noise of width `spread` sigma."""
+        solid-like cluster reaches the state centre's n_largest, in a random liquid relaxed around
+        it (lj_bulk.relax_around); each particle then displaced by Gaussian noise of width
+        `spread` sigma."""
         names = [where] if isinstance(where, str) else list(where)
         corners = {"liquid": np.zeros(2), "crystal": np.full(2, float(self.n_particles))}
         kinds = []
@@ -106,7 +107,7 @@ class LJNucleation(System):
             for n_seed in range(int(kind), self.n_particles, 4):  # a seed's surface is not solid-like: grow it
                 x = lb.seeded_liquid(self.lattice, self._box, n_seed, 0.85, rng)
                 if self.state_coordinates(x)[0, 0] >= int(kind):
-                    return x
+                    return lb.relax_around(x, self._box, n_seed, r_cut=self.r_cut)
             return self.lattice
 
         out = np.stack([configuration(kinds[i % len(kinds)]) for i in range(n_walkers)])
