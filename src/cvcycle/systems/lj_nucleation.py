@@ -81,9 +81,9 @@ class LJNucleation(System):
         addition, particles >= 0.85 sigma apart) for a state whose disc holds (0, 0), the FCC
         crystal for one whose disc holds (N, N), and for a state in between a seeded liquid
         (lj_bulk.seeded_liquid): the smallest FCC seed (in steps of 4 sites) whose largest
-        solid-like cluster reaches the state centre's n_largest, in a random liquid relaxed around
-        it (lj_bulk.relax_around); each particle then displaced by Gaussian noise of width
-        `spread` sigma."""
+        solid-like cluster in a random liquid reaches the state centre's n_largest, the liquid
+        then relaxed around it (lj_bulk.relax_around, which orders some more of it: a centre of 50
+        gave 62-77); each particle then displaced by Gaussian noise of width `spread` sigma."""
         names = [where] if isinstance(where, str) else list(where)
         corners = {"liquid": np.zeros(2), "crystal": np.full(2, float(self.n_particles))}
         kinds = []
