@@ -43,8 +43,8 @@ def override(spec: dict, settings: list[str]) -> dict:
     return apply(spec, {key: toml_value(key, text) for key, text in map(split_setting, settings)})
 
 
-SCALED = ("engine.steps", "engine.initial_steps", "engine.segment_steps", "engine.report_stride", "bias.pace",
-          "budget.max_total_steps")
+SCALED = (("engine", "steps"), ("engine", "initial_steps"), ("engine", "segment_steps"), ("engine", "report_stride"),
+          ("bias", "pace"), ("budget", "max_total_steps"))
 
 
 def time_step_settings(spec: dict, dt: float) -> list[str]:
@@ -52,8 +52,7 @@ def time_step_settings(spec: dict, dt: float) -> list[str]:
     factor = spec["engine"]["dt"] / dt
     if abs(factor - round(factor)) > 1e-9 or round(factor) < 1:
         raise SystemExit(f"--time-steps: {dt:g} must divide the spec's engine.dt ({spec['engine']['dt']:g}) a whole number of times")
-    value = lambda key: spec[key.split(".")[0]][key.split(".")[1]]  # noqa: E731
-    return [f"engine.dt={dt!r}"] + [f"{key}={value(key) * round(factor)}" for key in SCALED]
+    return [f"engine.dt={dt!r}"] + [f"{section}.{key}={spec[section][key] * round(factor)}" for section, key in SCALED]
 
 
 def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = (), name: str | None = None) -> tuple[str, float]:

@@ -127,7 +127,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
     latest = slice(len(feats_all) - len(flat(data[k], "features")), None)
     agreement.measure(metrics, s_new, s_old, latest)
     if logit_q:  # the share of iteration k's frames where the new committor is neither 0 nor 1
-        q = 1.0 / (1.0 + np.exp(-s_new[latest, 0]))
+        q = sigmoid(s_new[latest, 0])
         metrics["transition_frames"] = float(np.mean((q > 0.05) & (q < 0.95)))
 
     edges = cv_edges(spec)
