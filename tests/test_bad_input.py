@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from cvcycle import io as cio
+from cvcycle.spec import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "project.py"
@@ -162,7 +163,7 @@ SPEC_CASES = [
     SpecCase("budget-below-the-first-iteration", "init",
              ("budget.max_total_steps: iteration 0 alone takes engine.walkers x engine.initial_steps = 1,600 walker steps, "
               "got 10",), "max_iterations = 3\n", "max_iterations = 3\nmax_total_steps = 10\n"),
-    SpecCase("other-schema-version", "init", ("spec.toml: campaign.schema: must be 7", "got 1"),
+    SpecCase("other-schema-version", "init", (f"spec.toml: campaign.schema: must be {SCHEMA_VERSION}", "got 1"),
              "seed = 0\n", "seed = 0\nschema = 1\n"),
 ]
 
@@ -337,12 +338,12 @@ WORKSPACE_CASES = [
     WorkspaceCase("run-statepoint-missing", rm(SP), RUN, (SP,)),
     WorkspaceCase("run-statepoint-edited-in-place", edit_spec, RUN, (SP,)),
     WorkspaceCase("show-statepoint-without-schema-version", set_schema(None), SHOW,
-                  (f"{{job}}/{SP}: campaign spec of schema version 1", "this cvcycle reads schema version 7",
+                  (f"{{job}}/{SP}: campaign spec of schema version 1", f"this cvcycle reads schema version {SCHEMA_VERSION}",
                    "python project.py init SPEC.toml")),
     WorkspaceCase("show-statepoint-newer-schema-version", set_schema(99), SHOW_JSON,
                   (f"{{job}}/{SP}: campaign spec of schema version 99 (made by a newer cvcycle)",)),
     WorkspaceCase("run-statepoint-without-schema-version", chain(set_schema(None), rehash), RUN,
-                  (SP, "schema version 1", "reads schema version 7", "python project.py init SPEC.toml")),
+                  (SP, "schema version 1", f"reads schema version {SCHEMA_VERSION}", "python project.py init SPEC.toml")),
     WorkspaceCase("run-statepoint-segment-changed-after-start", chain(resume("train"), set_sp(engine__segment_steps=100)),
                   RUN, (SP, "the campaign spec changed after the campaign started (engine.segment_steps: 200 -> 100)",
                         "python project.py init"), resumed=True),

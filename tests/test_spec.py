@@ -221,8 +221,9 @@ MALFORMED = [
     ("section-not-table", _set("budget", 5), ["budget"]),
     # the schema version is filled in; a spec may repeat it but not ask for another one
     ("schema-other-version", _set("campaign.schema", 1),
-     ["campaign.schema: must be 7, the spec schema this cvcycle reads (leave it out: it is filled in), got 1"]),
-    ("schema-newer-version", _set("campaign.schema", 99), ["campaign.schema: must be 7", "got 99"]),
+     [f"campaign.schema: must be {SCHEMA_VERSION}, the spec schema this cvcycle reads (leave it out: it is filled in), "
+      "got 1"]),
+    ("schema-newer-version", _set("campaign.schema", 99), [f"campaign.schema: must be {SCHEMA_VERSION}", "got 99"]),
     ("schema-as-string", _set("campaign.schema", "2"), ["campaign.schema: expected int, got str '2'"]),
     ("schema-misspelt", _set("campaign.schema_version", 2), ["campaign.schema_version", "did you mean 'schema'"]),
     ("position-stride-zero", _set("engine.position_stride", 0), ["engine.position_stride", ">= 1"]),

@@ -39,6 +39,7 @@ RANGES = {
     "bias.barrier": (None, 0.0, 500.0, 500.0 + 1e-9),
     "bias.bias_factor": (None, 1.0, None, None),
     "bias.grid_bins": (10, 9, 5000, 5001),
+    "bias.explore_sigma": (None, 0.0, None, None),
     "bias.grid_margin": (0.0, -1e-9, 5.0, 5.0 + 1e-9),
     "bias.kolmogorov_lambda": (0.0, -1e-9, None, None),
     "paths.max_frames": (3, 2, None, None),

@@ -36,6 +36,8 @@ PINNED_FINGERPRINTS = {
     # 7: system.potential "lj-nucleation" with its own system.cells, density, r_cut, and features.kind
     # "steinhardt" (r_cut, r_on, q_threshold, solid_threshold, bins); system.state_order (filled in)
     7: "7f8194d6e79306df",
+    # 8: bias.explore, explore_range, explore_sigma (iteration 0 biased along one feature)
+    8: "5cfc9f7062cdc311",
 }
 
 
@@ -92,7 +94,7 @@ def with_version(version: object | None) -> dict:
 
 def test_new_state_points_carry_the_version(tmp_path):
     spec = tiny_spec()
-    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 7
+    assert spec["campaign"]["schema"] == SCHEMA_VERSION == 8
     c = Campaign(make_campaign(tmp_path / "c", spec))
     assert c.spec == spec
 
@@ -142,7 +144,7 @@ def test_cli_shows_one_error_line_for_an_old_campaign(tmp_path):
 def test_a_spec_may_not_set_another_version(tmp_path):
     raw = copy.deepcopy(tiny_spec())
     raw["campaign"]["schema"] = 1
-    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 7, the spec schema this cvcycle reads"):
+    with pytest.raises(SpecError, match=r"^campaign\.schema: must be 8, the spec schema this cvcycle reads"):
         validate(raw)
     raw["campaign"]["schema"] = True
     with pytest.raises(SpecError, match=r"^campaign\.schema: expected int, got boolean True"):
@@ -153,6 +155,6 @@ def test_a_spec_may_not_set_another_version(tmp_path):
     path.write_text(text.replace("[campaign]\n", "[campaign]\nschema = 99\n", 1))
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert str(info.value).startswith(f"{path}: campaign.schema: must be 7") and "got 99" in str(info.value)
+    assert str(info.value).startswith(f"{path}: campaign.schema: must be {SCHEMA_VERSION}") and "got 99" in str(info.value)
     path.write_text(text.replace("[campaign]\n", f"[campaign]\nschema = {SCHEMA_VERSION}\n", 1))
     assert load_spec(path) == tiny_spec()  # repeating the version is fine

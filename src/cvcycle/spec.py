@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import BULK_SYSTEMS, MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, n_particles, thermal_energy
 
-SCHEMA_VERSION = 7  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 8  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -330,6 +330,11 @@ class BiasSpec:
     warm_start_weight: float = spec_field(0.5, check=POSITIVE)
     kolmogorov_lambda: float = spec_field(0.0, check=_range(0.0))  # committor learner: static bias
     kolmogorov_epsilon: float = spec_field(1e-3, check=POSITIVE)   # -lambda kT log(|grad q|^2 + epsilon)
+    # iteration 0 biased along one feature (its name, e.g. "n_solid") by the same kind of bias, so that
+    # its frames reach the transition region before any CV is learnt; "" leaves iteration 0 unbiased
+    explore: str = ""
+    explore_range: tuple[float, float] = (0.0, 1.0)  # the feature's grid range, as cv_range; checked by validate
+    explore_sigma: float = spec_field(1.0, check=POSITIVE)  # kernel width on the feature
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -707,10 +712,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
                             f"(reweight = true, reweight_power = 1.0), got reweight = {str(learner['reweight']).lower()}, "
                             f"reweight_power = {learner['reweight_power']}")
 
-    lo_hi = spec["bias"]["cv_range"]
-    if len(lo_hi) != 2 or not all(_finite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
-        raise SpecError(f"bias.cv_range: must be [low, high] with low < high, got {_shown(list(lo_hi))}")
-    spec["bias"]["cv_range"] = [float(v) for v in lo_hi]
+    for key in ("cv_range", "explore_range"):
+        lo_hi = spec["bias"][key]
+        if len(lo_hi) != 2 or not all(_finite(v) for v in lo_hi) or lo_hi[0] >= lo_hi[1]:
+            raise SpecError(f"bias.{key}: must be [low, high] with low < high, got {_shown(list(lo_hi))}")
+        spec["bias"][key] = [float(v) for v in lo_hi]
+    if spec["bias"]["explore"]:
+        _explore(spec)
 
     bias = spec["bias"]
     kT = thermal_energy(spec)
@@ -736,6 +744,22 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             f"convergence.min_iterations: {conv['min_iterations']} exceeds budget.max_iterations ({budget['max_iterations']})"
         )
     return spec
+
+
+def _explore(spec: dict[str, Any]) -> None:
+    """Check bias.explore: a feature of the spec's featurizer, on a route that simulates iteration 0."""
+    bias = spec["bias"]
+    if learner_route(spec) == "shooting":
+        raise SpecError("bias.explore: biases iteration 0 of a biased-simulation route; the shooting route's "
+                        "iteration 0 is path sampling, with no bias")
+    from .features import make_featurizer  # builds the featurizer for its names (a molecule reads its topology)
+
+    names = make_featurizer(spec).names
+    if bias["explore"] not in names:
+        hint = difflib.get_close_matches(bias["explore"], names, n=1)
+        raise SpecError(f"bias.explore: '{bias['explore']}' is not a feature of features.kind = "
+                        f"\"{spec['features']['kind']}\"" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                        + f"; its features: {', '.join(names)}")
 
 
 def learner_route(spec: dict[str, Any]) -> str:

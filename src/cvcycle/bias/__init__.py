@@ -12,15 +12,28 @@ from .grid import Grid
 from .methods import GridBias, Opes, WellTemperedMetad
 
 
-def make_bias(spec: dict[str, Any], cv_dim: int) -> GridBias:
-    """Build the bias of spec['bias'] on a grid covering cv_range widened by grid_margin."""
+def make_bias(spec: dict[str, Any], cv_dim: int, explore: bool = False) -> GridBias:
+    """Build the bias of spec['bias'] on a grid covering cv_range widened by grid_margin; with
+    `explore`, iteration 0's bias on one feature (explore_range and explore_sigma instead)."""
     b, kT = spec["bias"], thermal_energy(spec)
-    lo, hi = b["cv_range"]
+    lo, hi = b["explore_range" if explore else "cv_range"]
+    sigma = b["explore_sigma" if explore else "sigma"]
     pad = b["grid_margin"] * (hi - lo)
     grid = Grid([lo - pad] * cv_dim, [hi + pad] * cv_dim, b["grid_bins"])
     if b["kind"] == "metad":
-        return WellTemperedMetad(grid, kT, b["pace"], b["sigma"], b["height"], b["bias_factor"], b["barrier"])
-    return Opes(grid, kT, b["pace"], b["sigma"], b["barrier"])
+        return WellTemperedMetad(grid, kT, b["pace"], sigma, b["height"], b["bias_factor"], b["barrier"])
+    return Opes(grid, kT, b["pace"], sigma, b["barrier"])
+
+
+class FeatureCV(torch.nn.Module):
+    """Features (..., F) -> the feature at `index` as a 1-D CV (..., 1): bias.explore's CV."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features[..., self.index:self.index + 1]
 
 
 def kolmogorov_terms(spec: dict[str, Any]) -> tuple[float, float] | None:

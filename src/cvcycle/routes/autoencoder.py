@@ -21,8 +21,8 @@ from ..learn.train import TrainResult, normalize_cv, reconstruction_loss, train_
 from .base import BIASED_FILES, Route
 from .data import TrainingSet, inverse_mass, state_features, training_header, training_set
 from .evaluate import Agreement, analyze_biased, fmt, linear_r2
-from .fit import Choose, cv_of, eval_cv, lowest, save_trained, train_ensemble
-from .simulate import simulate
+from .fit import Choose, eval_cv, lowest, save_trained, train_ensemble
+from .simulate import bias_hook, simulate
 
 Log = Callable[[str], None]
 TRUST_R2 = 0.9  # an autoencoder member's CV must agree this well with CV_k for K_s to rank it
@@ -62,7 +62,7 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
     K_s judges a CV only where the data sample its isolines, so it is inf (and the reconstruction
     loss decides) until the runs used have crossed between the states convergence.min_transitions
     x walkers times (an unbiased first run that crossed once is not enough), and for a member whose CV
-    disagrees with CV_k, the CV whose bias made the data (linear R^2 below TRUST_R2): a very
+    disagrees with CV_k (or bias.explore's feature in iteration 0), the CV whose bias made the data (linear R^2 below TRUST_R2): a very
     different CV has isolines through regions the runs never visited, where the reweighted
     density is too low and K_s looks deceptively small. For the same reason K_s of biased frames
     leans towards CVs that differ from the biasing one, so a fresh member replaces the warm one
@@ -79,7 +79,8 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
     feat = make_featurizer(c.spec)
     ends = torch.as_tensor(np.stack(state_features(c.spec, t.labels, t.feats)), dtype=torch.float32)
     # K_s needs gradients through the positions: the frames whose positions are stored
-    driving = eval_cv(cv_of(c, k - 1), t.feats[t.pos_rows]) if k > 0 else None
+    hook = bias_hook(c, k)  # the CV whose bias made iteration k's data (None: an unbiased iteration 0)
+    driving = None if hook is None else eval_cv(hook.cv_model, t.feats[t.pos_rows])
     boltzmann, weights = t.boltzmann[t.pos_rows], inverse_mass(c.spec)
     if len(t.pos_rows) < len(t.feats):  # a subset: K_s wants Boltzmann weights that sum to 1
         boltzmann = boltzmann / boltzmann.sum()

@@ -26,7 +26,7 @@ from .base import Analysis
 from .data import (cv_edges, equilibrated, fes_iterations, flat, flat_positions, inverse_mass, load_positions,
                    load_samples, mixture_weights, transitions, walker_steps_through)
 from .fit import cv_of, eval_cv
-from .simulate import final_bias_hook
+from .simulate import biased, final_bias_hook
 
 Log = Callable[[str], None]
 
@@ -188,7 +188,7 @@ def analyze_biased(c: Campaign, k: int, log: Log = print, deadline: float | None
         if system.has_exact_reference:
             ref = campaign_reference(c)
             metrics["rate_AB_exact"] = grid_tpt_rate(ref.xs, ref.ys, ref.free_energy, ref.committor, diffusion_coefficient(spec))
-    metrics["bias_stiffness"] = iteration_stiffness(c, k) if k > 0 else None
+    metrics["bias_stiffness"] = iteration_stiffness(c, k) if biased(spec, k) else None
     stiffness = [v for i in fes_its if (v := _stiffness_of(c, i, k, metrics["bias_stiffness"])) is not None]
     checks = {**agreement.check(metrics, conv),
               "bias_stiffness": max(stiffness, default=0.0) <= conv["max_bias_stiffness"],
@@ -255,10 +255,10 @@ def rank_correlations(cv: np.ndarray, z: np.ndarray, names: tuple[str, ...]) -> 
 
 def _stiffness_of(c: Campaign, i: int, k: int, current: float | None) -> float | None:
     """Iteration i's bias stiffness: `current` for i = k, else from its metrics (computed where
-    they predate the check); None for the unbiased iteration 0."""
+    they predate the check); None for an unbiased iteration 0."""
     if i == k:
         return current
-    if i == 0:
+    if not biased(c.spec, i):
         return None
     recorded = cio.read_json(c.iter_dir(i) / "metrics.json").get("bias_stiffness")
     return recorded if recorded is not None else iteration_stiffness(c, i)

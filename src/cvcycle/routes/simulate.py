@@ -1,6 +1,6 @@
 """The simulate phase of the biased-simulation routes: iteration k runs the engine in
-checkpointed segments (unbiased for k = 0, else biased along CV_k, the bias primed from earlier
-data) and resumes from the last complete segment."""
+checkpointed segments (biased along CV_k, the bias primed from earlier data; for k = 0 unbiased,
+or biased along the feature bias.explore names) and resumes from the last complete segment."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 from .. import io as cio
-from ..bias import CVBias, kolmogorov_terms, make_bias
+from ..bias import CVBias, FeatureCV, kolmogorov_terms, make_bias
 from ..campaign import Campaign
 from ..checkpoints import CheckpointSeries
 from ..engines import make_engine
 from ..engines.base import Frames
 from ..errors import SimulationError, WalltimeReached, WorkspaceError
+from ..features import make_featurizer
 from ..systems import System, make_system, thermal_energy
 from ..timing import progress_time
 from .data import (equilibrated, fes_iterations, flat, inverse_mass, iteration_steps, load_samples, mixture_weights,
@@ -50,16 +51,29 @@ def _final_state(c: Campaign, k: int) -> dict[str, np.ndarray]:
     return cio.read_npz(_sim_checkpoints(c, k).path(_segments(c.spec, k)))
 
 
-def bias_hook(c: Campaign, k: int) -> CVBias:
-    """The bias of iteration k >= 1 on CV_k (trained in iteration k - 1), with no deposits yet."""
+def biased(spec: dict[str, Any], k: int) -> bool:
+    """Whether iteration k runs biased: every iteration after the first, and the first with bias.explore."""
+    return k > 0 or bool(spec["bias"]["explore"])
+
+
+def bias_hook(c: Campaign, k: int) -> CVBias | None:
+    """The bias of iteration k, with no deposits yet: for k >= 1 on CV_k (trained in iteration
+    k - 1); for k = 0 on the feature bias.explore names, or None (unbiased)."""
     spec = c.spec
+    if k == 0:
+        if not biased(spec, 0):
+            return None
+        index = make_featurizer(spec).names.index(spec["bias"]["explore"])
+        return CVBias(FeatureCV(index), make_bias(spec, 1, explore=True), None, thermal_energy(spec))
     return CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov_terms(spec),
                   thermal_energy(spec), inverse_mass(spec))
 
 
 def final_bias_hook(c: Campaign, k: int) -> CVBias:
-    """The bias of iteration k >= 1 as it stood at the iteration's end (its bias.npz)."""
+    """The bias of biased iteration k as it stood at the iteration's end (its bias.npz)."""
     hook = bias_hook(c, k)
+    if hook is None:
+        raise ValueError(f"iteration {k} ran unbiased: it has no final bias")
     hook.bias.load_state_dict({key: torch.from_numpy(v) for key, v in cio.read_npz(c.iter_dir(k) / "bias.npz").items()})
     return hook
 
@@ -72,7 +86,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
     steps, seg_len, n_seg = iteration_steps(spec, k), en["segment_steps"], _segments(spec, k)
     system = make_system(spec)
     engine = make_engine(spec, system)
-    hook = bias_hook(c, k) if k > 0 else None
+    hook = bias_hook(c, k)
     checkpoints = _sim_checkpoints(c, k)
     _recompute_damaged_segments(c, k, n_seg, checkpoints, log)
     saved = checkpoints.latest(log)
@@ -84,7 +98,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         except SimulationError as exc:
             origin = _sim_checkpoints(c, k - 1).path(_segments(spec, k - 1)) if k else "engine.start"
             raise SimulationError(f"iteration {k}: start positions from {origin}: {exc}") from None
-        if hook is not None and spec["bias"]["warm_start"]:
+        if k > 0 and spec["bias"]["warm_start"]:
             prime_bias(c, k, hook, log)
     else:
         start, state = saved
@@ -97,7 +111,7 @@ def simulate(c: Campaign, k: int, log: Log = print, deadline: float | None = Non
         if hook is not None:
             hook.bias.load_state_dict({key[5:]: torch.from_numpy(v) for key, v in state.items() if key.startswith("bias_")})
         log(f"[iter {k} simulate] resuming at segment {start}/{n_seg}")
-    kind = "unbiased" if hook is None else f"{spec['bias']['kind']} on CV_{k}"
+    kind = "unbiased" if hook is None else f"{spec['bias']['kind']} on " + (f"CV_{k}" if k else spec["bias"]["explore"])
     t_phase = time.perf_counter()
     for seg in range(start, n_seg):
         t0 = time.perf_counter()
