@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import io as cio
+from .quality import sigmoid
 from .reference import reference_from_spec
 from .shooting import committed_fraction, shoot
 from ..campaign import Campaign
@@ -178,7 +179,7 @@ def committor_histogram(c: Campaign, shots: int = 100, points: int = 50, scan_bi
                 log(f"[committor test] at predicted q = {level:g}: {exc}")
                 continue
             p_level = p_b_from(pos[at], shots, 10 + i)[0]
-            row = {"q": level, "q_pred_mean": float(np.mean(1.0 / (1.0 + np.exp(-s[at])))), "logit_window": window,
+            row = {"q": level, "q_pred_mean": float(np.mean(sigmoid(s[at]))), "logit_window": window,
                    "p_B_mean": float(np.nanmean(p_level)), "p_B_std": float(np.nanstd(p_level))}
             if ref is not None:
                 row["exact_q_mean"] = float(ref.interpolate_committor(plane(pos[at])).mean())
@@ -322,7 +323,7 @@ def _logistic_midpoint(s: np.ndarray, k: np.ndarray, n: np.ndarray) -> float | N
     x = (s - s.mean()) / s.std()
     theta = np.zeros(2)
     for _ in range(100):  # Newton's method on the binomial log-likelihood
-        p = 1.0 / (1.0 + np.exp(-(theta[0] + theta[1] * x)))
+        p = sigmoid(theta[0] + theta[1] * x)
         w = n * p * (1 - p)
         hessian = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
         if not np.linalg.det(hessian) > 1e-12:

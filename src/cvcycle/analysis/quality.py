@@ -9,6 +9,11 @@ F_WINDOW = 12.0  # kT: grid points up to this free energy, or up to 1 kT above t
 TS_MARGIN = 1.0
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The committor q = 1 / (1 + exp(-z)) of a logit z (without overflow)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
 def free_energy_window(q: np.ndarray, free_energy: np.ndarray) -> float:
     """The free-energy cut-off (kT, min 0) of the committor metrics: F_WINDOW, raised to 1 kT
     above the transition state (the lowest F among grid points with 0.45 < q < 0.55) where that

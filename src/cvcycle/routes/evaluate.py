@@ -15,7 +15,7 @@ import torch
 from .. import io as cio
 from ..analysis.bias_stiffness import bias_stiffness
 from ..analysis.fes import aligned_rmse, fes_change, histogram_fes, state_free_energies
-from ..analysis.quality import committor_rmse, cv_committor_quality
+from ..analysis.quality import committor_rmse, cv_committor_quality, sigmoid
 from ..analysis.rates import grid_tpt_rate, tpt_rate
 from ..analysis.reference import GridReference, reference_from_spec
 from ..campaign import Campaign
@@ -45,10 +45,6 @@ class Agreement:
 
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def q_change_rms(z_new: np.ndarray, z_old: np.ndarray) -> float:

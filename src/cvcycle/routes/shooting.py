@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import io as cio
-from ..analysis.quality import committor_rmse, cv_committor_quality
+from ..analysis.quality import committor_rmse, cv_committor_quality, sigmoid
 from ..analysis.rates import grid_tpt_rate
 from ..analysis.reference import GridReference
 from ..analysis.shooting import shoot
@@ -34,7 +34,7 @@ from ..learn.train import TrainResult
 from ..models.export import load_model
 from ..systems import make_system
 from .base import BIASED_FILES, Analysis, Route
-from .evaluate import campaign_reference, diffusion_coefficient, fmt, q_change_rms, sigmoid
+from .evaluate import campaign_reference, diffusion_coefficient, fmt, q_change_rms
 from .fit import save_trained, train_ensemble
 
 Log = Callable[[str], None]
