@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         "workflows/mueller-brown-committor-variational.toml",
                                                         "workflows/mueller-brown-committor-tps.toml"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed ... first-seed + seeds - 1")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change the specs (repeatable; VALUE as TOML), e.g. --set system.scale=0.1226")
     parser.add_argument("--time-steps", nargs="+", type=float, default=[], metavar="DT",
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = validate(override(load_spec(path), args.set))
         return [tuple(args.set + time_step_settings(spec, dt)) for dt in args.time_steps]
 
-    tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in range(args.seeds)]
+    tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in range(args.first_seed, args.first_seed + args.seeds)]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1]))
                    for s, seed, settings in tasks]
