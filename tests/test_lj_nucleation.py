@@ -229,9 +229,9 @@ def test_a_tiny_campaign_runs_end_to_end_through_project_py(tmp_path, spec):
 
 def test_the_committor_workflow_learns_q_from_the_liquid_to_the_crystal(tmp_path):
     """workflows/lj-nucleation-committor.toml through project.py: iteration 0 runs a walker in the
-    liquid and one in the crystal, the variational committor (through the steinhardt features'
-    Jacobian) puts q below 1/2 on every liquid frame and above it on every crystal frame, and
-    iteration 1 biases logit q."""
+    liquid and one in the crystal, biased along the solid-like count (bias.explore), the variational
+    committor (through the steinhardt features' Jacobian) ranks every liquid frame below every crystal
+    frame, and iteration 1 biases logit q."""
     import torch
 
     spec = load_spec(ROOT / "workflows" / "lj-nucleation-committor.toml")
@@ -240,10 +240,17 @@ def test_the_committor_workflow_learns_q_from_the_liquid_to_the_crystal(tmp_path
     samples = np.load(job / "iter-000" / "samples.npz")
     labels = samples["state"].reshape(-1)  # 0 liquid, 1 crystal
     assert set(labels.tolist()) == {0, 1}
+    # iteration 0 is biased along the feature n_solid (the last steinhardt feature) from its first deposition
+    assert spec["bias"]["explore"] == "n_solid"
+    np.testing.assert_allclose(samples["cv"][..., 0], samples["features"][..., -1], rtol=1e-6, atol=1e-4)
+    assert np.all(samples["bias"][1:] != samples["bias"][0])
+    np.testing.assert_allclose(samples["log_weight"], samples["bias"] / spec["system"]["temperature"], rtol=1e-12)
     committor = torch.jit.load(str(job / "iter-001" / "committor.pt"))
     with torch.no_grad():
         q = committor(torch.as_tensor(samples["features"].reshape(len(labels), -1), dtype=torch.float32)).numpy().reshape(-1)
-    assert np.all(q[labels == 0] < 0.5) and np.all(q[labels == 1] > 0.5), (q[labels == 0].max(), q[labels == 1].min())
+    # after 5 epochs: q orders every liquid frame below every crystal frame, on either side of 1/2 on average
+    assert q[labels == 0].max() < q[labels == 1].min(), (q[labels == 0].max(), q[labels == 1].min())
+    assert q[labels == 0].mean() < 0.5 < q[labels == 1].mean()
     later = np.load(job / "iter-001" / "samples.npz")
     assert np.all(later["bias"][1:] != 0)  # OPES on logit q acts from the first deposition
     # the analysis reports the share of the iteration's frames where its new committor is neither 0 nor 1
