@@ -27,7 +27,7 @@ from cvcycle.features import make_featurizer
 from cvcycle.learn.committor import feature_metric, train_committor
 from cvcycle.models.export import load_model
 from cvcycle.routes.data import flat, inverse_mass, load_samples, training_set
-from cvcycle.routes.evaluate import q_change_rms
+from cvcycle.routes.evaluate import fmt, q_change_rms
 from cvcycle.show import find_campaign
 
 
@@ -59,14 +59,15 @@ def main() -> None:
                                 cio.derive_seed(c.seed, k, 9_000_001 + j), sub(t.pool), lambda _: None, f"seed {j}",
                                 t.previous, CheckpointSeries(Path(tmp) / f"seed-{j}", "checkpoint"))
             z.append(logit(r.model, latest))
-            print(f"retraining {j}: RMS q change from CV_{k} {q_change_rms(z[-1], old):.4f}, "
-                  f"from the campaign's CV_{k + 1} {q_change_rms(z[-1], own):.4f}", flush=True)
-    pairs = [q_change_rms(a, b) for a, b in itertools.combinations(z, 2)]
+            print(f"retraining {j}: RMS q change from CV_{k} {fmt(q_change_rms(z[-1], old))}, "
+                  f"from the campaign's CV_{k + 1} {fmt(q_change_rms(z[-1], own))}", flush=True)
+    pairs = [p for a, b in itertools.combinations(z, 2) if (p := q_change_rms(a, b)) is not None]
+    if not pairs:
+        raise SystemExit(f"no frame of iteration {k} has 0.05 < q < 0.95 under any retraining: no change to measure")
     print(f"\ncampaign {c.id}, iteration {k}: {len(t.pool)} training frames, {len(latest)} frames of iteration {k}")
     print("| quantity | RMS q change |\n|---|---|")
-    shown = "-" if recorded is None else f"{recorded:.4f}"
-    print(f"| the campaign's q_change (CV_{k + 1} vs CV_{k}), as recorded | {shown} |")
-    print(f"| the same, recomputed here | {q_change_rms(own, old):.4f} |")
+    print(f"| the campaign's q_change (CV_{k + 1} vs CV_{k}), as recorded | {fmt(recorded)} |")
+    print(f"| the same, recomputed here | {fmt(q_change_rms(own, old))} |")
     print(f"| between retrainings on the same data (floor), mean over {len(pairs)} pairs | {np.mean(pairs):.4f} "
           f"(min {min(pairs):.4f}, max {max(pairs):.4f}) |")
     print(f"| limit (convergence.q_change) | {c.spec['convergence']['q_change']} |")

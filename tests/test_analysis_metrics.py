@@ -152,3 +152,16 @@ def test_rank_correlation_of_the_cv_with_state_coordinates():
     assert out == {"n": pytest.approx(1.0), "down": pytest.approx(-1.0), "flat": None}
     noisy = rank_correlations(np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([[1.0], [3.0], [2.0], [4.0]]), ("x",))
     assert noisy["x"] == pytest.approx(1 - 6 * 2 / (4 * 15))  # 1 - 6 sum d^2 / (n (n^2 - 1)), sum d^2 = 2
+
+
+def test_q_change_is_unmeasured_where_no_frame_is_between_the_states():
+    """The RMS change of q counts the frames where either committor is between 0.05 and 0.95; where
+    both are saturated on every frame (a walker deep in a state) the change is None, not 0, so the
+    q_change check cannot pass on frames that cannot see the transition region."""
+    from cvcycle.routes.evaluate import q_change_rms
+
+    z_old, z_new = np.array([-9.0, 9.0, 0.0, 8.0]), np.array([-8.0, 10.0, 1.0, -8.0])
+    q = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    # frame 2 counts (q 0.5 -> 0.73); frames 0, 1 and 3 are saturated under both models and left out
+    assert q_change_rms(z_new, z_old) == pytest.approx(abs(q(1.0) - q(0.0)))
+    assert q_change_rms(z_new[:2], z_old[:2]) is None

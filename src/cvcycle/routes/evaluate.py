@@ -47,12 +47,13 @@ def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def q_change_rms(z_new: np.ndarray, z_old: np.ndarray) -> float:
+def q_change_rms(z_new: np.ndarray, z_old: np.ndarray) -> float | None:
     """RMS change of the committor q = sigmoid(logit) between two models, over the frames where
-    either has 0.05 < q < 0.95."""
+    either has 0.05 < q < 0.95; None where there is no such frame (the frames cannot tell whether
+    q changed where it matters, so the change is unmeasured, not zero)."""
     q_new, q_old = sigmoid(z_new), sigmoid(z_old)
     between = ((q_new > 0.05) & (q_new < 0.95)) | ((q_old > 0.05) & (q_old < 0.95))
-    return float(np.sqrt(np.mean((q_new[between] - q_old[between]) ** 2))) if between.any() else 0.0
+    return float(np.sqrt(np.mean((q_new[between] - q_old[between]) ** 2))) if between.any() else None
 
 
 def linear_r2(target: np.ndarray, source: np.ndarray) -> float:
