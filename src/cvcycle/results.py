@@ -76,9 +76,9 @@ class Results:
 
     def samples(self, k: int | None = None) -> dict[str, np.ndarray]:
         """Iteration k's per-frame arrays (frames, walkers, ...): step, features, potential, cv (the
-        CV that biased this iteration, trained in the one before), bias, log_weight, state (index of
-        the state a frame is in, -1 outside), state_coordinates. Default: the last iteration;
-        negative k counts from the end."""
+        CV that biased this iteration, trained in the one before; in iteration 0 the bias.explore
+        feature), bias, log_weight, state (index of the state a frame is in, -1 outside),
+        state_coordinates. Default: the last iteration; negative k counts from the end."""
         from .routes.data import load_samples
 
         return load_samples(self.campaign, self.iteration_with(k, "samples.npz"))
