@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = validate(override(load_spec(path), args.set))
         return [tuple(args.set + time_step_settings(spec, dt)) for dt in args.time_steps]
 
-    tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in range(args.first_seed, args.first_seed + args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in seeds]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run_one, s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1]))
                    for s, seed, settings in tasks]

@@ -62,9 +62,9 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
     K_s judges a CV only where the data sample its isolines, so it is inf (and the reconstruction
     loss decides) until the runs used have crossed between the states convergence.min_transitions
     x walkers times (an unbiased first run that crossed once is not enough), and for a member whose CV
-    disagrees with CV_k (or bias.explore's feature in iteration 0), the CV whose bias made the data (linear R^2 below TRUST_R2): a very
-    different CV has isolines through regions the runs never visited, where the reweighted
-    density is too low and K_s looks deceptively small. For the same reason K_s of biased frames
+    disagrees with CV_k (in iteration 0 bias.explore's feature), the CV whose bias made the data
+    (linear R^2 below TRUST_R2): a very different CV has isolines through regions the runs never
+    visited, where the reweighted density is too low and K_s looks deceptively small. For the same reason K_s of biased frames
     leans towards CVs that differ from the biasing one, so a fresh member replaces the warm one
     (the continuation of CV_k) only when its K_s is lower in at least PREFER_LEVEL of paired
     bootstrap resamples of the walkers (`bootstrap_kolmogorov`)."""
