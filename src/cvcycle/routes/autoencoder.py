@@ -22,7 +22,7 @@ from .base import BIASED_FILES, Route
 from .data import TrainingSet, inverse_mass, state_features, training_header, training_set
 from .evaluate import Agreement, analyze_biased, fmt, linear_r2
 from .fit import Choose, eval_cv, lowest, save_trained, train_ensemble
-from .simulate import bias_hook, simulate
+from .simulate import driving_cv, simulate
 
 Log = Callable[[str], None]
 TRUST_R2 = 0.9  # an autoencoder member's CV must agree this well with CV_k for K_s to rank it
@@ -79,8 +79,8 @@ def autoencoder_score(c: Campaign, k: int, t: TrainingSet) -> tuple[str, Callabl
     feat = make_featurizer(c.spec)
     ends = torch.as_tensor(np.stack(state_features(c.spec, t.labels, t.feats)), dtype=torch.float32)
     # K_s needs gradients through the positions: the frames whose positions are stored
-    hook = bias_hook(c, k)  # the CV whose bias made iteration k's data (None: an unbiased iteration 0)
-    driving = None if hook is None else eval_cv(hook.cv_model, t.feats[t.pos_rows])
+    cv = driving_cv(c, k)  # the CV whose bias made iteration k's data (None: an unbiased iteration 0)
+    driving = None if cv is None else eval_cv(cv, t.feats[t.pos_rows])
     boltzmann, weights = t.boltzmann[t.pos_rows], inverse_mass(c.spec)
     if len(t.pos_rows) < len(t.feats):  # a subset: K_s wants Boltzmann weights that sum to 1
         boltzmann = boltzmann / boltzmann.sum()

@@ -56,17 +56,26 @@ def biased(spec: dict[str, Any], k: int) -> bool:
     return k > 0 or bool(spec["bias"]["explore"])
 
 
+def driving_cv(c: Campaign, k: int) -> torch.nn.Module | None:
+    """The CV iteration k is biased along: CV_k (trained in iteration k - 1) for k >= 1, the
+    feature bias.explore names for k = 0, or None (an unbiased iteration 0)."""
+    if k > 0:
+        return cv_of(c, k - 1)
+    if not biased(c.spec, 0):
+        return None
+    return FeatureCV(make_featurizer(c.spec).names.index(c.spec["bias"]["explore"]))
+
+
 def bias_hook(c: Campaign, k: int) -> CVBias | None:
-    """The bias of iteration k, with no deposits yet: for k >= 1 on CV_k (trained in iteration
-    k - 1); for k = 0 on the feature bias.explore names, or None (unbiased)."""
-    spec = c.spec
+    """The bias of iteration k along its driving CV, with no deposits yet (None: unbiased); in
+    iteration 0 on bias.explore's range and kernel width, without the Kolmogorov term (no q yet)."""
+    spec, cv = c.spec, driving_cv(c, k)
+    if cv is None:
+        return None
     if k == 0:
-        if not biased(spec, 0):
-            return None
-        index = make_featurizer(spec).names.index(spec["bias"]["explore"])
-        return CVBias(FeatureCV(index), make_bias(spec, 1, explore=True), None, thermal_energy(spec))
-    return CVBias(cv_of(c, k - 1), make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov_terms(spec),
-                  thermal_energy(spec), inverse_mass(spec))
+        return CVBias(cv, make_bias(spec, 1, explore=True), None, thermal_energy(spec))
+    return CVBias(cv, make_bias(spec, spec["learner"]["cv_dim"]), kolmogorov_terms(spec), thermal_energy(spec),
+                  inverse_mass(spec))
 
 
 def final_bias_hook(c: Campaign, k: int) -> CVBias:
