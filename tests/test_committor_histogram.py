@@ -503,6 +503,31 @@ def test_convergence_gate_needs_every_level_of_a_committor_within_test_mean(tmp_
     assert metrics["committor_test"].get("levels", []) == levels
 
 
+@pytest.mark.parametrize("p_half,low,high,passes", [
+    # start in B, seed 0 (q RMSE 0.0546 against the exact committor): every level within test_mean,
+    # all three low by 0.03-0.05: calibration RMS 0.039
+    (0.471, 0.16, 0.76, False),
+    # the default workflow's seed 1 (q RMSE 0.0094): 0.038 off at 1/2 alone, RMS 0.026
+    (0.538, 0.208, 0.824, True),
+    (0.5, 0.2, 0.8, True)])
+def test_convergence_gate_needs_a_committor_calibrated_over_its_levels_as_a_whole(tmp_path, monkeypatch, p_half, low,
+                                                                                  high, passes):
+    """The RMS over 1/2 and the other levels of (mean p_B - mean predicted q) must be within
+    test_calibration: a q biased the same way at every level fails even where each level alone
+    passes; the RMS is recorded and named in the log line's levels text."""
+    levels = [{"q": 0.2, "q_pred_mean": 0.2, "p_B_mean": low}, {"q": 0.8, "q_pred_mean": 0.8, "p_B_mean": high}]
+    monkeypatch.setattr(ct, "committor_histogram", lambda c, **kwargs: {
+        "p_B_mean": p_half, "p_B_std": 0.05, "p_B_std_intrinsic": 0.03, "p_B_std_intrinsic_interval": [0, 0.05],
+        "points": 50, "shots": 100, "levels": levels})
+    c = _gate_campaign(tmp_path, test_mean=0.05, test_width=0.08, test_calibration=0.035)
+    metrics = {"converged": True, "checks": {"q_change": True}}
+    ct.convergence_gate(c, 3, metrics, **QUIET)
+    rms = np.sqrt(np.mean(np.square([p_half - 0.5, low - 0.2, high - 0.8])))
+    assert metrics["committor_test"]["calibration_rms"] == pytest.approx(rms, abs=1e-12)
+    assert metrics["checks"]["committor_test"] is passes and metrics["converged"] is passes
+    assert ct.levels_text(metrics["committor_test"]).endswith(f"; calibration RMS {rms:.3f})")
+
+
 def test_convergence_gate_runs_only_where_it_applies(tmp_path, monkeypatch):
     """No test while another check fails, for a 2-D CV, or with the gate off; a test that cannot run
     (no isosurface, too few frames) fails the gate with its message."""

@@ -52,6 +52,7 @@ RANGES = {
     "convergence.max_bias_stiffness": (None, 0.0, None, None),
     "convergence.test_mean": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
     "convergence.test_width": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
+    "convergence.test_calibration": (0.0, -1e-9, 1.0, 1.0 + 1e-9),
     "resources.cpus": (1, 0, 1024, 1025),
     "resources.gpus": (0, -1, 64, 65),
     "resources.memory_gb": (None, 0.0, 100_000.0, 100_000.0 + 1e-6),

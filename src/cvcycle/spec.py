@@ -59,7 +59,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from .errors import SpecError
 from .systems import BULK_SYSTEMS, MODEL_BOXES, MODEL_POTENTIALS, MOLECULES, PARTICLE_SYSTEMS, n_particles, thermal_energy
 
-SCHEMA_VERSION = 8  # of the spec schema; bump on any change to its fields or defaults (see above)
+SCHEMA_VERSION = 9  # of the spec schema; bump on any change to its fields or defaults (see above)
 
 
 @dataclass(frozen=True)
@@ -376,6 +376,9 @@ class ConvergenceSpec:
     # committor routes: predicted-q levels besides 1/2 where the mean p_B of shots must also be
     # within test_mean of the level (a committor can be right at 1/2 and wrong elsewhere)
     test_levels: tuple[float, ...] = spec_field((0.2, 0.8), check=_levels)
+    # committor routes: the RMS over 1/2 and test_levels of (mean p_B - mean predicted q), at most; each
+    # level within test_mean still lets a q biased by ~0.04 at every level through (q RMSE 0.055)
+    test_calibration: float = spec_field(0.035, check=FRACTION)
 
 
 @dataclass(frozen=True, kw_only=True)

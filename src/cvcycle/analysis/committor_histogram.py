@@ -213,8 +213,9 @@ def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable
     other check of iteration k passes, test its 1-D CV (files in iter-k/, seed 1 + k) and require
     |mean p_B - 1/2| <= convergence.test_mean and the intrinsic width <= convergence.test_width,
     and for a committor route |mean p_B - level| <= test_mean at every convergence.test_levels
-    level. A CV that stopped changing is not thereby a good one. Updates `metrics` (checks,
-    converged, the test's summary under "committor_test") and rewrites the iteration's metrics.json."""
+    level and a calibration RMS (`calibration_rms`) <= test_calibration. A CV that stopped changing
+    is not thereby a good one. Updates `metrics` (checks, converged, the test's summary under
+    "committor_test") and rewrites the iteration's metrics.json."""
     conv = c.spec["convergence"]
     metrics["committor_test"] = None
     if not (conv["committor_test"] and metrics["converged"] and c.spec["learner"]["cv_dim"] == 1):
@@ -230,22 +231,29 @@ def convergence_gate(c: Campaign, k: int, metrics: dict[str, Any], log: Callable
         levels = r.get("levels", [])
         if levels:
             metrics["committor_test"]["levels"] = levels
+        offsets = [r["p_B_mean"] - 0.5] + [row["p_B_mean"] - row.get("q_pred_mean", row["q"])
+                                            for row in levels if "error" not in row]
         passed = abs(r["p_B_mean"] - 0.5) <= conv["test_mean"] and r["p_B_std_intrinsic"] <= conv["test_width"] and all(
             "error" not in row and abs(row["p_B_mean"] - row.get("q_pred_mean", row["q"])) <= conv["test_mean"]
             for row in levels)
+        if "levels" in r:  # a committor route: is q biased at its levels as a whole?
+            rms = metrics["committor_test"]["calibration_rms"] = float(np.sqrt(np.mean(np.square(offsets))))
+            passed = passed and rms <= conv["test_calibration"]
     metrics["checks"]["committor_test"] = passed
     metrics["converged"] = all(metrics["checks"].values())
     cio.write_json(c.iter_dir(k) / "metrics.json", metrics)
 
 
 def levels_text(test: dict[str, Any]) -> str:
-    """The mean p_B of a committor test at its other levels, e.g. ' (q 0.2: 0.18, q 0.8: 0.79)'; ''
-    when it has none."""
+    """The mean p_B of a committor test at its other levels and its calibration RMS, e.g.
+    ' (q 0.2: 0.18, q 0.8: 0.79; calibration RMS 0.012)'; '' when it has neither."""
     rows = test.get("levels") or []
     shown = [f"q {row['q']:g}: " + ("too few frames" if "error" in row else f"{row['p_B_mean']:.2f}"
                                      + (f" (predicted {row['q_pred_mean']:.2f})" if "q_pred_mean" in row else ""))
              for row in rows]
-    return f" ({', '.join(shown)})" if shown else ""
+    rms = test.get("calibration_rms")
+    text = ", ".join(shown) + ("" if rms is None else f"{'; ' if shown else ''}calibration RMS {rms:.3f}")
+    return f" ({text})" if text else ""
 
 
 def _candidate_frames(c: Campaign, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
