@@ -29,10 +29,11 @@ groups the table by dt.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -106,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in seeds]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1]))
+    # leaving the pool's block terminates its workers: on SIGTERM too, which would otherwise leave
+    # them running their campaigns after this process is gone
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with multiprocessing.Pool(args.jobs) as pool:
+        futures = [pool.apply_async(run_one, (s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1])))
                    for s, seed, settings in tasks]
         rows = []
         for (s, seed, settings), fut in zip(tasks, futures):
-            path, seconds = fut.result()
+            path, seconds = fut.get()
             rows.append(campaign_summary(path))
             dt = f" ({settings[len(args.set)]})" if args.time_steps else ""
             print(f"done: {Path(s).stem}{dt} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
