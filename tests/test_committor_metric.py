@@ -99,7 +99,9 @@ def test_cv_grad_sq_is_the_same_computed_in_chunks():
     chunk of 7 particles, 2^16 / 49 = 1337 frames, holds all 10)."""
     from cvcycle.features.base import frames_per_chunk
 
-    assert frames_per_chunk(1) == 20000 and frames_per_chunk(7) == 1337 and frames_per_chunk(4000) == 1
+    features = CoordinationMoments(7)
+    assert frames_per_chunk(features, 1) == 20000 and frames_per_chunk(features, 7) == 1337
+    assert frames_per_chunk(features, 4000) == 1
     rng = np.random.default_rng(5)
     pos = MINIMA["C2"][None] + 0.1 * rng.standard_normal((10, 7, 2))
     torch.manual_seed(0)

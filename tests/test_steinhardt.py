@@ -333,3 +333,23 @@ def test_feature_module_shapes_names_and_frames() -> None:
     torch.testing.assert_close(both[:, :8].sum(-1), torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
     qbar = st.steinhardt(torch.stack([crystal, fluid]), box, 6, R_CUT, r_on=1.3, average=True)
     torch.testing.assert_close(both[:, module.names.index("mean_qbar6")], qbar.mean(-1), rtol=0, atol=1e-12)
+
+
+def test_feature_metric_through_the_blocks_is_the_full_jacobian(small) -> None:
+    """The six blocks concatenate to forward, and the metric J J^T that feature_metric builds one
+    block at a time (each column back-propagated through its own branch) equals the Jacobian of the
+    whole module; frames_per_chunk counts the neighbour list's pairs, not all N^2."""
+    from cvcycle.features.base import frames_per_chunk
+    from cvcycle.learn.committor import feature_metric
+
+    x, box = small
+    module = st.SteinhardtFeatures(box, r_cut=R_CUT, r_on=1.2, n_bins=4)
+    frames = torch.stack([x, x + 0.03 * torch.sin(3.0 * x)])
+    blocks = module.blocks(frames)
+    assert [b.shape[-1] for b in blocks] == [4, 4, 4, 1, 1, 1]
+    torch.testing.assert_close(torch.cat(blocks, -1), module(frames), rtol=0, atol=0)
+    metric = feature_metric(module, frames.numpy())
+    for f, frame in enumerate(frames):
+        jac = torch.autograd.functional.jacobian(lambda p: module(p[None])[0], frame).reshape(len(module.names), -1)
+        np.testing.assert_allclose(metric[f], (jac @ jac.T).numpy(), rtol=1e-10, atol=1e-12 * float(jac.abs().max()) ** 2)
+    assert frames_per_chunk(module, 256) == 8 and frames_per_chunk(module, 8) == 1024

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def frames_per_chunk(n_particles: int, cap: int = 20000) -> int:
+def frames_per_chunk(featurizer: torch.nn.Module, n_particles: int, cap: int = 20000) -> int:
     """How many frames to differentiate a featurizer on at once: particle features hold pair
-    intermediates (N^2 per frame) in their autograd graph, so chunks of about 2^16 / N^2 frames
-    keep that memory bounded whatever the number of frames (a single particle: `cap`)."""
-    return max(1, min(cap, 2**16 // (n_particles * n_particles)))
+    intermediates in their autograd graph, N^2 per frame or, with a neighbour list, N times the
+    featurizer's `pairs_per_particle`, so chunks of about 2^16 pairs keep that memory bounded
+    whatever the number of frames (a single particle: `cap`)."""
+    pairs = getattr(featurizer, "pairs_per_particle", None) or n_particles
+    return max(1, min(cap, 2**16 // (n_particles * min(pairs, n_particles))))
 
 
 class Featurizer(torch.nn.Module):
@@ -29,6 +31,15 @@ class Featurizer(torch.nn.Module):
     """
 
     names: list[str]
+    pairs_per_particle: int | None = None  # of a neighbour list (None: all pairs): frames_per_chunk
 
     def forward(self, positions: torch.Tensor, box: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(positions, box)")
+
+    def blocks(self, positions: torch.Tensor, box: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The features as blocks of columns, (..., k_b) each, whose concatenation along the last
+        axis is ``forward(positions, box)``. A Jacobian taken one column at a time
+        (learn.committor.feature_metric) back-propagates each column through its own block's
+        graph only, so a featurizer whose blocks are separate branches of its graph overrides
+        this; the default is one block."""
+        return [self(positions, box)]

@@ -296,6 +296,9 @@ class SteinhardtFeatures(Featurizer):
     `forward` (three edge lengths) replaces the constructor's.
     """
 
+    # neighbour pairs per centre, with room: ~13 within r_cut = 1.5 in the liquid at density 0.95, 12 in its FCC
+    pairs_per_particle = 32
+
     def __init__(self, box: BoxLike, r_cut: float = 1.5, r_on: float = 1.3, q_threshold: float = 0.7,
                  solid_threshold: int = 7, n_bins: int = 10, ranges: dict[str, tuple[float, float]] | None = None,
                  bond_width: float = 0.05, count_width: float = 0.5) -> None:
@@ -313,6 +316,11 @@ class SteinhardtFeatures(Featurizer):
             + ["mean_q6", "mean_qbar6", "n_solid"]
 
     def forward(self, positions: torch.Tensor, box: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat(self.blocks(positions, box), dim=-1)
+
+    def blocks(self, positions: torch.Tensor, box: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The three histograms, the two means and n_solid as six blocks: a column's gradient then
+        flows back through its own order parameter only (a Jacobian ~3x faster than through all)."""
         b = bonds(positions, self.box if box is None else box, self.r_cut, self.r_on)
         q6lm = local_qlm(b, 6)
         order = {"q4": ql_from_qlm(local_qlm(b, 4)), "q6": ql_from_qlm(q6lm), "qbar6": ql_from_qlm(average_qlm(b, q6lm))}
@@ -320,5 +328,4 @@ class SteinhardtFeatures(Featurizer):
         counts = solid_bond_counts(b, q6lm, self.q_threshold, self.bond_width)
         solid = _per_frame(solidity(counts, self.solid_threshold, self.count_width), positions).sum(-1)
         histograms = [soft_histogram(order[k], self.centers[k], self.widths[k]) for k in DEFAULT_RANGES]
-        means = [order["q6"].mean(-1, keepdim=True), order["qbar6"].mean(-1, keepdim=True), solid[..., None]]
-        return torch.cat(histograms + means, dim=-1)
+        return histograms + [order["q6"].mean(-1, keepdim=True), order["qbar6"].mean(-1, keepdim=True), solid[..., None]]

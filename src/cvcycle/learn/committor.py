@@ -39,7 +39,7 @@ def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
     f = featurizer(x[:1])
     if inverse_mass is None and f.shape[1] == x[0].numel() and torch.equal(f.reshape(-1), x[:1].reshape(-1)):
         return None
-    chunk = chunk or frames_per_chunk(x.shape[1])
+    chunk = chunk or frames_per_chunk(featurizer, x.shape[1])
     scale = None if inverse_mass is None else torch.as_tensor(inverse_mass, dtype=torch.float64)[:, None]
     out = np.empty((len(x), f.shape[1], f.shape[1]))
     for start in range(0, len(x), chunk):
@@ -51,11 +51,12 @@ def feature_metric(featurizer: torch.nn.Module, positions: np.ndarray,
 
 
 def _jacobian(featurizer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """d features / d positions for frames x (n, *pos): (n, f, *pos)."""
+    """d features / d positions for frames x (n, *pos): (n, f, *pos), one backward pass per
+    feature through its block of the featurizer's graph (features.base.Featurizer.blocks)."""
     p = x.clone().requires_grad_(True)
-    f = featurizer(p)
-    rows = [torch.autograd.grad(f[:, a].sum(), p, retain_graph=a + 1 < f.shape[1], allow_unused=True, materialize_grads=True)[0]
-            for a in range(f.shape[1])]  # a feature that does not depend on the positions has a zero row
+    blocks = featurizer.blocks(p) if hasattr(featurizer, "blocks") else [featurizer(p)]
+    rows = [torch.autograd.grad(block[:, a].sum(), p, retain_graph=True, allow_unused=True, materialize_grads=True)[0]
+            for block in blocks for a in range(block.shape[1])]  # a feature that does not depend on the positions: zero
     return torch.stack(rows, 1)
 
 

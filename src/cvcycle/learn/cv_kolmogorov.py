@@ -33,7 +33,7 @@ def cv_and_grad_sq(cv: Callable[[torch.Tensor], torch.Tensor], featurizer: torch
     """A scalar CV of features and |grad_x s|^2 with respect to the positions (n, N, d), at
     frames (n, ...); with `inverse_mass` (N,), sum_i |grad_i s|^2 / m_i. `chunk` frames at a
     time (default: features.base.frames_per_chunk)."""
-    chunk = chunk or frames_per_chunk(positions.shape[1])
+    chunk = chunk or frames_per_chunk(featurizer, positions.shape[1])
     s_out, g_out = [], []
     for start in range(0, len(positions), chunk):
         x = torch.as_tensor(positions[start:start + chunk], dtype=torch.float64).requires_grad_(True)
