@@ -216,6 +216,22 @@ def test_engine_hands_the_bias_the_positions_its_features_came_from(name, integr
     assert_bias_forces(engine_for(name, integrator, 8, featurizer=PairDistances()), start(8, seed=5), GradientBias(), 1e-8)
 
 
+@pytest.mark.parametrize("name,integrator", CASES)
+def test_a_bias_of_the_positions_is_reported_between_its_evaluation_steps(name, integrator):
+    """Frames reported at steps where the bias exerts no force (report_stride not a multiple of
+    bias_stride) still record the bias of a hook that differentiates through the positions (the
+    Kolmogorov bias), at the positions of the frame."""
+    eng = engine_for(name, integrator, 4, featurizer=PairDistances())
+    eng.set_positions(start(4, seed=6))
+    frames = eng.run(6, 3, GradientBias(), bias_stride=2)
+    assert frames.step.tolist() == [0, 3]  # step 3: reported, no bias force
+    for pos, bias in zip(frames.positions, frames.bias):
+        x = torch.as_tensor(pos).requires_grad_(True)
+        expected = GradientBias().energy(PairDistances()(x), x)[0].detach().numpy()
+        np.testing.assert_allclose(bias, expected, rtol=1e-10)
+        assert np.abs(expected).max() > 1e-3
+
+
 class LinearBias:
     """V = c x_0 on the first feature (x of particle 0), recording the steps it is observed at."""
 

@@ -85,8 +85,10 @@ class ExternalEngine(Engine):
         return pos, np.zeros_like(pos) if velocities is None else fit(velocities, "velocities")
 
     def _evaluate(self, hook: BiasHook | None, x: np.ndarray, forces: bool) -> tuple[np.ndarray, ...]:
-        """Features, CV, bias energy and (if `forces`) bias forces (walkers, N, d) at positions x."""
-        xt = torch.as_tensor(x).requires_grad_(forces and hook is not None)
+        """Features, CV, bias energy and (if `forces`) bias forces (walkers, N, d) at positions x;
+        positions in the autograd graph whenever there is a bias, which may differentiate through
+        them for its energy alone (the Kolmogorov bias)."""
+        xt = torch.as_tensor(x).requires_grad_(hook is not None)
         feats = self.featurizer(xt)
         if hook is None:
             zeros = np.zeros(len(x))
