@@ -34,6 +34,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -78,6 +79,13 @@ def run_one(spec_path: str, seed: int, out: str, settings: tuple[str, ...] = (),
         return str(path), time.perf_counter() - t0
 
 
+def _end_workers(signum: int, frame: object) -> None:
+    """On SIGTERM, end the worker processes (and with them their campaigns) before this one."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--specs", nargs="+", default=["workflows/mueller-brown-autoencoder.toml",
@@ -107,15 +115,14 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tasks = [(s, seed, settings) for s in args.specs for settings in variants(s) for seed in seeds]
-    # leaving the pool's block terminates its workers: on SIGTERM too, which would otherwise leave
-    # them running their campaigns after this process is gone
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    with multiprocessing.Pool(args.jobs) as pool:
-        futures = [pool.apply_async(run_one, (s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1])))
+    signal.signal(signal.SIGTERM, _end_workers)
+    # not a multiprocessing.Pool: its workers are daemonic and may not fork an ensemble's members
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, s, seed, args.out, settings, "".join(f"-{x}" for x in settings[:len(args.set) + 1]))
                    for s, seed, settings in tasks]
         rows = []
         for (s, seed, settings), fut in zip(tasks, futures):
-            path, seconds = fut.get()
+            path, seconds = fut.result()
             rows.append(campaign_summary(path))
             dt = f" ({settings[len(args.set)]})" if args.time_steps else ""
             print(f"done: {Path(s).stem}{dt} seed {seed} in {seconds:.0f} s", file=sys.stderr, flush=True)
